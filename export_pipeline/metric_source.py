@@ -1,0 +1,77 @@
+"""The metric store interface: what an export asks of any source of metric data.
+
+A source answers one query at a time with a polars DataFrame of sums per time bucket, entity
+and the requested dimensions. The Parquet folder is the first implementation; an HTTP metric
+API or a SQL warehouse would be others, behind the same two methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import polars as pl
+
+from export_pipeline.periods import AggregationPeriod
+from export_pipeline.windows import Window
+
+TIMESTAMP = "timestamp"
+ENTITY_ID = "entity_id"
+ENTITY_TYPE = "entity_type"
+BUCKET = "bucket"
+
+# The request-facing name of the entity dimension, and the store column behind it.
+ENTITY_DIMENSION = "entity"
+
+
+class MetricSourceError(RuntimeError):
+    """The store cannot be read, or does not follow the documented layout."""
+
+
+@dataclass(frozen=True)
+class StoreSchema:
+    """The names a request may use: string dimensions and numeric measures."""
+
+    dimensions: tuple[str, ...]
+    measures: tuple[str, ...]
+
+    @property
+    def request_dimensions(self) -> tuple[str, ...]:
+        """Dimension names as a request spells them (``entity`` for ``entity_id``)."""
+        return (ENTITY_DIMENSION, *self.dimensions)
+
+
+def store_column(dimension: str) -> str:
+    """The store column behind a request's dimension name."""
+    return ENTITY_ID if dimension == ENTITY_DIMENSION else dimension
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """Sum ``measures`` per bucket, entity and ``dimensions``, for rows inside ``window``."""
+
+    window: Window
+    period: AggregationPeriod
+    entities: tuple[str, ...] | None
+    entity_type: str | None
+    dimensions: tuple[str, ...]
+    measures: tuple[str, ...]
+
+    @property
+    def key_columns(self) -> list[str]:
+        return [BUCKET, ENTITY_ID, *self.dimensions]
+
+
+class MetricSource(Protocol):
+    def schema(self) -> StoreSchema:
+        """The store's dimensions and measures, read without scanning its data."""
+        ...
+
+    def fetch(self, query: MetricQuery) -> pl.DataFrame:
+        """Columns ``bucket`` (UTC), ``entity_id``, the query's dimensions and measures."""
+        ...
+
+
+def sum_or_null(expr: pl.Expr) -> pl.Expr:
+    """Sum that stays empty when there is nothing to add: no value is not a zero."""
+    return pl.when(expr.count() > 0).then(expr.sum())

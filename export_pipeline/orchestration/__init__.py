@@ -1,0 +1,1 @@
+"""Dagster wiring: resources, ops, the export job and its definitions. No export logic here."""

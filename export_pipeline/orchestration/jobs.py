@@ -1,0 +1,35 @@
+"""The export job. Its run config is the request itself: paste a seed-000 body (or its
+envelope) into the Launchpad as YAML or JSON, with nothing around it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import dagster as dg
+
+from export_pipeline.orchestration.ops import (
+    combine_metrics,
+    fetch_metrics,
+    materialize_export,
+    plan_export,
+)
+
+
+def request_run_config(document: dict[str, Any]) -> dict[str, Any]:
+    """The op config carrying a request document; the plan op validates it."""
+    return {"ops": {"plan_export": {"config": {"request_json": json.dumps(document)}}}}
+
+
+@dg.job(
+    config=dg.ConfigMapping(config_fn=request_run_config, config_schema=dg.Permissive()),
+    # In-process: fetched frames stay in memory between ops instead of being pickled to disk
+    # and re-read by a new process per step (16x faster on a small fan-out).
+    executor_def=dg.in_process_executor,
+    description="Export metric requests to a CSV in the export bucket, with a signed URL.",
+    tags={"export_pipeline/kind": "export"},
+)
+def export_job():
+    plan, fetches = plan_export()
+    fetched = fetches.map(fetch_metrics).collect()
+    materialize_export(plan, combine_metrics(plan, fetched))

@@ -1,0 +1,132 @@
+"""The export job's ops: plan, fetch (fanned out), combine, materialize.
+
+Each op hands its work to the plain modules and only adds what Dagster needs: config,
+resources, dynamic outputs and metadata.
+"""
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import dagster as dg
+import polars as pl
+
+from export_pipeline import combine, planning
+from export_pipeline.delivery import ExportResult, deliver_csv
+from export_pipeline.file_naming import export_key
+from export_pipeline.metric_source import MetricSourceError
+from export_pipeline.orchestration.resources import ExportStorage, MetricSourceResource
+from export_pipeline.request import InvalidRequest
+from export_pipeline.validation import validate_document
+
+EXPORT_ASSET_KEY = dg.AssetKey(["export_file"])
+
+
+class ExportRequestConfig(dg.Config):
+    """The submitted request document (a seed-000 body or its envelope) as JSON text."""
+
+    request_json: str
+
+
+@dataclass(frozen=True)
+class FetchedFrame:
+    task: planning.FetchTask
+    frame: pl.DataFrame
+
+
+@dg.op(
+    out={"plan": dg.Out(dg.Any), "fetches": dg.DynamicOut(dg.Any)},
+    description="Validate the request against the store's schema and cut its 90-day windows.",
+)
+def plan_export(
+    context: dg.OpExecutionContext,
+    config: ExportRequestConfig,
+    metric_source: MetricSourceResource,
+):
+    source = metric_source.get_source()
+    try:
+        validated = validate_document(json.loads(config.request_json), source.schema())
+    except InvalidRequest as error:
+        raise dg.Failure(
+            description=f"invalid export request:\n{error}",
+            metadata={"problems": [str(p) for p in error.problems]},
+            allow_retries=False,
+        ) from None
+    except MetricSourceError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    plan = planning.plan_export(validated.request, validated.request_id or context.run_id)
+    description = plan.describe()
+    yield dg.Output(
+        plan,
+        "plan",
+        metadata={
+            "request_id": plan.request_id,
+            "fetches": len(plan.tasks),
+            "windows": dg.MetadataValue.json(description["fetches"]),
+        },
+    )
+    for task in plan.tasks:
+        yield dg.DynamicOutput(task, mapping_key=task.key, output_name="fetches")
+
+
+@dg.op(description="Run one metric request over one window against the metric store.")
+def fetch_metrics(
+    context: dg.OpExecutionContext, task: planning.FetchTask, metric_source: MetricSourceResource
+) -> FetchedFrame:
+    try:
+        frame = metric_source.get_source().fetch(task.query)
+    except MetricSourceError as error:
+        raise dg.Failure(description=str(error)) from None
+    context.add_output_metadata({"rows": frame.height, **task.query.window.to_dict()})
+    return FetchedFrame(task=task, frame=frame)
+
+
+@dg.op(description="Join the metric requests on the row keys and map the column descriptors.")
+def combine_metrics(
+    context: dg.OpExecutionContext, plan: planning.ExportPlan, fetched: list[FetchedFrame]
+) -> combine.ExportTable:
+    by_request: dict[int, list[pl.DataFrame]] = defaultdict(list)
+    for item in sorted(fetched, key=lambda f: (f.task.request_index, f.task.window_index)):
+        by_request[item.task.request_index].append(item.frame)
+    table = combine.combine(plan.request, by_request)
+    context.add_output_metadata({"rows": table.rows, "columns": len(table.headings)})
+    return table
+
+
+@dg.op(description="Stream the CSV to the export bucket and sign a download URL.")
+def materialize_export(
+    context: dg.OpExecutionContext,
+    plan: planning.ExportPlan,
+    table: combine.ExportTable,
+    export_storage: ExportStorage,
+):
+    key = export_key(
+        plan.request_id, datetime.now(timezone.utc), context.run_id, export_storage.prefix
+    )
+    result = deliver_csv(
+        table,
+        request_id=plan.request_id,
+        client=export_storage.get_client(),
+        presign_client=export_storage.get_presign_client(),
+        bucket=export_storage.bucket,
+        key=key,
+        url_ttl_seconds=export_storage.url_ttl_seconds,
+    )
+    yield dg.AssetMaterialization(
+        asset_key=EXPORT_ASSET_KEY,
+        description=f"export {plan.request_id}",
+        metadata={
+            "rows": result.rows,
+            "bytes": result.bytes,
+            "bucket": result.bucket,
+            "key": result.key,
+            "signed_url": dg.MetadataValue.url(result.signed_url),
+            "url_expires_in_seconds": export_storage.url_ttl_seconds,
+            "request_id": result.request_id,
+            "windows": dg.MetadataValue.json(plan.describe()["fetches"]),
+        },
+    )
+    yield dg.Output(result)
+
+

@@ -1,0 +1,65 @@
+"""Dagster resources: where metric data comes from and where export files go.
+
+Settings come from the environment through ``EnvVar`` (see ``definitions``). S3 endpoint and
+credentials are not settings of ours: boto3 reads them as it always does
+(``AWS_ENDPOINT_URL_S3``, ``AWS_PROFILE``, the credentials chain), so AWS, MinIO, R2 and a
+local server work alike.
+"""
+
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import boto3
+import dagster as dg
+from botocore.config import Config
+from dagster_aws.s3 import S3Resource
+
+from export_pipeline.file_naming import DEFAULT_PREFIX
+from export_pipeline.metric_source import MetricSource
+from export_pipeline.parquet_source import ParquetMetricSource
+
+
+class MetricSourceResource(dg.ConfigurableResource, ABC):
+    """Any metric store; ops depend on this, so other sources plug in under the same key."""
+
+    @abstractmethod
+    def get_source(self) -> MetricSource: ...
+
+
+class ParquetMetricStore(MetricSourceResource):
+    """A folder of Parquet files in the documented layout."""
+
+    path: str
+
+    def get_source(self) -> MetricSource:
+        return ParquetMetricSource(self.path)
+
+
+class ExportStorage(dg.ConfigurableResource):
+    """The export bucket: uploads go through dagster-aws's S3Resource, links are SigV4."""
+
+    s3: dg.ResourceDependency[S3Resource]
+    bucket: str
+    prefix: str = DEFAULT_PREFIX
+    url_ttl_seconds: int = 3600
+
+    def get_client(self) -> Any:
+        return self.s3.get_client()
+
+    def get_presign_client(self) -> Any:
+        """``S3Resource.get_client()`` takes no signature setting, and botocore would presign
+        with SigV2 by default; this client mirrors its settings and signs with SigV4."""
+        s3 = self.s3
+        session = boto3.session.Session(profile_name=s3.profile_name)
+        return session.client(
+            "s3",
+            region_name=s3.region_name,
+            endpoint_url=s3.endpoint_url,
+            use_ssl=s3.use_ssl,
+            verify=s3.verify,
+            aws_access_key_id=s3.aws_access_key_id,
+            aws_secret_access_key=s3.aws_secret_access_key,
+            aws_session_token=s3.aws_session_token,
+            config=Config(signature_version="s3v4"),
+        )

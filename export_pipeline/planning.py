@@ -1,0 +1,92 @@
+"""Turn a validated request into the list of store queries an export runs.
+
+One fetch per metric request and range-guard window. Each query asks only for what the
+export uses: the measures of the columns bound to it and the dimensions that rows, facets and
+column filters need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from export_pipeline.metric_source import ENTITY_DIMENSION, MetricQuery, store_column
+from export_pipeline.request import ExportRequest, MetricRequest
+from export_pipeline.windows import MAX_WINDOW, split_range
+
+
+@dataclass(frozen=True)
+class FetchTask:
+    request_index: int
+    window_index: int
+    query: MetricQuery
+
+    @property
+    def key(self) -> str:
+        """A Dagster mapping key (``[A-Za-z0-9_]+``) naming the request and its window."""
+        return f"request{self.request_index}_window{self.window_index}"
+
+    def describe(self, request: MetricRequest) -> dict:
+        return {
+            "key": self.key,
+            "metricId": request.metric_id,
+            **self.query.window.to_dict(),
+            "aggregationPeriod": self.query.period.value,
+            "measures": list(self.query.measures),
+            "dimensions": list(self.query.dimensions),
+        }
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    request_id: str
+    request: ExportRequest
+    tasks: list[FetchTask] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        """What ``validate`` prints and a run records: the fetches and their windows."""
+        return {
+            "requestId": self.request_id,
+            "fetches": [
+                t.describe(self.request.metric_requests[t.request_index]) for t in self.tasks
+            ],
+        }
+
+
+def _row_dimensions(request: ExportRequest) -> list[str]:
+    return [d for d in request.csv_format.row_filters if d != ENTITY_DIMENSION]
+
+
+def query_dimensions(request: ExportRequest, index: int) -> tuple[str, ...]:
+    """Store dimensions (besides the entity) a metric request must be grouped by."""
+    metric_request = request.metric_requests[index]
+    wanted = [*_row_dimensions(request), *metric_request.facets]
+    for _, column in request.columns_of(metric_request.metric_id):
+        wanted += list(column.filter_values())
+    columns = (store_column(d) for d in wanted)
+    return tuple(dict.fromkeys(c for c in columns if c != store_column(ENTITY_DIMENSION)))
+
+
+def plan_export(
+    request: ExportRequest, request_id: str, max_span: timedelta = MAX_WINDOW
+) -> ExportPlan:
+    tasks = []
+    for index, metric_request in enumerate(request.metric_requests):
+        measures = tuple(dict.fromkeys(
+            c.fetch_value for _, c in request.columns_of(metric_request.metric_id)
+            if c.fetch_value is not None
+        ))
+        windows = split_range(
+            metric_request.start, metric_request.end, metric_request.aggregation_period, max_span
+        )
+        for window_index, window in enumerate(windows):
+            query = MetricQuery(
+                window=window,
+                period=metric_request.aggregation_period,
+                entities=tuple(metric_request.entities) if metric_request.entities else None,
+                entity_type=metric_request.entity_type,
+                dimensions=query_dimensions(request, index),
+                measures=measures,
+            )
+            tasks.append(FetchTask(index, window_index, query))
+    return ExportPlan(request_id=request_id, request=request, tasks=tasks)

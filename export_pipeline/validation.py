@@ -1,0 +1,286 @@
+"""Validate a submitted request document: every problem at once, each with its JSON path.
+
+Three passes run over the document, and all of them always run, so a user fixes a request in
+one round trip: the shape (pydantic), the rules across fields (column bindings, sort indices,
+unique ids) and the names checked against the metric store's schema. The rules read the raw
+document defensively, so a type error in one place does not hide a wrong name in another.
+Every entry point (CLI, Launchpad, sensors) goes through ``validate_document``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from export_pipeline.metric_source import StoreSchema
+from export_pipeline.request import (
+    REQUEST_ID_PATTERN,
+    ROUTE,
+    ExportRequest,
+    InvalidRequest,
+    Problem,
+)
+
+ROW_DIMENSIONS_BUILTIN = ("date", "entity")
+
+
+@dataclass(frozen=True)
+class ValidatedRequest:
+    request: ExportRequest
+    request_id: str | None
+
+
+def validate_document(document: Any, schema: StoreSchema | None = None) -> ValidatedRequest:
+    """The request in ``document`` (a seed-000 body or its envelope), or ``InvalidRequest``."""
+    body, prefix, request_id, problems = _unwrap(document)
+    request = None
+    if body is not None:
+        try:
+            request = ExportRequest.model_validate(body)
+        except ValidationError as error:
+            problems += [_from_pydantic(e, prefix) for e in error.errors()]
+        problems += _cross_field_problems(body, prefix)
+        if schema is not None:
+            problems += _schema_problems(body, schema, prefix)
+    problems = list(dict.fromkeys(problems))
+    if problems or request is None:
+        raise InvalidRequest(problems)
+    return ValidatedRequest(request=request, request_id=request_id)
+
+
+def _unwrap(document: Any) -> tuple[dict | None, str, str | None, list[Problem]]:
+    """Find the body; the envelope ``{"action", "data": {"id", "route", "body"}}`` is optional."""
+    if not isinstance(document, dict):
+        return None, "", None, [Problem("", f"a request is a JSON object, not {_kind(document)}")]
+    if "data" not in document or "csvFormat" in document:
+        return document, "", None, []
+    problems = []
+    data = document["data"]
+    if not isinstance(data, dict):
+        return None, "", None, [Problem("data", f"must be an object, not {_kind(data)}")]
+    for key in sorted(set(document) - {"action", "data"}):
+        problems.append(Problem(key, "unknown field in the request envelope"))
+    for key in sorted(set(data) - {"id", "route", "body"}):
+        problems.append(Problem(f"data.{key}", "unknown field in the request envelope"))
+    request_id = data.get("id")
+    if request_id is not None and (
+        not isinstance(request_id, str) or not re.match(REQUEST_ID_PATTERN, request_id)
+    ):
+        problems.append(Problem(
+            "data.id",
+            "must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        ))
+        request_id = None
+    route = data.get("route")
+    if route is not None and route != ROUTE:
+        problems.append(Problem("data.route", f"this service answers {ROUTE!r}, not {route!r}"))
+    body = data.get("body")
+    if not isinstance(body, dict):
+        problems.append(Problem("data.body", "required: the request body (csvFormat + metricRequests)"))
+        body = None
+    return body, "data.body.", request_id, problems
+
+
+def _kind(value: Any) -> str:
+    return {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )
+
+
+_PYDANTIC_MESSAGES = {
+    "missing": "required",
+    "extra_forbidden": "unknown field",
+    "too_short": "must not be empty",
+}
+
+
+def _from_pydantic(error: dict, prefix: str) -> Problem:
+    loc = error["loc"]
+    path = prefix + _json_path(loc)
+    message = _PYDANTIC_MESSAGES.get(error["type"], error["msg"])
+    if error["type"] == "enum":
+        message = f"{error['input']!r} is not one of {error['ctx']['expected']}"
+    elif error["type"] == "value_error":
+        message = str(error["ctx"]["error"])
+    elif error["type"] == "int_type":
+        message = "must be an integer"
+    elif any(_is_type_tag(part) for part in loc):
+        # A union (a filter value) reports one error per member; say once what it takes.
+        message = "must be a string or a non-empty list of strings"
+    return Problem(path, message)
+
+
+def _is_type_tag(part: object) -> bool:
+    """pydantic puts the union member's type (``list[constrained-str]``) into error paths."""
+    return isinstance(part, str) and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part)
+
+
+def _json_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _is_type_tag(part):
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _items(value: Any) -> Iterator[tuple[int, dict]]:
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                yield i, item
+
+
+def _strings(value: Any) -> Iterator[tuple[int, str]]:
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                yield i, item
+
+
+def _instant(value: Any) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
+    problems: list[Problem] = []
+    csv_format = body.get("csvFormat") if isinstance(body.get("csvFormat"), dict) else {}
+    columns = csv_format.get("columns")
+    row_filters = [f for _, f in _strings(csv_format.get("rowFilters"))]
+    p = f"{prefix}csvFormat"
+
+    metric_ids: dict[str, int] = {}
+    for i, metric_request in _items(body.get("metricRequests")):
+        metric_id = metric_request.get("metricId")
+        if not isinstance(metric_id, str):
+            continue
+        if metric_id in metric_ids:
+            problems.append(Problem(
+                f"{prefix}metricRequests[{i}].metricId",
+                f"{metric_id!r} is already used by metricRequests[{metric_ids[metric_id]}]",
+            ))
+        else:
+            metric_ids[metric_id] = i
+
+    for i, metric_request in _items(body.get("metricRequests")):
+        start, end = (_instant(metric_request.get(k)) for k in ("start", "end"))
+        if start is not None and end is not None and start >= end:
+            problems.append(Problem(
+                f"{prefix}metricRequests[{i}].end", "must be after start (end is inclusive)"
+            ))
+
+    periods = [(i, m.get("aggregationPeriod", "day")) for i, m in _items(body.get("metricRequests"))]
+    for i, period in periods[1:]:
+        if isinstance(period, str) and period != periods[0][1]:
+            problems.append(Problem(
+                f"{prefix}metricRequests[{i}].aggregationPeriod",
+                f"must match metricRequests[{periods[0][0]}] ({periods[0][1]!r}): "
+                "every row is one bucket of one period",
+            ))
+
+    for i, f in _strings(csv_format.get("rowFilters")):
+        if f == "date":
+            problems.append(Problem(
+                f"{p}.rowFilters[{i}]", "'date' is always a row dimension; list only the others"
+            ))
+        elif row_filters.index(f) != i:
+            problems.append(Problem(f"{p}.rowFilters[{i}]", f"{f!r} is listed twice"))
+
+    headings: dict[str, int] = {}
+    for i, column in _items(columns):
+        cp = f"{p}.columns[{i}]"
+        heading = column.get("heading")
+        if isinstance(heading, str):
+            if heading in headings:
+                problems.append(Problem(
+                    f"{cp}.heading", f"{heading!r} is already the heading of columns[{headings[heading]}]"
+                ))
+            headings.setdefault(heading, i)
+        metric_id = column.get("metricId")
+        if metric_id is None:
+            for key in ("fetchValue", "filter"):
+                if key in column:
+                    problems.append(Problem(f"{cp}.{key}", "only a column with a metricId takes one"))
+            name_key = "field" if "field" in column else "heading"
+            name = column.get(name_key)
+            if isinstance(name, str):
+                name = name if name_key == "field" else name.strip().lower()
+                if name not in ROW_DIMENSIONS_BUILTIN and name not in row_filters:
+                    known = ", ".join(repr(d) for d in (*ROW_DIMENSIONS_BUILTIN, *row_filters))
+                    problems.append(Problem(
+                        f"{cp}.{name_key}",
+                        f"a column without metricId shows a row dimension, and {name!r} is none "
+                        f"of them ({known}); bind it to a metric request with metricId, or list "
+                        f"the dimension in csvFormat.rowFilters",
+                    ))
+        elif isinstance(metric_id, str):
+            if metric_id not in metric_ids:
+                known = ", ".join(repr(m) for m in metric_ids) or "none"
+                problems.append(Problem(
+                    f"{cp}.metricId",
+                    f"{metric_id!r} matches no metricRequests[].metricId (known: {known})",
+                ))
+            if "fetchValue" not in column:
+                problems.append(Problem(
+                    f"{cp}.fetchValue", "required when metricId is set: the measure to export"
+                ))
+
+    column_count = len(columns) if isinstance(columns, list) else None
+    seen: dict[int, int] = {}
+    sort_by = csv_format.get("sortBy")
+    if isinstance(sort_by, list):
+        for i, index in enumerate(sort_by):
+            if not isinstance(index, int) or isinstance(index, bool):
+                continue
+            if column_count is not None and not 0 <= index < column_count:
+                problems.append(Problem(
+                    f"{p}.sortBy[{i}]", f"index {index} is out of range ({column_count} columns)"
+                ))
+            elif index in seen:
+                problems.append(Problem(
+                    f"{p}.sortBy[{i}]", f"index {index} is already listed at sortBy[{seen[index]}]"
+                ))
+            seen.setdefault(index, i)
+    return problems
+
+
+def _schema_problems(body: dict, schema: StoreSchema, prefix: str) -> list[Problem]:
+    problems: list[Problem] = []
+    dimensions = schema.request_dimensions
+    known_dimensions = ", ".join(dimensions)
+    known_measures = ", ".join(schema.measures) or "none"
+
+    def unknown_dimension(path: str, name: str) -> None:
+        problems.append(Problem(path, f"unknown dimension {name!r} (the store has: {known_dimensions})"))
+
+    csv_format = body.get("csvFormat") if isinstance(body.get("csvFormat"), dict) else {}
+    for i, name in _strings(csv_format.get("rowFilters")):
+        if name != "date" and name not in dimensions:
+            unknown_dimension(f"{prefix}csvFormat.rowFilters[{i}]", name)
+    for i, column in _items(csv_format.get("columns")):
+        cp = f"{prefix}csvFormat.columns[{i}]"
+        fetch_value = column.get("fetchValue")
+        if isinstance(fetch_value, str) and fetch_value not in schema.measures:
+            problems.append(Problem(
+                f"{cp}.fetchValue", f"unknown measure {fetch_value!r} (the store has: {known_measures})"
+            ))
+        column_filter = column.get("filter")
+        if isinstance(column_filter, dict):
+            for key in column_filter:
+                if key not in dimensions:
+                    unknown_dimension(f"{cp}.filter.{key}", key)
+    for i, metric_request in _items(body.get("metricRequests")):
+        for j, facet in _strings(metric_request.get("facets")):
+            if facet not in dimensions:
+                unknown_dimension(f"{prefix}metricRequests[{i}].facets[{j}]", facet)
+    return problems
