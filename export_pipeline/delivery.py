@@ -7,7 +7,7 @@ from typing import Any
 
 from export_pipeline.combine import ExportTable
 from export_pipeline.csv_writer import CONTENT_TYPE, iter_csv
-from export_pipeline.s3_upload import presign_get, upload_stream
+from export_pipeline.s3_upload import PART_SIZE, presign_get, upload_stream
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,9 @@ def deliver_csv(
     bucket: str,
     key: str,
     url_ttl_seconds: int,
+    part_size: int = PART_SIZE,
 ) -> ExportResult:
-    upload = upload_stream(client, bucket, key, iter_csv(table), CONTENT_TYPE)
+    upload = upload_stream(client, bucket, key, iter_csv(table), CONTENT_TYPE, part_size)
     url = presign_get(presign_client, bucket, key, url_ttl_seconds)
     return ExportResult(
         request_id=request_id, bucket=bucket, key=key, signed_url=url,

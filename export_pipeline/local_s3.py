@@ -7,15 +7,18 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def local_s3_server() -> Iterator[str]:
-    """Run moto's S3 server on 127.0.0.1 on a free port; yields its endpoint URL."""
+def local_s3_server(port: int = 0) -> Iterator[str]:
+    """Run moto's S3 server on 127.0.0.1 (on a free port unless given); yields its endpoint."""
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
         raise RuntimeError(
             "the local S3 server needs moto: pip install 'export-pipeline[demo]'"
         ) from None
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on stderr
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:

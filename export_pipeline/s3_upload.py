@@ -44,17 +44,15 @@ def upload_stream(
         parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
     try:
-        pending: list[bytes] = []
-        pending_size = 0
+        buffer = bytearray()
         for chunk in chunks:
-            pending.append(chunk)
-            pending_size += len(chunk)
+            buffer += chunk
             total += len(chunk)
-            if pending_size >= part_size:
-                send(b"".join(pending))
-                pending, pending_size = [], 0
-        if pending or not parts:
-            send(b"".join(pending))
+            while len(buffer) >= part_size:
+                send(bytes(buffer[:part_size]))
+                del buffer[:part_size]
+        if buffer or not parts:
+            send(bytes(buffer))
         response = client.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
         )

@@ -17,8 +17,15 @@ from export_pipeline.orchestration.ops import (
 
 
 def request_run_config(document: dict[str, Any]) -> dict[str, Any]:
-    """The op config carrying a request document; the plan op validates it."""
-    return {"ops": {"plan_export": {"config": {"request_json": json.dumps(document)}}}}
+    """The op config carrying a request document; the plan op validates it.
+
+    The run config is the request itself, so the console log level is set here: progress on
+    stderr, not the engine's step-by-step debug events (the event log still records them).
+    """
+    return {
+        "ops": {"plan_export": {"config": {"request_json": json.dumps(document)}}},
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+    }
 
 
 @dg.job(

@@ -57,6 +57,10 @@ def plan_export(
         raise dg.Failure(description=str(error), allow_retries=False) from None
     plan = planning.plan_export(validated.request, validated.request_id or context.run_id)
     description = plan.describe()
+    context.log.info(
+        f"request {plan.request_id}: {len(validated.request.metric_requests)} metric requests, "
+        f"{len(plan.tasks)} fetches"
+    )
     yield dg.Output(
         plan,
         "plan",
@@ -78,6 +82,7 @@ def fetch_metrics(
         frame = metric_source.get_source().fetch(task.query)
     except MetricSourceError as error:
         raise dg.Failure(description=str(error)) from None
+    context.log.info(f"fetched {task.key}: {frame.height} rows")
     context.add_output_metadata({"rows": frame.height, **task.query.window.to_dict()})
     return FetchedFrame(task=task, frame=frame)
 
@@ -90,6 +95,7 @@ def combine_metrics(
     for item in sorted(fetched, key=lambda f: (f.task.request_index, f.task.window_index)):
         by_request[item.task.request_index].append(item.frame)
     table = combine.combine(plan.request, by_request)
+    context.log.info(f"combined: {table.rows} rows x {len(table.headings)} columns")
     context.add_output_metadata({"rows": table.rows, "columns": len(table.headings)})
     return table
 
@@ -112,7 +118,9 @@ def materialize_export(
         bucket=export_storage.bucket,
         key=key,
         url_ttl_seconds=export_storage.url_ttl_seconds,
+        part_size=export_storage.part_size_bytes,
     )
+    context.log.info(f"wrote {result.bytes} bytes to s3://{result.bucket}/{result.key}")
     yield dg.AssetMaterialization(
         asset_key=EXPORT_ASSET_KEY,
         description=f"export {plan.request_id}",

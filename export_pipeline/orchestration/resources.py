@@ -18,6 +18,7 @@ from dagster_aws.s3 import S3Resource
 from export_pipeline.file_naming import DEFAULT_PREFIX
 from export_pipeline.metric_source import MetricSource
 from export_pipeline.parquet_source import ParquetMetricSource
+from export_pipeline.s3_upload import PART_SIZE
 
 
 class MetricSourceResource(dg.ConfigurableResource, ABC):
@@ -43,6 +44,7 @@ class ExportStorage(dg.ConfigurableResource):
     bucket: str
     prefix: str = DEFAULT_PREFIX
     url_ttl_seconds: int = 3600
+    part_size_bytes: int = PART_SIZE
 
     def get_client(self) -> Any:
         return self.s3.get_client()

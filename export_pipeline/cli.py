@@ -1,0 +1,215 @@
+"""``export-pipeline``: run, validate and demo exports from the command line.
+
+Exit status: 0 done; 2 invalid request (every problem on stderr, nothing run or written);
+1 the export failed (the reason on stderr). ``run`` prints one JSON object as the last line
+of stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from importlib import resources
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+DEMO_BUCKET = "export-pipeline-demo"
+
+
+class ExportFailed(RuntimeError):
+    pass
+
+
+def _metric_source():
+    from export_pipeline.demo_store import default_path
+    from export_pipeline.parquet_source import ParquetMetricSource
+
+    return ParquetMetricSource(os.environ.get("EXPORT_METRICS_PATH") or default_path())
+
+
+def _validate(document: Any):
+    """Validate against the configured store's schema; raises InvalidRequest or MetricSourceError."""
+    from export_pipeline.validation import validate_document
+
+    return validate_document(document, _metric_source().schema())
+
+
+def _instance():
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def run_export(document: Any) -> dict[str, Any]:
+    """Run the export job on a validated document; the seed-000 response plus run id and counts."""
+    if not os.environ.get("EXPORT_BUCKET"):
+        raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
+    from export_pipeline.orchestration.definitions import build_definitions
+
+    job = build_definitions().resolve_job_def("export_job")
+    with _instance() as instance:
+        result = job.execute_in_process(
+            run_config=document, instance=instance, raise_on_error=False
+        )
+        if not result.success:
+            reasons = [_failure_reason(f.step_failure_data) for f in result.get_step_failure_events()]
+            raise ExportFailed(
+                f"run {result.run_id} failed: " + ("\n".join(reasons) or "see the run's event log")
+            )
+        export = result.output_for_node("materialize_export")
+        return {"run_id": result.run_id, **export.to_response()}
+
+
+def _failure_reason(failure: Any) -> str:
+    """What went wrong in a step: a ``Failure``'s description, else the innermost error."""
+    if failure.user_failure_data and failure.user_failure_data.description:
+        return failure.user_failure_data.description
+    error = failure.error
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
+def _read(path: str) -> Any:
+    from export_pipeline.request import read_document
+
+    return read_document(path)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    document = _read(args.request)
+    _validate(document)
+    print(json.dumps(run_export(document)))
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from export_pipeline.planning import plan_export
+
+    validated = _validate(_read(args.request))
+    plan = plan_export(validated.request, validated.request_id or "<run id>")
+    print(json.dumps(plan.describe(), indent=2))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import contextlib
+    import urllib.request
+
+    from export_pipeline.demo_store import build_demo_store, default_path
+    from export_pipeline.local_s3 import local_s3_server
+
+    with contextlib.ExitStack() as stack:
+        if not (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")):
+            endpoint = stack.enter_context(local_s3_server(port=args.port))
+            # A throwaway local server: fake credentials, so real ones never leave the machine.
+            os.environ.update(
+                AWS_ENDPOINT_URL_S3=endpoint,
+                AWS_ACCESS_KEY_ID="demo",
+                AWS_SECRET_ACCESS_KEY="demo",
+                AWS_DEFAULT_REGION=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            )
+            os.environ.pop("AWS_SESSION_TOKEN", None)
+            os.environ.pop("AWS_PROFILE", None)
+            _say(f"started a local S3-compatible server at {endpoint}")
+        os.environ.setdefault("EXPORT_BUCKET", DEMO_BUCKET)
+        _ensure_bucket(os.environ["EXPORT_BUCKET"])
+        store = os.environ.setdefault("EXPORT_METRICS_PATH", str(default_path()))
+        if args.rebuild or not any(os.scandir(store) if os.path.isdir(store) else []):
+            _say(f"building the demo metric store in {store}")
+            build_demo_store(store)
+        document = json.loads(
+            resources.files("export_pipeline").joinpath("examples/seed_000_request.json").read_text()
+        )
+        _validate(document)
+        response = run_export(document)
+        with urllib.request.urlopen(response["signedUrl"], timeout=30) as download:
+            lines = download.read().decode("utf-8").splitlines()
+        print(f"Exported {response['rows']} rows ({response['bytes']} bytes) "
+              f"to s3://{response['bucket']}/{response['key']}")
+        print("First lines, downloaded through the signed URL:")
+        for line in lines[: args.lines]:
+            print(f"  {line}")
+        print(f"Signed URL (expires in {os.environ.get('EXPORT_URL_TTL', '3600')} s):")
+        print(response["signedUrl"])
+        if args.serve:
+            import time
+
+            print("\nThe local S3 server keeps running until Ctrl-C. To use it from another "
+                  "shell (the Dagster UI, export-pipeline run):")
+            for name in ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                         "AWS_DEFAULT_REGION", "EXPORT_BUCKET", "EXPORT_METRICS_PATH"):
+                print(f"  export {name}={os.environ[name]}")
+            sys.stdout.flush()
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
+    return EXIT_OK
+
+
+def _ensure_bucket(name: str) -> None:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    client = boto3.client("s3")
+    try:
+        client.head_bucket(Bucket=name)
+    except ClientError:
+        client.create_bucket(Bucket=name)
+        _say(f"created bucket {name}")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="export-pipeline",
+        description="Export metric data to a CSV in S3 with a signed download URL.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run an export request and print the result as JSON")
+    run.add_argument("request", help="request file (JSON or YAML; - for standard input)")
+    run.set_defaults(handler=_cmd_run)
+    validate = commands.add_parser("validate", help="check a request and print its plan")
+    validate.add_argument("request", help="request file (JSON or YAML; - for standard input)")
+    validate.set_defaults(handler=_cmd_validate)
+    demo = commands.add_parser(
+        "demo", help="build the demo store and run the seed 000 example end to end"
+    )
+    demo.add_argument("--rebuild", action="store_true", help="rebuild the demo metric store")
+    demo.add_argument("--serve", action="store_true",
+                      help="keep the local S3 server running so the URL can be opened")
+    demo.add_argument("--port", type=int, default=0,
+                      help="port of the local S3 server (default: any free port)")
+    demo.add_argument("--lines", type=int, default=8, help="how many lines to show (default 8)")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from export_pipeline.metric_source import MetricSourceError
+    from export_pipeline.request import InvalidRequest
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except InvalidRequest as error:
+        _say("invalid request:")
+        for problem in error.problems:
+            _say(f"  {problem}")
+        return EXIT_INVALID
+    except (ExportFailed, MetricSourceError, RuntimeError, BotoCoreError, ClientError) as error:
+        _say(f"export failed: {error}")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

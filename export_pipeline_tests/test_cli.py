@@ -1,0 +1,144 @@
+"""The ``export-pipeline`` command as a user runs it: a real process, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from export_pipeline_tests.helpers import all_objects
+from export_pipeline_tests.test_export_job import SEED_BODY, SEED_ENVELOPE
+
+
+@pytest.fixture
+def cli_env(demo_store_path, bucket) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env["EXPORT_METRICS_PATH"] = str(demo_store_path)
+    return env
+
+
+def cli(*args: str, env: dict, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "export_pipeline", *args],
+        input=stdin, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def write(tmp_path: Path, document) -> str:
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+def test_run_prints_the_result_as_the_last_stdout_line(tmp_path, cli_env, bucket, s3_client):
+    done = cli("run", write(tmp_path, SEED_ENVELOPE), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"run_id", "bucket", "key", "signedUrl", "rows", "bytes"} <= set(result)
+    assert result["bucket"] == bucket and result["rows"] == 30
+    assert result["key"].startswith("exports/req-csv-001/")
+    with urllib.request.urlopen(result["signedUrl"], timeout=30) as response:
+        body = response.read()
+    assert body.startswith(b"Date,Entries\r\n2024-04-01,")
+    assert len(body) == result["bytes"]
+    assert "combined: 30 rows" in done.stderr  # progress goes to stderr
+
+
+def test_run_reads_standard_input(cli_env):
+    done = cli("run", "-", env=cli_env, stdin=json.dumps(SEED_BODY))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["rows"] == 30
+
+
+def test_invalid_request_exits_2_with_every_problem_and_writes_nothing(
+    tmp_path, cli_env, bucket, s3_client
+):
+    document = json.loads(json.dumps(SEED_BODY))
+    document["csvFormat"]["sortBy"] = [{"column": 0}]
+    document["metricRequests"][0]["aggregationPeriod"] = "fortnight"
+    document["csvFormat"]["columns"][1]["fetchValue"] = "footfall"
+    done = cli("run", write(tmp_path, document), env=cli_env)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "csvFormat.sortBy[0]: sortBy takes column indices" in done.stderr
+    assert "metricRequests[0].aggregationPeriod: 'fortnight' is not one of" in done.stderr
+    assert "csvFormat.columns[1].fetchValue: unknown measure 'footfall'" in done.stderr
+    assert done.stdout == ""
+    assert all_objects(s3_client, bucket) == []
+
+
+def test_unreadable_request_exits_2(tmp_path, cli_env):
+    done = cli("run", str(tmp_path / "missing.json"), env=cli_env)
+    assert done.returncode == 2 and "cannot read" in done.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json: [")
+    done = cli("run", str(bad), env=cli_env)
+    assert done.returncode == 2 and "neither JSON nor YAML" in done.stderr
+
+
+def test_failed_export_exits_1_with_the_reason(tmp_path, cli_env):
+    cli_env["EXPORT_BUCKET"] = "no-such-bucket-here"
+    done = cli("run", write(tmp_path, SEED_BODY), env=cli_env)
+    assert done.returncode == 1
+    assert "NoSuchBucket" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_bucket_setting_exits_1(tmp_path, cli_env):
+    del cli_env["EXPORT_BUCKET"]
+    done = cli("run", write(tmp_path, SEED_BODY), env=cli_env)
+    assert done.returncode == 1 and "EXPORT_BUCKET is not set" in done.stderr
+
+
+def test_validate_prints_the_plan_without_running(tmp_path, cli_env, bucket, s3_client):
+    document = json.loads(json.dumps(SEED_ENVELOPE))
+    document["data"]["body"]["metricRequests"][0]["start"] = "2024-01-01T00:00:00Z"
+    done = cli("validate", write(tmp_path, document), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["requestId"] == "req-csv-001"
+    assert [f["key"] for f in plan["fetches"]] == ["request0_window0", "request0_window1"]
+    assert plan["fetches"][0]["end"] == "2024-03-31T00:00:00+00:00"
+    assert all_objects(s3_client, bucket) == []
+
+
+def test_run_is_recorded_in_dagster_home(tmp_path, cli_env):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    cli_env["DAGSTER_HOME"] = str(home)
+    done = cli("run", write(tmp_path, SEED_BODY), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout.strip().splitlines()[-1])["run_id"]
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            run = instance.get_run_by_id(run_id)
+            assert run is not None and run.is_success
+    finally:
+        if previous is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = previous
+
+
+def test_demo_runs_end_to_end_on_its_own_server(tmp_path):
+    """A new user's first command: no endpoint configured, so it brings its own server."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_") and not k.startswith("EXPORT_")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-m", "export_pipeline", "demo"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Exported 30 rows" in done.stdout
+    assert "Date,Entries" in done.stdout
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in done.stdout
+    assert (tmp_path / "data" / "export-pipeline" / "demo-store").is_dir()
