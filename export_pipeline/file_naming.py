@@ -17,5 +17,6 @@ def export_key(
     extension: str = "csv",
 ) -> str:
     stamp = created_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+    name = f"{request_id}/{stamp}_{run_id[:8]}.{extension}"
     folder = prefix.strip("/")
-    return f"{folder}/{request_id}/{stamp}_{run_id[:8]}.{extension}"
+    return f"{folder}/{name}" if folder else name

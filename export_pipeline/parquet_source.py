@@ -8,8 +8,9 @@ reader, only the needed columns are read, and each query is collected once.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -95,6 +96,7 @@ class ParquetMetricSource:
 
 
 def _as_stored(t: datetime, ts_type: pl.Datetime) -> datetime:
+    """``t`` in the stored column's time zone (naive UTC for a naive column)."""
     if ts_type.time_zone is None:
-        return t.replace(tzinfo=None)
-    return t
+        return t.astimezone(timezone.utc).replace(tzinfo=None)
+    return t.astimezone(ZoneInfo(ts_type.time_zone))

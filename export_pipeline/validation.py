@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from export_pipeline.metric_source import StoreSchema
 from export_pipeline.request import (
@@ -26,7 +26,7 @@ from export_pipeline.request import (
     Problem,
 )
 
-ROW_DIMENSIONS_BUILTIN = ("date", "entity")
+DATE_DIMENSION = "date"
 
 
 @dataclass(frozen=True)
@@ -144,12 +144,17 @@ def _strings(value: Any) -> Iterator[tuple[int, str]]:
                 yield i, item
 
 
+_INSTANT = TypeAdapter(AwareDatetime)
+
+
 def _instant(value: Any) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
+    """The instant pydantic would read, or None (the shape pass reports why)."""
+    if not isinstance(value, str):
         return None
-    return parsed if parsed.tzinfo is not None else None
+    try:
+        return _INSTANT.validate_python(value)
+    except ValidationError:
+        return None
 
 
 def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
@@ -215,8 +220,8 @@ def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
             name = column.get(name_key)
             if isinstance(name, str):
                 name = name if name_key == "field" else name.strip().lower()
-                if name not in ROW_DIMENSIONS_BUILTIN and name not in row_filters:
-                    known = ", ".join(repr(d) for d in (*ROW_DIMENSIONS_BUILTIN, *row_filters))
+                if name != DATE_DIMENSION and name not in row_filters:
+                    known = ", ".join(repr(d) for d in dict.fromkeys((DATE_DIMENSION, *row_filters)))
                     problems.append(Problem(
                         f"{cp}.{name_key}",
                         f"a column without metricId shows a row dimension, and {name!r} is none "
