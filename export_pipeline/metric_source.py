@@ -12,7 +12,7 @@ from typing import Protocol
 
 import polars as pl
 
-from export_pipeline.periods import AggregationPeriod
+from export_pipeline.periods import UTC, AggregationPeriod, Granularity, as_granularity
 from export_pipeline.windows import Window
 
 TIMESTAMP = "timestamp"
@@ -48,14 +48,26 @@ def store_column(dimension: str) -> str:
 
 @dataclass(frozen=True)
 class MetricQuery:
-    """Sum ``measures`` per bucket, entity and ``dimensions``, for rows inside ``window``."""
+    """Sum ``measures`` per bucket, entity and ``dimensions``, for rows inside ``window``.
+
+    Buckets are cut in ``time_zone`` and carry it. With ``samples`` the rows are summed per
+    stored timestamp instead (the ``bucket`` column is the timestamp itself): a decimation
+    such as ``avg`` or ``stddev`` needs every sample of a bucket, and the export computes it
+    once over all windows, so a bucket cut by a window is never averaged twice.
+    """
 
     window: Window
-    period: AggregationPeriod
+    period: AggregationPeriod | Granularity
     entities: tuple[str, ...] | None
     entity_type: str | None
     dimensions: tuple[str, ...]
     measures: tuple[str, ...]
+    time_zone: str = UTC
+    samples: bool = False
+
+    @property
+    def granularity(self) -> Granularity:
+        return as_granularity(self.period)
 
     @property
     def key_columns(self) -> list[str]:

@@ -77,8 +77,12 @@ class ParquetMetricSource:
             predicate &= pl.col(ENTITY_TYPE) == query.entity_type
         ts = pl.col(TIMESTAMP)
         ts_utc = ts.dt.replace_time_zone("UTC") if ts_type.time_zone is None else ts.dt.convert_time_zone("UTC")
+        if query.samples:
+            bucket = ts_utc if query.time_zone == "UTC" else ts_utc.dt.convert_time_zone(query.time_zone)
+        else:
+            bucket = bucket_expr(ts_utc, query.period, query.time_zone)
         keys = [
-            bucket_expr(ts_utc, query.period).alias(BUCKET),
+            bucket.alias(BUCKET),
             pl.col(ENTITY_ID).cast(pl.String),
             *(pl.col(d).cast(pl.String) for d in query.dimensions),
         ]
