@@ -113,9 +113,11 @@ def _metric_frame(
         granularity = metric_request.granularity
         # One sample per stored timestamp and row key, then the bucket's function of them,
         # in time order so the result is the same however the range was cut into windows.
+        # Collected and rechunked: float sums depend on the order and the chunking of their
+        # input, and the windows must not change either.
+        samples = stacked.group_by(keys).agg(sums).sort(keys, nulls_last=True).collect().rechunk()
         frame = (
-            stacked.group_by(keys).agg(sums)
-            .sort(BUCKET)
+            samples.lazy()
             .with_columns(pl.col(BUCKET).dt.truncate(granularity.every))
             .group_by(keys, maintain_order=True)
             .agg(

@@ -348,7 +348,7 @@ def _format_problems(body: dict, prefix: str) -> list[Problem]:
             problems.append(Problem(
                 f"{prefix}csvFormat.columns", f"the {layout} layout needs at least one metric column"
             ))
-    if layout == "crosstab" and extension == "pdf":
+    if layout != "long" and extension == "pdf":
         problems.append(Problem(f"{fp}.outputFormat", "the pdf report has its own layout; use long"))
     return problems
 
