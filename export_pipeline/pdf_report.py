@@ -129,14 +129,14 @@ class _Styles:
                                         alignment=TA_CENTER, textColor=self.primary, fontName="Helvetica-Bold")
         self.kpi_label = ParagraphStyle("kl", parent=base["Normal"], fontSize=8, leading=10, alignment=TA_CENTER)
 
-    def table(self, data: list[list], widths=None, total_row: bool = False) -> Table:
+    def table(self, data: list[list], widths=None, total_row: bool = False, text_columns: int = 1) -> Table:
         table = Table(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
         style = [
+            ("ALIGN", (text_columns, 0), (-1, -1), "RIGHT"),
             ("BACKGROUND", (0, 0), (-1, 0), self.primary),
             ("TEXTCOLOR", (0, 0), (-1, 0), colors.white),
             ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
             ("FONTSIZE", (0, 0), (-1, -1), 8),
-            ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
             ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#F3F5F8")]),
             ("LINEBELOW", (0, 0), (-1, 0), 0.8, self.accent),
             ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
@@ -322,12 +322,14 @@ def render_pdf(
             rows = [["#", entity[1]] + [m.heading for m in metrics]]
             for rank, record in enumerate(top.iter_rows(named=True), 1):
                 rows.append([str(rank), escape(str(record[entity[0]]))] + [_number(record[m.name]) for m in metrics])
+            text_columns = 2
         else:
             top = frame.sort(lead.name, descending=True, nulls_last=True).head(TOP_ROWS)
+            text_columns = 1
             rows = [["#"] + table.headings]
             for rank, record in enumerate(top.iter_rows(), 1):
                 rows.append([str(rank)] + [_number(v) if isinstance(v, int | float) else escape(str(v)) for v in record])
-        story.append(styles.table(rows))
+        story.append(styles.table(rows, text_columns=text_columns))
 
     # Comparison with the previous period
     if previous_totals is not None and metrics:
@@ -336,6 +338,7 @@ def render_pdf(
         story.append(Paragraph(
             f"The {length.days + (1 if length.seconds or length.microseconds else 0)} days before the "
             "report's range, same filters.", styles.body))
+        story.append(Spacer(1, 2 * mm))
         rows = [["Metric", "This period", "Previous period", "Change", "Change %"]]
         for m in metrics:
             now, before = totals[m.name], previous_totals[m.name]
@@ -384,7 +387,7 @@ def render_pdf(
             if m.transform is not None:
                 function += f", then {m.transform.value}"
             rows.append([escape(c.heading), escape(c.fetch_value or ""), function, m.granularity.label])
-    story.append(styles.table(rows))
+    story.append(styles.table(rows, text_columns=4))
 
     def decorate(canvas, doc):
         canvas.saveState()
