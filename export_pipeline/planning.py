@@ -55,8 +55,12 @@ class ExportPlan:
 
     def describe(self) -> dict:
         """What ``validate`` prints and a run records: the fetches and their windows."""
+        fmt = self.request.format
         return {
             "requestId": self.request_id,
+            "format": fmt.extension.value,
+            "outputFormat": fmt.output_format.value,
+            "timezone": fmt.timezone,
             "fetches": [
                 t.describe(self.request.metric_requests[t.request_index]) for t in self.tasks
             ],

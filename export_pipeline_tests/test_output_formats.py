@@ -237,3 +237,20 @@ def test_named_file_key_and_extension(store_env, s3_client, bucket):
     out, _ = export(csv_body(filename="april-footfall"))
     assert out.key.startswith("exports/") and out.key.endswith("/april-footfall.csv")
     assert all_objects(s3_client, bucket) == [out.key]
+
+
+def test_xlsx_subdaily_cells_are_local_datetimes_of_the_csv(store_env):
+    body = copy.deepcopy(SEED_BODY)
+    body["metricRequests"][0]["aggregationPeriod"] = "hour"
+    body["metricRequests"][0]["end"] = "2024-04-02T23:59:59Z"
+    body["format"] = {"timezone": "America/New_York"}
+    _, csv_data = export(body)
+    body["format"]["extension"] = "xlsx"
+    _, xlsx_data = export(body)
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx_data)).active
+    rows = list(sheet.iter_rows(min_row=2, values_only=True))
+    csv_rows = parse_csv(csv_data)[1:]
+    assert csv_rows[0][0].endswith("-04:00")
+    assert [r[0].isoformat() for r in rows] == [r[0][:19] for r in csv_rows]
+    assert [r[1] for r in rows] == [int(r[1]) for r in csv_rows]
+    assert sheet["A2"].number_format == "yyyy-mm-dd hh:mm"
