@@ -40,6 +40,7 @@ from reportlab.platypus import (  # noqa: E402
 from xml.sax.saxutils import escape  # noqa: E402
 
 from export_pipeline.combine import ExportTable, column_name  # noqa: E402
+from export_pipeline.metric_source import sum_or_null  # noqa: E402
 from export_pipeline.periods import zone  # noqa: E402
 from export_pipeline.request import DecimationFunction, ExportRequest  # noqa: E402
 
@@ -73,7 +74,7 @@ class _Metric:
 
     def total(self) -> pl.Expr:
         """A column's headline number: the sum, or for a non-sum decimation the mean cell."""
-        return pl.col(self.name).sum() if self.additive else pl.col(self.name).mean()
+        return sum_or_null(pl.col(self.name)) if self.additive else pl.col(self.name).mean()
 
 
 def _metrics(request: ExportRequest) -> list[_Metric]:
@@ -163,8 +164,11 @@ def _range_text(request: ExportRequest) -> tuple[str, str]:
 
 
 def _totals(frame: pl.DataFrame, metrics: list[_Metric]) -> dict[str, float | None]:
+    """Headline numbers; with no value to add up they are empty (shown as –), never 0."""
     if not metrics:
         return {}
+    if frame.height == 0:
+        return {m.name: None for m in metrics}
     row = frame.select(m.total().alias(m.name) for m in metrics).row(0, named=True)
     return row
 
@@ -271,6 +275,8 @@ def render_pdf(
         story += [strip, Spacer(1, 6 * mm)]
         if date_column is not None and frame.height:
             story.append(_trend(frame, date_column, metrics[0], branding))
+        elif not frame.height:
+            story.append(Paragraph("No data in the requested range.", styles.body))
     else:
         story.append(Paragraph("This export has no metric columns.", styles.body))
 
@@ -325,7 +331,7 @@ def render_pdf(
             text_columns = 2
         else:
             top = frame.sort(lead.name, descending=True, nulls_last=True).head(TOP_ROWS)
-            text_columns = 1
+            text_columns = 2
             rows = [["#"] + table.headings]
             for rank, record in enumerate(top.iter_rows(), 1):
                 rows.append([str(rank)] + [_number(v) if isinstance(v, int | float) else escape(str(v)) for v in record])
