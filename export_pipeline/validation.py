@@ -348,6 +348,18 @@ def _format_problems(body: dict, prefix: str) -> list[Problem]:
             problems.append(Problem(
                 f"{prefix}csvFormat.columns", f"the {layout} layout needs at least one metric column"
             ))
+    if layout == "crosstab":
+        shown = {
+            c.get("field", str(c.get("heading", "")).strip().lower())
+            for _, c in columns if c.get("metricId") is None
+        }
+        for i, dimension in _strings(csv_format.get("rowFilters")):
+            if dimension not in shown:
+                problems.append(Problem(
+                    f"{prefix}csvFormat.rowFilters[{i}]",
+                    f"the crosstab layout labels each row by its row keys: add a column showing "
+                    f"{dimension!r} (e.g. {{\"heading\": \"{dimension.title()}\", \"field\": \"{dimension}\"}})",
+                ))
     if layout != "long" and extension == "pdf":
         problems.append(Problem(f"{fp}.outputFormat", "the pdf report has its own layout; use long"))
     return problems

@@ -25,6 +25,7 @@ from export_pipeline.combine import ExportTable
 
 CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows per sheet, less the header
+MAX_COLUMNS = 16_384  # Excel's column limit (XFD)
 MAX_WIDTH = 60
 SHEET_NAME = "Export"
 ROWS_PER_SLICE = 50_000
@@ -54,7 +55,16 @@ def sheet_name(index: int) -> str:
 
 
 def write_xlsx(table: ExportTable, path: str | Path, max_rows: int = MAX_DATA_ROWS) -> int:
-    """Write the workbook to ``path``; returns the number of sheets."""
+    """Write the workbook to ``path``; returns the number of sheets.
+
+    A table wider than a sheet is refused rather than cut: xlsxwriter ignores cells beyond
+    the last column, and a file missing numbers is worse than no file.
+    """
+    if len(table.headings) > MAX_COLUMNS:
+        raise ValueError(
+            f"the export has {len(table.headings):,} columns and an Excel sheet holds "
+            f"{MAX_COLUMNS:,}; use csv, the long layout, or fewer entities or buckets"
+        )
     frame = typed_frame(table)
     workbook = xlsxwriter.Workbook(str(path), {
         "constant_memory": True,

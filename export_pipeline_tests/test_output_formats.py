@@ -254,3 +254,12 @@ def test_xlsx_subdaily_cells_are_local_datetimes_of_the_csv(store_env):
     assert [r[0].isoformat() for r in rows] == [r[0][:19] for r in csv_rows]
     assert [r[1] for r in rows] == [int(r[1]) for r in csv_rows]
     assert sheet["A2"].number_format == "yyyy-mm-dd hh:mm"
+
+
+def test_xlsx_refuses_a_table_wider_than_a_sheet(tmp_path):
+    from export_pipeline.xlsx_writer import MAX_COLUMNS
+
+    frame = pl.DataFrame({f"c{i}": [1] for i in range(MAX_COLUMNS + 1)})
+    table = ExportTable(frame=frame, headings=[f"h{i}" for i in range(MAX_COLUMNS + 1)])
+    with pytest.raises(ValueError, match="16,384"):
+        write_xlsx(table, tmp_path / "x.xlsx")

@@ -142,3 +142,11 @@ def test_pivoted_layouts_need_a_date_and_a_metric_column():
     problems = problems_of(document)
     assert any("pivots on the date" in p for p in problems)
     assert any("needs at least one metric column" in p for p in problems)
+
+
+def test_crosstab_rows_are_labelled_by_every_row_key():
+    document = body(outputFormat="crosstab")
+    problems = problems_of(document)  # the seed shows the date and a metric, not the entity
+    assert any(p.startswith("csvFormat.rowFilters[0]: the crosstab layout labels each row") for p in problems)
+    document["csvFormat"]["columns"].insert(1, {"heading": "Entity"})
+    validate_document(document)
