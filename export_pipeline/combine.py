@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from export_pipeline.metric_source import BUCKET, ENTITY_DIMENSION, store_column, sum_or_null
+from export_pipeline.metric_source import (
+    BUCKET,
+    ENTITY_DIMENSION,
+    ordered_sum,
+    store_column,
+    sum_or_null,
+)
 from export_pipeline.periods import AggregationPeriod, Granularity
 from export_pipeline.request import (
     Column,
@@ -81,13 +87,23 @@ def _row_keys(request: ExportRequest) -> list[str]:
     return [BUCKET, *(store_column(d) for d in dims)]
 
 
+def _mean(expr: pl.Expr) -> pl.Expr:
+    return ordered_sum(expr) / expr.count()
+
+
+def _variance(expr: pl.Expr) -> pl.Expr:
+    """Sample variance (n - 1), two-pass for accuracy, summed in order for determinism."""
+    deviations = (expr.drop_nulls() - _mean(expr)) ** 2
+    return pl.when(expr.count() > 1).then(deviations.cum_sum().last() / (expr.count() - 1))
+
+
 _DSF = {
-    DecimationFunction.sum: sum_or_null,
-    DecimationFunction.avg: lambda e: e.mean(),
+    DecimationFunction.sum: ordered_sum,
+    DecimationFunction.avg: _mean,
     DecimationFunction.min: lambda e: e.min(),
     DecimationFunction.max: lambda e: e.max(),
-    DecimationFunction.stddev: lambda e: e.std(ddof=1),
-    DecimationFunction.variance: lambda e: e.var(ddof=1),
+    DecimationFunction.stddev: lambda e: _variance(e).sqrt(),
+    DecimationFunction.variance: _variance,
 }
 
 
@@ -113,9 +129,20 @@ def _metric_frame(
         granularity = metric_request.granularity
         # One sample per stored timestamp and row key, then the bucket's function of them,
         # in time order so the result is the same however the range was cut into windows.
-        # Collected and rechunked: float sums depend on the order and the chunking of their
-        # input, and the windows must not change either.
-        samples = stacked.group_by(keys).agg(sums).sort(keys, nulls_last=True).collect().rechunk()
+        # Samples in time order, every sum added in that order: the same bits whatever the
+        # windows were.
+        measures = {c.fetch_value for _, c in columns}
+        slices = [n for n in stacked.collect_schema().names() if n not in measures]
+        samples = (
+            stacked.sort(slices, nulls_last=True)
+            .group_by(keys)
+            .agg(
+                ordered_sum(pl.col(c.fetch_value).filter(filter_expr(c))).alias(column_name(i))
+                for i, c in columns
+            )
+            .sort(keys, nulls_last=True)
+            .collect()
+        )
         frame = (
             samples.lazy()
             .with_columns(pl.col(BUCKET).dt.truncate(granularity.every))

@@ -87,3 +87,15 @@ class MetricSource(Protocol):
 def sum_or_null(expr: pl.Expr) -> pl.Expr:
     """Sum that stays empty when there is nothing to add: no value is not a zero."""
     return pl.when(expr.count() > 0).then(expr.sum())
+
+
+def ordered_sum(expr: pl.Expr) -> pl.Expr:
+    """``sum_or_null`` added strictly in row order (a running sum's last value).
+
+    polars' float ``sum`` and ``mean`` may group their additions differently from one run to
+    the next (the last bit of a float changes); a running sum always adds left to right, so
+    the same values in the same order give the same bits on every run, however the range was
+    cut into windows.
+    """
+    values = expr.drop_nulls()
+    return pl.when(values.count() > 0).then(values.cum_sum().last())

@@ -21,6 +21,7 @@ from export_pipeline.metric_source import (
     MetricQuery,
     MetricSourceError,
     StoreSchema,
+    ordered_sum,
     sum_or_null,
 )
 from export_pipeline.periods import bucket_expr
@@ -86,11 +87,12 @@ class ParquetMetricSource:
             pl.col(ENTITY_ID).cast(pl.String),
             *(pl.col(d).cast(pl.String) for d in query.dimensions),
         ]
+        total = ordered_sum if query.samples else sum_or_null
         lazy = (
             scan.filter(predicate)
             .select(*keys, *(pl.col(m) for m in query.measures))
             .group_by(query.key_columns)
-            .agg(sum_or_null(pl.col(m)).alias(m) for m in query.measures)
+            .agg(total(pl.col(m)).alias(m) for m in query.measures)
         )
         try:
             return lazy.collect()
