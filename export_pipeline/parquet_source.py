@@ -22,6 +22,7 @@ from export_pipeline.metric_source import (
     MetricQuery,
     MetricSourceError,
     StoreSchema,
+    ordered_sum,
     sum_or_null,
 )
 from export_pipeline.periods import bucket_expr
@@ -78,16 +79,21 @@ class ParquetMetricSource:
             predicate &= pl.col(ENTITY_TYPE) == query.entity_type
         ts = pl.col(TIMESTAMP)
         ts_utc = ts.dt.replace_time_zone("UTC") if ts_type.time_zone is None else ts.dt.convert_time_zone("UTC")
+        if query.samples:
+            bucket = ts_utc if query.time_zone == "UTC" else ts_utc.dt.convert_time_zone(query.time_zone)
+        else:
+            bucket = bucket_expr(ts_utc, query.period, query.time_zone)
         keys = [
-            bucket_expr(ts_utc, query.period).alias(BUCKET),
+            bucket.alias(BUCKET),
             pl.col(ENTITY_ID).cast(pl.String),
             *(pl.col(d).cast(pl.String) for d in query.dimensions),
         ]
+        total = ordered_sum if query.samples else sum_or_null
         lazy = (
             scan.filter(predicate)
             .select(*keys, *(pl.col(m) for m in query.measures))
             .group_by(query.key_columns)
-            .agg(sum_or_null(pl.col(m)).alias(m) for m in query.measures)
+            .agg(total(pl.col(m)).alias(m) for m in query.measures)
         )
         try:
             return lazy.collect()

@@ -12,13 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from export_pipeline.metric_source import StoreSchema
+from export_pipeline.periods import AggregationPeriod, Granularity, parse_granularity
 from export_pipeline.request import (
+    RANGE_MESSAGE,
     REQUEST_ID_PATTERN,
     ROUTE,
     ExportRequest,
@@ -43,7 +45,10 @@ def validate_document(document: Any, schema: StoreSchema | None = None) -> Valid
         try:
             request = ExportRequest.model_validate(body)
         except ValidationError as error:
-            problems += [_from_pydantic(e, prefix) for e in error.errors()]
+            problems += [
+                _from_pydantic(e, prefix) for e in error.errors()
+                if not str(e.get("ctx", {}).get("error", "")).startswith(RANGE_MESSAGE)
+            ]  # a missing range is reported per field by the cross-field pass
         problems += _cross_field_problems(body, prefix)
         if schema is not None:
             problems += _schema_problems(body, schema, prefix)
@@ -109,6 +114,11 @@ def _from_pydantic(error: dict, prefix: str) -> Problem:
         message = str(error["ctx"]["error"])
     elif error["type"] == "int_type":
         message = "must be an integer"
+    elif error["type"] == "string_pattern_mismatch" and loc[-1] == "filename":
+        message = (
+            "may hold only letters, digits, '-' and '_' (1 to 100, starting with a letter or "
+            "digit); the extension is added from the format"
+        )
     elif any(_is_type_tag(part) for part in loc):
         # A union (a filter value) reports one error per member; say once what it takes.
         message = "must be a string or a non-empty list of strings"
@@ -178,20 +188,19 @@ def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
             metric_ids[metric_id] = i
 
     for i, metric_request in _items(body.get("metricRequests")):
-        start, end = (_instant(metric_request.get(k)) for k in ("start", "end"))
-        if start is not None and end is not None and start >= end:
-            problems.append(Problem(
-                f"{prefix}metricRequests[{i}].end", "must be after start (end is inclusive)"
-            ))
+        problems += _range_problems(metric_request, f"{prefix}metricRequests[{i}]")
 
-    periods = [(i, m.get("aggregationPeriod", "day")) for i, m in _items(body.get("metricRequests"))]
-    for i, period in periods[1:]:
-        if isinstance(period, str) and period != periods[0][1]:
+    periods = [(i, _bucket_width(m)) for i, m in _items(body.get("metricRequests"))]
+    for i, (field_name, period, _) in periods[1:]:
+        _, first, first_label = periods[0][1]
+        if period is not None and first is not None and period != first:
             problems.append(Problem(
-                f"{prefix}metricRequests[{i}].aggregationPeriod",
-                f"must match metricRequests[{periods[0][0]}] ({periods[0][1]!r}): "
+                f"{prefix}metricRequests[{i}].{field_name}",
+                f"must match metricRequests[{periods[0][0]}] ({first_label!r}): "
                 "every row is one bucket of one period",
             ))
+
+    problems += _format_problems(body, prefix)
 
     for i, f in _strings(csv_format.get("rowFilters")):
         if f == "date":
@@ -213,7 +222,7 @@ def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
             headings.setdefault(heading, i)
         metric_id = column.get("metricId")
         if metric_id is None:
-            for key in ("fetchValue", "filter"):
+            for key in ("fetchValue", "filter", "dsf"):
                 if key in column:
                     problems.append(Problem(f"{cp}.{key}", "only a column with a metricId takes one"))
             name_key = "field" if "field" in column else "heading"
@@ -256,6 +265,109 @@ def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
                     f"{p}.sortBy[{i}]", f"index {index} is already listed at sortBy[{seen[index]}]"
                 ))
             seen.setdefault(index, i)
+    return problems
+
+
+def _bucket_width(metric_request: dict) -> tuple[str, str | None, Any]:
+    """The field that sets a metric request's buckets, the width it names (comparable), and
+    the value as the user wrote it."""
+    decimation = metric_request.get("decimation")
+    if isinstance(decimation, dict) and isinstance(decimation.get("ds"), str):
+        try:
+            return "decimation.ds", parse_granularity(decimation["ds"]).every, decimation["ds"]
+        except ValueError:
+            return "decimation.ds", None, decimation["ds"]
+    period = metric_request.get("aggregationPeriod", "day")
+    try:
+        return "aggregationPeriod", Granularity(AggregationPeriod(period)).every, period
+    except (ValueError, TypeError):
+        return "aggregationPeriod", None, period
+
+
+def _range_problems(metric_request: dict, path: str) -> list[Problem]:
+    """start/from, end/to and period: which combinations make one range."""
+    problems = []
+    given = {k: k in metric_request and metric_request[k] is not None
+             for k in ("start", "end", "from", "to", "period")}
+    for a, b in (("start", "from"), ("end", "to")):
+        if given[a] and given[b]:
+            problems.append(Problem(f"{path}.{b}", f"give {a} or {b}, not both"))
+    has_start, has_end = given["start"] or given["from"], given["end"] or given["to"]
+    if given["period"] and has_start and has_end:
+        problems.append(Problem(
+            f"{path}.period", "a period sets one bound from the other: give it with a start or an end, not both"
+        ))
+    if not given["period"]:
+        for bound, present, alias in (("start", has_start, "from"), ("end", has_end, "to")):
+            if not present:
+                problems.append(Problem(
+                    f"{path}.{bound}", f"required (or {alias}, or a period with the other bound)"
+                ))
+    start = _instant(metric_request.get("start")) or _unix(metric_request.get("from"))
+    end = _instant(metric_request.get("end")) or _unix(metric_request.get("to"))
+    if start is not None and end is not None and start >= end:
+        field_name = "end" if given["end"] else "to"
+        problems.append(Problem(f"{path}.{field_name}", "must be after start (end is inclusive)"))
+    return problems
+
+
+def _unix(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
+
+
+def _format_problems(body: dict, prefix: str) -> list[Problem]:
+    """Layout rules that look across the format options and the columns."""
+    problems: list[Problem] = []
+    fmt = body.get("format")
+    if not isinstance(fmt, dict):
+        fmt = {"extension": fmt} if isinstance(fmt, str) else {}
+    fp = f"{prefix}format"
+    extension = fmt.get("extension", "csv")
+    extension = extension.lower() if isinstance(extension, str) else extension
+    layout = fmt.get("outputFormat", "long")
+    csv_only = ("csvDelimiter", "bom", "profile")
+    if extension != "csv":
+        for key in csv_only:
+            if key in fmt:
+                problems.append(Problem(f"{fp}.{key}", f"applies to csv files only, not {extension}"))
+    if extension != "pdf":
+        for key in ("comparePrevious",):
+            if key in fmt:
+                problems.append(Problem(f"{fp}.{key}", "applies to the pdf report only"))
+    csv_format = body.get("csvFormat") if isinstance(body.get("csvFormat"), dict) else {}
+    columns = list(_items(csv_format.get("columns")))
+    if layout in ("wide", "crosstab"):
+        if not any(
+            c.get("field", str(c.get("heading", "")).strip().lower()) == "date"
+            for _, c in columns if c.get("metricId") is None
+        ):
+            problems.append(Problem(
+                f"{prefix}csvFormat.columns",
+                f"the {layout} layout pivots on the date: add a column {{\"heading\": \"Date\"}}",
+            ))
+        if not any(c.get("metricId") is not None for _, c in columns):
+            problems.append(Problem(
+                f"{prefix}csvFormat.columns", f"the {layout} layout needs at least one metric column"
+            ))
+    if layout == "crosstab":
+        shown = {
+            c.get("field", str(c.get("heading", "")).strip().lower())
+            for _, c in columns if c.get("metricId") is None
+        }
+        for i, dimension in _strings(csv_format.get("rowFilters")):
+            if dimension not in shown:
+                problems.append(Problem(
+                    f"{prefix}csvFormat.rowFilters[{i}]",
+                    f"the crosstab layout labels each row by its row keys: add a column showing "
+                    f"{dimension!r} (e.g. {{\"heading\": \"{dimension.title()}\", \"field\": \"{dimension}\"}})",
+                ))
+    if layout != "long" and extension == "pdf":
+        problems.append(Problem(f"{fp}.outputFormat", "the pdf report has its own layout; use long"))
     return problems
 
 

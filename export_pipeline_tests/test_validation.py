@@ -363,7 +363,7 @@ def test_metric_ids_are_unique():
 
 
 @pytest.mark.parametrize("key", ["start", "end"])
-@pytest.mark.parametrize("value", ["2024-04-01", "1 May 2024", 1711929600, None])
+@pytest.mark.parametrize("value", ["2024-04-01", "1 May 2024", 1711929600])
 def test_instants_must_be_iso_8601_with_a_time(key, value):
     doc = body()
     doc["metricRequests"][0][key] = value
@@ -372,6 +372,15 @@ def test_instants_must_be_iso_8601_with_a_time(key, value):
     problem = only_problem(doc)
     assert problem.path == f"metricRequests[0].{key}"
     assert "ISO 8601 instant" in problem.message
+
+
+@pytest.mark.parametrize("key", ["start", "end"])
+def test_a_null_bound_is_a_missing_bound(key):
+    doc = body()
+    doc["metricRequests"][0][key] = None
+    problem = only_problem(doc)
+    assert problem.path == f"metricRequests[0].{key}"
+    assert problem.message.startswith("required")
 
 
 @pytest.mark.parametrize("key", ["start", "end"])
@@ -387,7 +396,9 @@ def test_naive_instants_are_rejected(key):
 def test_instants_are_required(key):
     doc = body()
     del doc["metricRequests"][0][key]
-    assert only_problem(doc) == Problem(f"metricRequests[0].{key}", "required")
+    problem = only_problem(doc)
+    assert problem.path == f"metricRequests[0].{key}"
+    assert problem.message.startswith("required")
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 Environment: ``EXPORT_BUCKET`` (required to run), ``EXPORT_METRICS_PATH`` (default: the demo
 store), ``EXPORT_URL_TTL`` (seconds, default 3600), ``EXPORT_PREFIX`` (default ``exports``),
 ``EXPORT_PART_SIZE`` (multipart part size in bytes, default 16 MiB; S3's minimum is 5 MiB).
+PDF branding: ``EXPORT_BRAND_NAME``, ``EXPORT_BRAND_LOGO`` (a PNG or JPEG path),
+``EXPORT_BRAND_PRIMARY`` and ``EXPORT_BRAND_ACCENT`` (hex colours).
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from dagster_aws.s3 import S3Resource
 from export_pipeline.demo_store import default_path
 from export_pipeline.file_naming import DEFAULT_PREFIX
 from export_pipeline.orchestration.jobs import export_job
-from export_pipeline.orchestration.resources import ExportStorage, ParquetMetricStore
+from export_pipeline.orchestration.resources import (
+    ExportStorage,
+    ParquetMetricStore,
+    ReportBranding,
+)
+from export_pipeline.pdf_report import Branding
 from export_pipeline.s3_upload import PART_SIZE
 
 
@@ -41,6 +48,12 @@ def build_definitions() -> dg.Definitions:
                 prefix=_env_or("EXPORT_PREFIX", DEFAULT_PREFIX),
                 url_ttl_seconds=_env_int_or("EXPORT_URL_TTL", 3600),
                 part_size_bytes=_env_int_or("EXPORT_PART_SIZE", PART_SIZE),
+            ),
+            "report_branding": ReportBranding(
+                name=_env_or("EXPORT_BRAND_NAME", ""),
+                logo_path=_env_or("EXPORT_BRAND_LOGO", ""),
+                primary_color=_env_or("EXPORT_BRAND_PRIMARY", Branding.primary_color),
+                accent_color=_env_or("EXPORT_BRAND_ACCENT", Branding.accent_color),
             ),
             "io_manager": dg.mem_io_manager,
         },

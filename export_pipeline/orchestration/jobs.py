@@ -33,7 +33,7 @@ def request_run_config(document: dict[str, Any]) -> dict[str, Any]:
     # In-process: fetched frames stay in memory between ops instead of being pickled to disk
     # and re-read by a new process per step (16x faster on a small fan-out).
     executor_def=dg.in_process_executor,
-    description="Export metric requests to a CSV in the export bucket, with a signed URL.",
+    description="Export metric requests to a file (CSV, XLSX or a PDF report) in the export bucket, with a signed URL.",
     tags={"export_pipeline/kind": "export"},
 )
 def export_job():

@@ -6,17 +6,21 @@ resources, dynamic outputs and metadata.
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import dagster as dg
 import polars as pl
 
 from export_pipeline import combine, planning
-from export_pipeline.delivery import ExportResult, deliver_csv
+from export_pipeline.delivery import ExportResult, deliver
 from export_pipeline.file_naming import export_key
 from export_pipeline.metric_source import MetricSourceError
-from export_pipeline.orchestration.resources import ExportStorage, MetricSourceResource
+from export_pipeline.orchestration.resources import (
+    ExportStorage,
+    MetricSourceResource,
+    ReportBranding,
+)
 from export_pipeline.request import InvalidRequest
 from export_pipeline.validation import validate_document
 
@@ -92,26 +96,34 @@ def combine_metrics(
     context: dg.OpExecutionContext, plan: planning.ExportPlan, fetched: list[FetchedFrame]
 ) -> combine.ExportTable:
     by_request: dict[int, list[pl.DataFrame]] = defaultdict(list)
+    previous: dict[int, list[pl.DataFrame]] = defaultdict(list)
     for item in sorted(fetched, key=lambda f: (f.task.request_index, f.task.window_index)):
-        by_request[item.task.request_index].append(item.frame)
+        (previous if item.task.previous else by_request)[item.task.request_index].append(item.frame)
     table = combine.combine(plan.request, by_request)
+    if plan.previous_request is not None:
+        table = replace(table, previous=combine.combine(plan.previous_request, previous))
     context.log.info(f"combined: {table.rows} rows x {len(table.headings)} columns")
     context.add_output_metadata({"rows": table.rows, "columns": len(table.headings)})
     return table
 
 
-@dg.op(description="Stream the CSV to the export bucket and sign a download URL.")
+@dg.op(description="Write the file (CSV, XLSX or PDF), stream it to the export bucket and sign a download URL.")
 def materialize_export(
     context: dg.OpExecutionContext,
     plan: planning.ExportPlan,
     table: combine.ExportTable,
     export_storage: ExportStorage,
+    report_branding: ReportBranding,
 ):
+    fmt = plan.request.format
     key = export_key(
-        plan.request_id, datetime.now(timezone.utc), context.run_id, export_storage.prefix
+        plan.request_id, datetime.now(timezone.utc), context.run_id, export_storage.prefix,
+        extension=fmt.extension.value, filename=fmt.filename,
     )
-    result = deliver_csv(
+    result = deliver(
         table,
+        plan.request,
+        branding=report_branding.get_branding(),
         request_id=plan.request_id,
         client=export_storage.get_client(),
         presign_client=export_storage.get_presign_client(),
@@ -132,6 +144,9 @@ def materialize_export(
             "signed_url": dg.MetadataValue.url(result.signed_url),
             "url_expires_in_seconds": export_storage.url_ttl_seconds,
             "request_id": result.request_id,
+            "format": fmt.extension.value,
+            "layout": fmt.output_format.value,
+            "timezone": fmt.timezone,
             "windows": dg.MetadataValue.json(plan.describe()["fetches"]),
         },
     )

@@ -18,6 +18,7 @@ from dagster_aws.s3 import S3Resource
 from export_pipeline.file_naming import DEFAULT_PREFIX
 from export_pipeline.metric_source import MetricSource
 from export_pipeline.parquet_source import ParquetMetricSource
+from export_pipeline.pdf_report import Branding
 from export_pipeline.s3_upload import PART_SIZE
 
 
@@ -64,4 +65,19 @@ class ExportStorage(dg.ConfigurableResource):
             aws_secret_access_key=s3.aws_secret_access_key,
             aws_session_token=s3.aws_session_token,
             config=Config(signature_version="s3v4"),
+        )
+
+
+class ReportBranding(dg.ConfigurableResource):
+    """How PDF reports look: set per deployment (``EXPORT_BRAND_*``), never per request."""
+
+    name: str = ""
+    logo_path: str = ""
+    primary_color: str = Branding.primary_color
+    accent_color: str = Branding.accent_color
+
+    def get_branding(self) -> Branding:
+        return Branding(
+            name=self.name or None, logo_path=self.logo_path or None,
+            primary_color=self.primary_color, accent_color=self.accent_color,
         )
