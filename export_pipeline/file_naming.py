@@ -19,3 +19,9 @@ def export_key(
     stamp = created_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     folder = prefix.strip("/")
     return f"{folder}/{request_id}/{stamp}_{run_id[:8]}.{extension}"
+
+
+def fixed_export_key(path: str, prefix: str = DEFAULT_PREFIX, extension: str = "csv") -> str:
+    """A saved export's partition file, ``<prefix>/<name>/<partition>.<ext>``: the same key on
+    every run of the partition, so a re-run replaces it."""
+    return f"{prefix.strip('/')}/{path.strip('/')}.{extension}"
