@@ -63,32 +63,49 @@ class Notification(BaseModel):
 
 
 def parse_notification(document: Any, path: str = "notification") -> tuple[Notification | None, list[Problem]]:
-    """The notification in ``document``, or every problem with it (JSON paths under ``path``)."""
-    try:
-        notification = Notification.model_validate(document)
-    except ValidationError as error:
-        problems = []
-        for e in error.errors():
-            where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"])
-            message = {"missing": "required", "extra_forbidden": "unknown field"}.get(
-                e["type"], e["msg"]
-            )
-            if e["type"] == "enum":
-                message = f"{e['input']!r} is not one of {e['ctx']['expected']}"
-            problems.append(Problem(where, message))
-        return None, problems
-    problems = []
-    for i, message in enumerate(notification.messages):
+    """The notification in ``document``, or every problem with it (JSON paths under ``path``).
+    Each message is checked on its own, so one bad message does not hide another's problems."""
+    if not isinstance(document, dict):
+        return None, [Problem(path, "must be an object with messages")]
+    problems = [Problem(f"{path}.{k}", "unknown field") for k in sorted(set(document) - {"messages"})]
+    raw_messages = document.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        return None, [*problems, Problem(f"{path}.messages", "required: a non-empty list of messages")]
+    messages = []
+    for i, raw in enumerate(raw_messages):
+        where = f"{path}.messages[{i}]"
+        try:
+            message = NotificationMessage.model_validate(raw)
+        except ValidationError as error:
+            problems += [_from_pydantic(e, where) for e in error.errors()]
+            if isinstance(raw, dict):
+                for key in ("title", "text"):
+                    if isinstance(raw.get(key), str):
+                        problems += _template_problems(raw[key], COMMON_FIELDS + SUCCESS_FIELDS + FAILURE_FIELDS, f"{where}.{key}", None)
+            continue
         for key in ("title", "text"):
             problems += _template_problems(
-                getattr(message, key), message.fields(), f"{path}.messages[{i}].{key}", message.policy
+                getattr(message, key), message.fields(), f"{where}.{key}", message.policy
             )
         if message.medium is Medium.email and message.target is not None and "@" not in message.target:
-            problems.append(Problem(f"{path}.messages[{i}].target", "must be an email address"))
-    return (None if problems else notification), problems
+            problems.append(Problem(f"{where}.target", "must be an email address"))
+        messages.append(message)
+    if problems:
+        return None, problems
+    return Notification(messages=messages), []
 
 
-def _template_problems(template: str, allowed: tuple[str, ...], path: str, policy: Policy) -> list[Problem]:
+def _from_pydantic(error: dict, where: str) -> Problem:
+    path = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+    message = {"missing": "required", "extra_forbidden": "unknown field"}.get(error["type"], error["msg"])
+    if error["type"] == "enum":
+        message = f"{error['input']!r} is not one of {error['ctx']['expected']}"
+    return Problem(path, message)
+
+
+def _template_problems(
+    template: str, allowed: tuple[str, ...], path: str, policy: Policy | None
+) -> list[Problem]:
     problems = []
     for name in PLACEHOLDER.findall(template):
         if name in allowed:
