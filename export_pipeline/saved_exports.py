@@ -87,7 +87,9 @@ class SavedExport(BaseModel):
         for metric_request in body.get("metricRequests") or []:
             if isinstance(metric_request, dict):
                 metric_request["start"] = _utc_iso(start)
-                metric_request["end"] = _utc_iso(end - END_OFFSET)
+                # in UTC first: arithmetic on zoned datetimes is wall-clock arithmetic, which is
+                # wrong across a DST change (02:00 CET minus 1 us is not 01:59:59 CET)
+                metric_request["end"] = _utc_iso(end.astimezone(timezone.utc) - END_OFFSET)
         return {"data": {"id": self.name, "body": body}}
 
 
@@ -99,13 +101,24 @@ def parse_saved_export(document: Any, source: str = "<definition>") -> SavedExpo
     """The saved export in ``document``, or ``InvalidRequest`` naming every problem."""
     if not isinstance(document, dict):
         raise InvalidRequest([Problem("", "a saved export definition is a JSON/YAML object")])
+    problems: list[Problem] = []
     try:
         raw = _Definition.model_validate(document)
     except ValidationError as error:
-        raise InvalidRequest([
+        problems = [
             Problem(".".join(str(p) for p in e["loc"]), _message(e)) for e in error.errors()
-        ]) from None
-    problems: list[Problem] = []
+        ]
+        # go on without the fields in error, so the other fields' problems are reported too
+        bad = {e["loc"][0] for e in error.errors() if e["loc"]}
+        rest = {k: v for k, v in document.items() if k not in bad}
+        rest.setdefault("name", "invalid")
+        if "cadence" in bad:  # reported; a stand-in that contradicts nothing else
+            periodicity = str(rest.get("periodicity", "")).upper()
+            rest["cadence"] = PERIODICITIES.get(periodicity, Cadence.daily).value
+        try:
+            raw = _Definition.model_validate(rest)
+        except ValidationError:
+            raise InvalidRequest(problems) from None
     if not re.match(NAME_PATTERN, raw.name):
         problems.append(Problem(
             "name", "must be 1 to 64 letters, digits, '_' or '-', starting with a letter or digit"
