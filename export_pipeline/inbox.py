@@ -13,6 +13,7 @@ key per pass and nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -46,13 +47,18 @@ class InboxFile:
         """Same key and content, same run key: re-uploading an identical file is a no-op."""
         return f"{self.key}@{self.etag}"
 
+    @property
+    def seen_key(self) -> str:
+        """The run key, shortened for the cursor (a burst of thousands of files stays small)."""
+        return hashlib.sha1(self.run_key.encode()).hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class InboxCursor:
     after: str = ""  # resume listing after this key ("" = the start of a pass)
     since: float = 0.0  # candidates: modified at or after this (epoch seconds)
     pass_started: float = 0.0
-    seen: dict[str, float] = field(default_factory=dict)  # run key -> last modified
+    seen: dict[str, float] = field(default_factory=dict)  # seen key -> last modified
 
     def to_json(self) -> str:
         return json.dumps(
@@ -71,7 +77,7 @@ class InboxCursor:
         )
 
     def mark(self, item: InboxFile) -> InboxCursor:
-        return replace(self, seen={**self.seen, item.run_key: item.last_modified})
+        return replace(self, seen={**self.seen, item.seen_key: item.last_modified})
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ def scan(
             if (
                 item.key.lower().endswith(REQUEST_SUFFIXES)
                 and item.last_modified >= cursor.since
-                and item.run_key not in cursor.seen
+                and item.seen_key not in cursor.seen
             ):
                 candidates.append(item)
                 if len(candidates) >= max_candidates:

@@ -99,7 +99,7 @@ def build_inbox_sensor(
                 context.log.warning(f"{item.key}: {error}; retrying next tick")
                 next_cursor = _resume_before(cursor, scan, i, seen)
                 break
-            seen[item.run_key] = item.last_modified
+            seen[item.seen_key] = item.last_modified
             if run_request is not None:
                 run_requests.append(run_request)
         else:
