@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -93,3 +94,10 @@ def test_folder_of_yaml_and_json_with_duplicate_names(tmp_path):
     assert [str(p).split(":")[0:2] for p in caught.value.problems] == [
         ["c.yml", " name"], ["d.yaml", " d.yaml is neither JSON nor YAML"],
     ]
+
+
+def test_the_shipped_example_is_valid():
+    folder = Path(__file__).parents[1] / "export_pipeline" / "examples" / "definitions"
+    [saved] = load_saved_exports(folder)
+    assert (saved.name, saved.cadence, saved.timezone) == ("daily-entries", Cadence.daily, "Europe/Berlin")
+    assert len(saved.notification.messages) == 2
