@@ -90,10 +90,11 @@ class Scan:
 
 def scan(
     client: Any, bucket: str, prefix: str, cursor: InboxCursor, now: float,
-    max_listed: int = 10_000, max_candidates: int = 50,
+    max_listed: int = 10_000, max_candidates: int = 50, exclude_prefix: str | None = None,
 ) -> Scan:
     """List on from ``cursor``: at most ``max_listed`` keys, at most ``max_candidates`` of them
-    new or changed request files."""
+    new or changed request files. Keys under ``exclude_prefix`` (the results, should they lie
+    inside the inbox) are never requests."""
     after = cursor.after
     candidates: list[InboxFile] = []
     listed = 0
@@ -115,6 +116,7 @@ def scan(
             )
             if (
                 item.key.lower().endswith(REQUEST_SUFFIXES)
+                and not (exclude_prefix and item.key.startswith(exclude_prefix))
                 and item.last_modified >= cursor.since
                 and item.seen_key not in cursor.seen
             ):

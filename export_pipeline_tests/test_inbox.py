@@ -96,3 +96,11 @@ def test_result_documents():
         "bucket": "b", "key": "k", "signedUrl": "u", "rows": 3, "bytes": 9, "requestId": "a"})
     assert complete["body"] == [{"bucket": "b", "key": "k", "signedUrl": "u"}]
     assert (complete["rows"], complete["bytes"], complete["errors"]) == (3, 9, None)
+
+
+def test_results_inside_the_inbox_are_not_requests(s3_client, bucket):
+    put(s3_client, bucket, "requests/a.json")
+    put(s3_client, bucket, "requests/results/a.json")
+    result = scan(s3_client, bucket, "requests/", InboxCursor(), time.time(),
+                  exclude_prefix="requests/results/")
+    assert [f.key for f in result.candidates] == ["requests/a.json"]

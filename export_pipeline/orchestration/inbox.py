@@ -73,6 +73,7 @@ def build_inbox_sensor(
             client, request_inbox.bucket, request_inbox.prefix, cursor, time.time(),
             max_listed=request_inbox.max_listed_per_tick,
             max_candidates=request_inbox.max_requests_per_tick,
+            exclude_prefix=request_inbox.results_prefix,
         )
         schema_cache: list = []
 
