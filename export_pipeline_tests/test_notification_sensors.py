@@ -179,3 +179,21 @@ def test_inbox_requests_can_ask_for_notifications(servers, instance, s3_client, 
     run_sensor(defs, instance, result)
     export = result.output_for_node("materialize_export")
     assert hooks.requests[0].body == {"text": f"*req-csv-001 ready*\n<{export.signed_url}|download>"}
+
+
+def test_a_medium_that_stays_down_gets_one_try_per_message_after_that(servers, instance, monkeypatch):
+    from export_pipeline.orchestration import notifications
+
+    monkeypatch.setattr(notifications, "_down_until", {})
+    smtp, hooks = servers
+    with WebhookServer(fail_next=100) as broken:
+        monkeypatch.setenv("EXPORT_SLACK_WEBHOOK_URL", broken.url("/slack/down"))
+        defs = build_definitions()
+        job = defs.resolve_job_def("saved_export_daily_entries")
+        first = job.execute_in_process(partition_key="2024-04-02", instance=instance)
+        run_sensor(defs, instance, first)
+        assert broken.fail_next == 100 - 3  # all three attempts
+        second = job.execute_in_process(partition_key="2024-04-03", instance=instance)
+        run_sensor(defs, instance, second)
+        assert broken.fail_next == 100 - 4  # one try: the medium is known to be down
+    assert len(smtp.messages) == 2  # the other media were not held up

@@ -31,14 +31,16 @@ def test_templates_are_checked_against_the_policy():
         message(policy="onFailure", title="{{ name }} failed", text="{{error}} {{rows}}"),
         message(medium="pigeon", text="{{nope}}"),
         message(medium="email", target="not-an-address"),
+        message(medium="telegram"),
     ]})
     assert notification is None
     assert {(p.path, p.message.split(" (")[0]) for p in problems} == {
         ("notification.messages[2].medium", "'pigeon' is not one of 'email', 'slack', 'discord' or 'telegram'"),
         ("notification.messages[0].text", "{{error}} has no value onSuccess"),
         ("notification.messages[1].text", "{{rows}} has no value onFailure"),
-        ("notification.messages[3].target", "must be an email address"),
+        ("notification.messages[3].target", "required for email: the recipient's address"),
         ("notification.messages[2].text", "unknown placeholder {{nope}}"),
+        ("notification.messages[4].target", "required for telegram: the chat id"),
     }
 
 

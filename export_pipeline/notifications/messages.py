@@ -87,8 +87,10 @@ def parse_notification(document: Any, path: str = "notification") -> tuple[Notif
             problems += _template_problems(
                 getattr(message, key), message.fields(), f"{where}.{key}", message.policy
             )
-        if message.medium is Medium.email and message.target is not None and "@" not in message.target:
-            problems.append(Problem(f"{where}.target", "must be an email address"))
+        if message.medium is Medium.email and (message.target is None or "@" not in message.target):
+            problems.append(Problem(f"{where}.target", "required for email: the recipient's address"))
+        if message.medium is Medium.telegram and not message.target:
+            problems.append(Problem(f"{where}.target", "required for telegram: the chat id"))
         messages.append(message)
     if problems:
         return None, problems

@@ -6,6 +6,7 @@ A failed delivery is retried with backoff and logged on the sensor's tick.
 """
 
 import json
+import time
 
 import dagster as dg
 
@@ -62,6 +63,15 @@ def _values(run: dg.DagsterRun, status: str) -> dict:
     }
 
 
+# medium -> monotonic time until which it is treated as down. A run-status sensor handles every
+# run that finished since its last tick in one evaluation: with a medium down, retrying each
+# message with backoff could outlast the sensor's time limit, and a timed-out tick is evaluated
+# again, sending the messages that did go out twice. So after a medium has failed all its
+# attempts, its next messages get one try each for a while.
+_down_until: dict[str, float] = {}
+DOWN_SECONDS = 300.0
+
+
 def notify(log, notifier: Notifier, run: dg.DagsterRun, policy: Policy, values: dict) -> int:
     """Send the run's messages for ``policy``; returns how many were delivered. Never raises."""
     if NOTIFICATION_TAG not in run.tags:
@@ -76,17 +86,21 @@ def notify(log, notifier: Notifier, run: dg.DagsterRun, policy: Policy, values: 
     for message in notification.for_policy(policy):
         title, text = render(message.title, values), render(message.text, values)
         where = f"{message.medium.value}" + (f" {message.target}" if message.target else "")
+        medium = message.medium.value
+        attempts = 1 if _down_until.get(medium, 0.0) > time.monotonic() else notifier.attempts
         try:
-            send = channels.sender_for(message.medium.value, message.target, title, text)
+            send = channels.sender_for(medium, message.target, title, text)
             deliver_with_retry(
-                send, attempts=notifier.attempts, backoff_seconds=notifier.backoff_seconds,
+                send, attempts=attempts, backoff_seconds=notifier.backoff_seconds,
                 on_retry=lambda attempt, error: log.warning(
                     f"run {run.run_id}: {where} delivery attempt {attempt} failed: {error}; retrying"
                 ),
             )
         except Exception as error:
             log.error(f"run {run.run_id}: {policy.value} notification to {where} not delivered: {error}")
+            _down_until[medium] = time.monotonic() + DOWN_SECONDS
             continue
+        _down_until.pop(medium, None)
         delivered += 1
         log.info(f"run {run.run_id}: {policy.value} notification sent to {where}")
     return delivered
