@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from export_pipeline.request import REQUEST_ID_PATTERN, InvalidRequest, Problem
+from export_pipeline.request import REQUEST_ID_PATTERN, Problem
 
 REQUEST_SUFFIXES = (".json", ".yaml", ".yml")
 CLOCK_MARGIN_SECONDS = 300.0
@@ -204,10 +204,6 @@ def result_document(
             {"path": e.path, "message": e.message} if isinstance(e, Problem) else e for e in errors
         ]
     return document
-
-
-def problems_of(error: InvalidRequest) -> list[Problem]:
-    return list(error.problems)
 
 
 def put_result(client: Any, bucket: str, key: str, document: dict) -> None:
