@@ -30,3 +30,11 @@ def export_key(
     name = f"{run_stamp}/{filename}.{extension}" if filename is not None else f"{run_stamp}.{extension}"
     folder = prefix.strip("/")
     return f"{folder}/{name}" if folder else name
+
+
+def fixed_export_key(path: str, prefix: str = DEFAULT_PREFIX, extension: str = "csv") -> str:
+    """A saved export's partition file, ``<prefix>/<name>/<partition>.<ext>``: the same key on
+    every run of the partition, so a re-run replaces it."""
+    name = f"{path.strip('/')}.{extension}"
+    folder = prefix.strip("/")
+    return f"{folder}/{name}" if folder else name

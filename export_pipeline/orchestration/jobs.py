@@ -28,7 +28,16 @@ def request_run_config(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@dg.job(
+@dg.graph
+def export_graph():
+    """The export's steps; ``export_job`` and each saved export's partitioned job run this."""
+    plan, fetches = plan_export()
+    fetched = fetches.map(fetch_metrics).collect()
+    materialize_export(plan, combine_metrics(plan, fetched))
+
+
+export_job = export_graph.to_job(
+    name="export_job",
     config=dg.ConfigMapping(config_fn=request_run_config, config_schema=dg.Permissive()),
     # In-process: fetched frames stay in memory between ops instead of being pickled to disk
     # and re-read by a new process per step (16x faster on a small fan-out).
@@ -36,7 +45,3 @@ def request_run_config(document: dict[str, Any]) -> dict[str, Any]:
     description="Export metric requests to a file (CSV, XLSX or a PDF report) in the export bucket, with a signed URL.",
     tags={"export_pipeline/kind": "export"},
 )
-def export_job():
-    plan, fetches = plan_export()
-    fetched = fetches.map(fetch_metrics).collect()
-    materialize_export(plan, combine_metrics(plan, fetched))

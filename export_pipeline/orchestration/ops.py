@@ -14,7 +14,7 @@ import polars as pl
 
 from export_pipeline import combine, planning
 from export_pipeline.delivery import ExportResult, deliver
-from export_pipeline.file_naming import export_key
+from export_pipeline.file_naming import export_key, fixed_export_key
 from export_pipeline.metric_source import MetricSourceError
 from export_pipeline.orchestration.resources import (
     ExportStorage,
@@ -31,6 +31,14 @@ class ExportRequestConfig(dg.Config):
     """The submitted request document (a seed-000 body or its envelope) as JSON text."""
 
     request_json: str
+
+
+class ExportKeyConfig(dg.Config):
+    """Where the file lands. Empty: a new key per run (``<request id>/<timestamp>_<run>``).
+    Set (a saved export's partition, ``<name>/<partition>``): that fixed key under the export
+    prefix, so a re-run replaces the file (a multipart upload completes atomically)."""
+
+    fixed_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,12 +122,16 @@ def materialize_export(
     table: combine.ExportTable,
     export_storage: ExportStorage,
     report_branding: ReportBranding,
+    config: ExportKeyConfig,
 ):
     fmt = plan.request.format
-    key = export_key(
-        plan.request_id, datetime.now(timezone.utc), context.run_id, export_storage.prefix,
-        extension=fmt.extension.value, filename=fmt.filename,
-    )
+    if config.fixed_key:
+        key = fixed_export_key(config.fixed_key, export_storage.prefix, fmt.extension.value)
+    else:
+        key = export_key(
+            plan.request_id, datetime.now(timezone.utc), context.run_id, export_storage.prefix,
+            extension=fmt.extension.value, filename=fmt.filename,
+        )
     result = deliver(
         table,
         plan.request,
