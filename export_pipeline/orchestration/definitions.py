@@ -15,7 +15,11 @@ from dagster_aws.s3 import S3Resource
 from export_pipeline.demo_store import default_path
 from export_pipeline.file_naming import DEFAULT_PREFIX
 from export_pipeline.orchestration.jobs import export_job
-from export_pipeline.orchestration.resources import ExportStorage, ParquetMetricStore
+from export_pipeline.orchestration.resources import (
+    DestinationsResource,
+    ExportStorage,
+    ParquetMetricStore,
+)
 from export_pipeline.s3_upload import PART_SIZE
 
 
@@ -26,6 +30,26 @@ def _env_or(name: str, default):
 
 def _env_int_or(name: str, default: int):
     return dg.EnvVar.int(name) if os.environ.get(name) else default
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def destinations_resource() -> DestinationsResource:
+    """Delivery settings; see the README's "Destinations" section for each variable."""
+    return DestinationsResource(
+        allowed_hosts=_env_or("EXPORT_DESTINATION_HOSTS", ""),
+        allow_private_networks=_env_flag("EXPORT_DESTINATION_ALLOW_PRIVATE"),
+        allow_loopback=_env_flag("EXPORT_DESTINATION_ALLOW_LOOPBACK"),
+        sftp_known_hosts=_env_or("EXPORT_SFTP_KNOWN_HOSTS", None),
+        sftp_keys_dir=_env_or("EXPORT_SFTP_KEYS_DIR", None),
+        s3_endpoint_url=_env_or("EXPORT_DESTINATION_S3_ENDPOINT", None),
+        ftps_ca_file=_env_or("EXPORT_FTPS_CA_FILE", None),
+        gcs_project=_env_or("EXPORT_GCS_PROJECT", None),
+        sealing_key=_env_or("EXPORT_SEALING_KEY", None),
+        timeout_seconds=float(os.environ.get("EXPORT_DESTINATION_TIMEOUT") or 30),
+    )
 
 
 def build_definitions() -> dg.Definitions:
@@ -42,6 +66,7 @@ def build_definitions() -> dg.Definitions:
                 url_ttl_seconds=_env_int_or("EXPORT_URL_TTL", 3600),
                 part_size_bytes=_env_int_or("EXPORT_PART_SIZE", PART_SIZE),
             ),
+            "destinations": destinations_resource(),
             "io_manager": dg.mem_io_manager,
         },
     )
