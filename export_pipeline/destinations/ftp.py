@@ -30,6 +30,34 @@ from export_pipeline.destinations.paths import server_path, temporary_sibling
 BLOCK_SIZE = 256 * 1024
 
 
+class _FtpTls(ftplib.FTP_TLS):
+    """ftplib's FTPS with two interop fixes: data connections resume the control
+    connection's TLS session (vsftpd's default ``require_ssl_reuse`` insists), and a server
+    that closes the data connection without a TLS close_notify (pyftpdlib, others) is not an
+    error: the server's ``226`` reply and the size check after it say whether the file
+    arrived whole."""
+
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(
+                conn, server_hostname=self.host, session=self.sock.session
+            )
+        return conn, size
+
+    def storbinary(self, cmd, fp, blocksize=8192, callback=None, rest=None):
+        self.voidcmd("TYPE I")
+        with self.transfercmd(cmd, rest) as conn:
+            while buf := fp.read(blocksize):
+                conn.sendall(buf)
+                if callback:
+                    callback(buf)
+            if isinstance(conn, ssl.SSLSocket):
+                with contextlib.suppress(ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                    conn.unwrap()
+        return self.voidresp()
+
+
 class FtpDestination(Destination):
     def __init__(
         self, *, server: str, port: int, username: str, password: str, folder: str | None,
@@ -49,7 +77,7 @@ class FtpDestination(Destination):
 
     def _connect(self) -> ftplib.FTP:
         if self.tls:
-            ftp: ftplib.FTP = ftplib.FTP_TLS(
+            ftp: ftplib.FTP = _FtpTls(
                 context=ssl.create_default_context(cafile=self.ca_file), timeout=self.timeout
             )
         else:
@@ -123,5 +151,5 @@ def _classify(error: BaseException, where: str) -> BaseException:
     if isinstance(error, ftplib.error_perm):
         return PermanentDeliveryError(f"{where}: the server refused: {error}")
     if isinstance(error, (ftplib.error_temp, ftplib.error_reply, ftplib.error_proto, OSError, EOFError)):
-        return TransientDeliveryError(f"{where}: transfer failed: {error or type(error).__name__}")
+        return TransientDeliveryError(f"{where}: transfer failed: {str(error) or type(error).__name__}")
     return error

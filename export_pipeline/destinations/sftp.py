@@ -143,5 +143,5 @@ def _classify(error: BaseException, where: str) -> BaseException:
     if isinstance(error, PermissionError):
         return PermanentDeliveryError(f"{where}: permission denied")
     if isinstance(error, (OSError, EOFError, paramiko.SSHException)):
-        return TransientDeliveryError(f"{where}: transfer failed: {error or type(error).__name__}")
+        return TransientDeliveryError(f"{where}: transfer failed: {str(error) or type(error).__name__}")
     return error
