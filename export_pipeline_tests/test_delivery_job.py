@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -302,18 +303,38 @@ def test_one_file_many_destinations(delivery_env, sftp_server, ftp_server, custo
                 and e.step_key == "combine_metrics"]) == 1
 
 
-def test_failed_delivery_reexecutes_without_recomputing(delivery_env, sftp_server, tmp_path, monkeypatch):
-    instance = dg.DagsterInstance.ephemeral()
-    monkeypatch.setenv("EXPORT_SFTP_KNOWN_HOSTS", str(tmp_path / "missing"))
-    document = request_with(sftp_destination(sftp_server), request_id="reexec")
-    first = run_job(document, instance=instance)
-    assert not first.success
-    monkeypatch.setenv("EXPORT_SFTP_KNOWN_HOSTS", str(sftp_server.known_hosts))
+def export_job_for_reexecution():
     from export_pipeline.orchestration.definitions import build_definitions
 
-    job = build_definitions().resolve_job_def("export_job")
-    # The in-memory IO manager keeps nothing across runs, so re-executing only the failed step
-    # needs persisted outputs; a fresh run reuses the same request and recomputes instead.
-    assert first.output_for_node("materialize_export").bytes > 0
-    again = job.execute_in_process(run_config=document, instance=instance, raise_on_error=False)
-    assert again.success
+    return build_definitions().resolve_job_def("export_job")
+
+
+def test_failed_delivery_reexecutes_from_failure_without_recomputing(
+    delivery_env, sftp_server, tmp_path, monkeypatch
+):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("EXPORT_SFTP_KNOWN_HOSTS", str(tmp_path / "not-there"))
+    job = dg.build_reconstructable_job(
+        "export_pipeline_tests.test_delivery_job", "export_job_for_reexecution"
+    )
+    document = request_with(sftp_destination(sftp_server), request_id="reexec")
+    with dg.DagsterInstance.get() as instance:
+        with dg.execute_job(
+            job, instance=instance, run_config=document, raise_on_error=False
+        ) as first:
+            assert not first.success
+            assert "no known_hosts file is configured" in failure_text(first)
+            export = first.output_for_node("materialize_export")
+        monkeypatch.setenv("EXPORT_SFTP_KNOWN_HOSTS", str(sftp_server.known_hosts))
+        again = dg.execute_job(
+            job, instance=instance, raise_on_error=False,
+            reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, instance),
+        )
+        assert again.success, again.get_step_failure_events()
+        executed = {e.step_key for e in again.all_events if e.event_type_value == "STEP_SUCCESS"}
+        assert executed == {"deliver_export[destination0_sftp]"}
+    with urllib.request.urlopen(export.signed_url, timeout=30) as response:
+        data = response.read()
+    assert (sftp_server.root / "outbox" / f"reexec_{os.path.basename(export.key)}").read_bytes() == data

@@ -68,6 +68,9 @@ def build_definitions() -> dg.Definitions:
             ),
             "destinations": destinations_resource(),
             "io_manager": dg.mem_io_manager,
+            # The export's record and the delivery tasks (credentials sealed) are kept in the
+            # instance's storage so "re-execute from failure" re-runs only the deliveries.
+            "delivery_io_manager": dg.FilesystemIOManager(),
         },
     )
 

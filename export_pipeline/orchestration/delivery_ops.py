@@ -75,7 +75,7 @@ def _scrub(message: str, secrets: list[str]) -> str:
 
 
 @dg.op(
-    out=dg.DynamicOut(DeliveryTask),
+    out=dg.DynamicOut(DeliveryTask, io_manager_key="delivery_io_manager"),
     description="One delivery per destination of the request, checked before any data is computed.",
 )
 def plan_deliveries(

@@ -100,7 +100,12 @@ def combine_metrics(
     return table
 
 
-@dg.op(description="Stream the CSV to the export bucket and sign a download URL.")
+@dg.op(
+    description="Stream the CSV to the export bucket and sign a download URL.",
+    # Stored (a small record: bucket, key, counts), so a failed delivery can be re-executed
+    # from failure without recomputing the file.
+    out=dg.Out(io_manager_key="delivery_io_manager"),
+)
 def materialize_export(
     context: dg.OpExecutionContext,
     plan: planning.ExportPlan,
