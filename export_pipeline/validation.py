@@ -360,7 +360,7 @@ def _destination_problems(body: dict, prefix: str) -> list[Problem]:
             ("savedKey", _KEY_NAME, "the name of a saved key (letters, digits, '.', '_', '-')"),
         ):
             value = destination.get(name)
-            if isinstance(value, str) and value and not pattern.match(value):
+            if name in known and isinstance(value, str) and value and not pattern.match(value):
                 problems.append(Problem(f"{dp}.{name}", f"{value!r} is not {what}"))
         path = destination.get("path")
         if isinstance(path, str):

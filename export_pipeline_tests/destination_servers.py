@@ -336,3 +336,59 @@ def customer_s3():
     customer.process.wait(10)
 
 
+
+
+# --- a TCP proxy that can cut uploads (for the HTTP servers: S3 and GCS) --------------------
+
+class CuttingProxy:
+    """Forwards 127.0.0.1:port to a server; while armed, a connection that has sent more
+    than ``DROP_AFTER_BYTES`` towards the server is cut in both directions."""
+
+    def __init__(self, target_port: int):
+        import socket
+
+        self.target_port = target_port
+        self.drop = DropSwitch()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source, sink, upload: bool) -> None:
+        import socket
+
+        sent = 0
+        try:
+            while data := source.recv(65536):
+                sent += len(data)
+                if upload and self.drop.should_drop(sent):
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
