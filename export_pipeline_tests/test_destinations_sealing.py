@@ -69,3 +69,11 @@ def test_seal_document_finds_every_credential_in_body_or_envelope():
     assert seal_document(sealed, sealer) == sealed  # sealed values stay as they are
     single = seal_document({"csvFormat": {}, "destination": {"password": "p"}}, sealer)
     assert sealer.unseal(single["destination"]["password"], "") == "p"
+
+
+def test_key_rotation():
+    old, new = generate_key(), generate_key()
+    sealed_before = Sealer(old).seal("pw-1")
+    rotated = Sealer(f"{new},{old}")
+    assert rotated.unseal(sealed_before, "") == "pw-1"
+    assert Sealer(new).unseal(rotated.seal("pw-2"), "") == "pw-2"

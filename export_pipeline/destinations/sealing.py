@@ -14,7 +14,7 @@ import copy
 from collections.abc import Iterator
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from export_pipeline.destinations.base import PermanentDeliveryError
 
@@ -31,10 +31,15 @@ def is_sealed(value: Any) -> bool:
 
 
 class Sealer:
-    def __init__(self, key: str):
+    """Seals with the first of ``keys`` (comma-separated) and unseals with any of them, so a
+    key can be rotated: put the new one first and keep the old one until its runs are done."""
+
+    def __init__(self, keys: str):
         try:
-            self._fernet = Fernet(key.encode("ascii") if isinstance(key, str) else key)
-        except (ValueError, TypeError):
+            self._fernet = MultiFernet(
+                [Fernet(k.strip().encode("ascii")) for k in keys.split(",") if k.strip()]
+            )
+        except (ValueError, TypeError, AttributeError):
             raise ValueError(
                 "the sealing key must be a Fernet key: 32 bytes, url-safe base64 "
                 "(make one with `export-pipeline seal --new-key`)"
