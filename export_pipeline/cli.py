@@ -120,8 +120,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from export_pipeline.planning import plan_export
 
     validated = _validate(_read(args.request))
+    from export_pipeline.destinations.factory import describe_spec
+
     plan = plan_export(validated.request, validated.request_id or "<run id>")
-    print(json.dumps(plan.describe(), indent=2))
+    described = plan.describe()
+    described["deliveries"] = [describe_spec(d) for d in validated.request.deliveries()]
+    print(json.dumps(described, indent=2))
     return EXIT_OK
 
 

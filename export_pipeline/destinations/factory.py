@@ -14,6 +14,16 @@ from export_pipeline.request import DestinationSpec, DestinationType
 DEFAULT_PORTS = {DestinationType.sftp: 22, DestinationType.ftp: 21, DestinationType.ftps: 21}
 
 
+def describe_spec(spec: DestinationSpec) -> dict:
+    """A request's destination as ``validate`` prints it: its fields, credentials left out."""
+    shown = spec.model_dump(
+        by_alias=True, exclude_none=True,
+        exclude={"password", "aws_access_key_id", "aws_secret_access_key"},
+    )
+    shown["type"] = spec.type.value
+    return shown
+
+
 def open_destination(
     spec: DestinationSpec, file_name: str, settings: DestinationSettings,
     sealer: Sealer | None, where: str = "destination",
