@@ -339,3 +339,48 @@ def test_failed_delivery_reexecutes_from_failure_without_recomputing(
     with urllib.request.urlopen(export.signed_url, timeout=30) as response:
         data = response.read()
     assert (sftp_server.root / "outbox" / f"reexec_{os.path.basename(export.key)}").read_bytes() == data
+
+
+def test_preflight_failure_reexecutes_from_failure_without_recomputing(
+    delivery_env, sftp_server, tmp_path, monkeypatch
+):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    (tmp_path / "no-keys").mkdir()
+    monkeypatch.setenv("EXPORT_SFTP_KEYS_DIR", str(tmp_path / "no-keys"))
+    job = dg.build_reconstructable_job(
+        "export_pipeline_tests.test_delivery_job", "export_job_for_reexecution"
+    )
+    destination = sftp_destination(sftp_server, savedKey="partner-key")
+    del destination["password"]
+    document = request_with(destination, request_id="preflight")
+    with dg.DagsterInstance.get() as instance:
+        with dg.execute_job(job, instance=instance, run_config=document, raise_on_error=False) as first:
+            assert not first.success
+            assert "destination.savedKey: no saved key named 'partner-key'" in failure_text(first)
+            export = first.output_for_node("materialize_export")
+        monkeypatch.setenv("EXPORT_SFTP_KEYS_DIR", str(sftp_server.client_key.parent))
+        again = dg.execute_job(
+            job, instance=instance, raise_on_error=False,
+            reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, instance),
+        )
+        assert again.success, again.get_step_failure_events()
+        executed = {e.step_key for e in again.all_events if e.event_type_value == "STEP_SUCCESS"}
+        assert executed == {"plan_deliveries", "deliver_export[destination0_sftp]"}
+    assert (sftp_server.root / "outbox" / f"preflight_{os.path.basename(export.key)}").exists()
+
+
+def test_versioned_customer_bucket_receipt_has_the_version(delivery_env, customer_s3):
+    client = customer_s3.client()
+    client.create_bucket(Bucket="customer-versioned",
+                         CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    client.put_bucket_versioning(Bucket="customer-versioned",
+                                 VersioningConfiguration={"Status": "Enabled"})
+    result = run_job(request_with(s3_destination(customer_s3, aws_bucket="customer-versioned",
+                                                 path="v/report.csv"), request_id="versioned"))
+    assert result.success, result.get_step_failure_events()
+    [receipt] = receipts(result)
+    head = client.head_object(Bucket="customer-versioned", Key="v/report.csv")
+    assert receipt["versionId"] == head["VersionId"]
+    assert receipt["etag"] == head["ETag"].strip('"')

@@ -116,8 +116,16 @@ class FtpDestination(Destination):
         reader = CountingReader(upload.stream)
         try:
             ftp.storbinary(f"STOR {temporary}", reader, blocksize=BLOCK_SIZE)
-            ftp.rename(temporary, final)
-            size = ftp.size(final)
+            try:
+                ftp.rename(temporary, final)
+            except ftplib.error_perm:  # some servers refuse to rename over an existing file
+                with contextlib.suppress(ftplib.error_perm):
+                    ftp.delete(final)
+                ftp.rename(temporary, final)
+            try:
+                size = ftp.size(final)
+            except ftplib.error_perm:  # SIZE is an extension (RFC 3659) some servers lack
+                size = None
         except BaseException as error:
             self._remove_leftover(ftp, temporary)
             raise _classify(error, f"{self._where()}/{final.lstrip('/')}") from None

@@ -36,7 +36,12 @@ class FetchedFrame:
 
 
 @dg.op(
-    out={"plan": dg.Out(dg.Any), "fetches": dg.DynamicOut(dg.Any)},
+    # The plan is stored (small, credentials sealed) so deliveries can be re-executed from
+    # failure; the fetch tasks stay in memory.
+    out={
+        "plan": dg.Out(dg.Any, io_manager_key="delivery_io_manager"),
+        "fetches": dg.DynamicOut(dg.Any),
+    },
     description="Validate the request against the store's schema and cut its 90-day windows.",
 )
 def plan_export(
