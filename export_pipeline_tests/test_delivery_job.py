@@ -384,3 +384,23 @@ def test_versioned_customer_bucket_receipt_has_the_version(delivery_env, custome
     head = client.head_object(Bucket="customer-versioned", Key="v/report.csv")
     assert receipt["versionId"] == head["VersionId"]
     assert receipt["etag"] == head["ETag"].strip('"')
+
+
+@pytest.mark.parametrize("server,reason", [
+    ("10.0.0.1", "resolves to 10.0.0.1, a private or reserved address"),
+    ("169.254.169.254", "resolves to 169.254.169.254, a link-local address"),
+    ("localhost", "a loopback address"),
+])
+def test_refused_hosts_fail_before_any_connection(delivery_env, sftp_server, monkeypatch, server, reason):
+    monkeypatch.delenv("EXPORT_DESTINATION_ALLOW_LOOPBACK")
+    result = run_job(request_with(dict(sftp_destination(sftp_server), server=server), request_id="ssrf"))
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert failure.step_key == "plan_deliveries"
+    assert reason in failure_text(result)
+
+
+def test_allow_list_refuses_other_hosts(delivery_env, sftp_server, monkeypatch):
+    monkeypatch.setenv("EXPORT_DESTINATION_HOSTS", "sftp.partner.example")
+    result = run_job(request_with(sftp_destination(sftp_server), request_id="not-listed"))
+    assert "'127.0.0.1' is not in the allowed destination hosts" in failure_text(result)

@@ -126,3 +126,31 @@ def test_gcs(gcs_emulator, monkeypatch):
         assert receipt.remote["generation"]
     finally:
         proxy.close()
+
+
+def test_gcs_resumable_upload_of_a_file_larger_than_one_chunk(gcs_emulator, monkeypatch):
+    from export_pipeline.destinations.gcs import CHUNK_SIZE
+
+    proxy = servers.CuttingProxy(int(gcs_emulator.rsplit(":", 1)[1]))
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.endpoint)
+        client = storage.Client(project="test", credentials=AnonymousCredentials())
+        if not client.bucket("atomic-gcs-big").exists():
+            client.create_bucket("atomic-gcs-big")
+        bucket = client.bucket("atomic-gcs-big")
+        big = os.urandom(CHUNK_SIZE + 123_457)
+        destination = GcsDestination(bucket="atomic-gcs-big", key="big.bin", project="test", timeout=30)
+
+        def send():
+            return destination.deliver(Upload(io.BytesIO(big), len(big), "big.bin",
+                                              "application/octet-stream", "t"))
+
+        proxy.drop.arm(times=1)
+        with pytest.raises(TransientDeliveryError):
+            send()
+        assert bucket.get_blob("big.bin") is None
+        receipt = send()
+        assert bucket.blob("big.bin").download_as_bytes() == big
+        assert receipt.bytes == receipt.remote["remoteSize"] == len(big)
+    finally:
+        proxy.close()

@@ -78,3 +78,7 @@ class CountingReader:
         data = self._stream.read(size)
         self.count += len(data)
         return data
+
+    def tell(self) -> int:
+        """Resumable GCS uploads ask where the stream stands; it started at 0."""
+        return self.count

@@ -1,8 +1,8 @@
 """The delivery ops: after the export file is in our bucket, send it to each destination.
 
 ``plan_deliveries`` fans out one ``deliver_export`` per destination of the request and checks
-up front what cannot work (credentials that do not unseal, a refused host, a missing saved
-key), so a doomed delivery fails before any data is computed. ``deliver_export`` streams the
+up front, without connecting, what cannot work (credentials that do not unseal, a refused
+host, a missing saved key), so a doomed delivery is reported at the start of the run. ``deliver_export`` streams the
 file from our bucket to the far side: several destinations get the same computed file, and a
 failed delivery is retried (``RetryPolicy``) or re-executed without recomputing the data.
 Transient errors are retried with backoff; permanent ones fail at once. Failure messages go
