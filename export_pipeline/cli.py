@@ -77,20 +77,16 @@ def _sealed(document: Any) -> Any:
     re-executing it later (from the UI) cannot unseal its credentials.
     """
     from export_pipeline.destinations.sealing import (
-        Sealer,
         generate_key,
         plaintext_secret_paths,
-        seal_document,
+        seal_for_run_config,
     )
 
-    if not plaintext_secret_paths(document):
-        return document
-    key = os.environ.get("EXPORT_SEALING_KEY")
-    if not key:
-        key = os.environ["EXPORT_SEALING_KEY"] = generate_key()
+    if plaintext_secret_paths(document) and not os.environ.get("EXPORT_SEALING_KEY"):
+        os.environ["EXPORT_SEALING_KEY"] = generate_key()
         _say("EXPORT_SEALING_KEY is not set: sealed the request's credentials with a key "
              "made for this run only")
-    return seal_document(document, Sealer(key))
+    return seal_for_run_config(document)
 
 
 def _failure_reason(failure: Any) -> str:

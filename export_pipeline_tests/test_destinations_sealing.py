@@ -14,6 +14,7 @@ from export_pipeline.destinations.sealing import (
     is_sealed,
     plaintext_secret_paths,
     seal_document,
+    seal_for_run_config,
     secret_values,
 )
 
@@ -77,3 +78,14 @@ def test_key_rotation():
     rotated = Sealer(f"{new},{old}")
     assert rotated.unseal(sealed_before, "") == "pw-1"
     assert Sealer(new).unseal(rotated.seal("pw-2"), "") == "pw-2"
+
+
+def test_seal_for_run_config(monkeypatch):
+    monkeypatch.delenv("EXPORT_SEALING_KEY", raising=False)
+    no_secrets = {"csvFormat": {}, "destination": {"type": "gcs", "gcs_bucket": "g"}}
+    assert seal_for_run_config(no_secrets) is no_secrets
+    with pytest.raises(ValueError, match="EXPORT_SEALING_KEY is not set"):
+        seal_for_run_config(BODY)
+    key = generate_key()
+    monkeypatch.setenv("EXPORT_SEALING_KEY", key)
+    assert plaintext_secret_paths(seal_for_run_config(BODY)) == []

@@ -11,6 +11,7 @@ Run config carrying a plaintext secret is refused before a run is created.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -106,3 +107,18 @@ def secret_values(document: Any) -> list[str]:
         for name in SECRET_FIELDS
         if isinstance(destination.get(name), str) and not is_sealed(destination[name])
     ]
+
+
+def seal_for_run_config(document: Any, keys: str | None = None) -> Any:
+    """What every entry point (CLI, inbox sensor) calls before a request becomes run config:
+    the document with its credentials sealed under ``EXPORT_SEALING_KEY``. A document with no
+    inline credentials is returned as it is."""
+    if not plaintext_secret_paths(document):
+        return document
+    keys = keys or os.environ.get("EXPORT_SEALING_KEY")
+    if not keys:
+        raise ValueError(
+            "the request carries inline credentials and EXPORT_SEALING_KEY is not set: "
+            "they cannot be sealed, and run config never holds them in plaintext"
+        )
+    return seal_document(document, Sealer(keys))
