@@ -6,7 +6,7 @@ host, a missing saved key), so a doomed delivery is reported at the start of the
 file from our bucket to the far side: several destinations get the same computed file, and a
 failed delivery is retried (``RetryPolicy``) or re-executed without recomputing the data.
 Transient errors are retried with backoff; permanent ones fail at once. Failure messages go
-through ``_scrub`` so no credential reaches the event log, whatever a library put in them.
+through ``_reason`` so no credential reaches the event log, whatever a library put in them.
 """
 
 import posixpath
@@ -67,16 +67,17 @@ def _secrets(spec: DestinationSpec, destinations: DestinationsResource) -> list[
     return values
 
 
-def _scrub(message: str, secrets: list[str]) -> str:
+def _reason(task: DeliveryTask, message: str, secrets: list[str]) -> str:
+    """A failure message naming the destination, with any credential in it masked."""
     for secret in sorted(secrets, key=len, reverse=True):
         if secret:
             message = message.replace(secret, "***")
-    return message
+    return message if message.startswith(task.where) else f"{task.where}: {message}"
 
 
 @dg.op(
     out=dg.DynamicOut(DeliveryTask, io_manager_key="delivery_io_manager"),
-    description="One delivery per destination of the request, checked before any data is computed.",
+    description="One delivery per destination of the request, checked without connecting.",
 )
 def plan_deliveries(
     context: dg.OpExecutionContext, plan: planning.ExportPlan, destinations: DestinationsResource
@@ -92,10 +93,10 @@ def plan_deliveries(
                 settings.host_policy.resolve(task.spec.server, getattr(destination, "port", 0))
         except PermanentDeliveryError as error:
             raise dg.Failure(
-                description=f"{task.where}: {_scrub(str(error), secrets)}", allow_retries=False
+                description=_reason(task, str(error), secrets), allow_retries=False
             ) from None
         except TransientDeliveryError as error:
-            context.log.warning(f"{task.where}: {_scrub(str(error), secrets)} (will retry on delivery)")
+            context.log.warning(f"{_reason(task, str(error), secrets)} (will retry on delivery)")
         context.log.info(f"{task.where}: will deliver to {destination.describe()}")
         yield dg.DynamicOutput(task, mapping_key=task.key)
 
@@ -131,16 +132,16 @@ def deliver_export(
             body.close()
     except PermanentDeliveryError as error:
         raise dg.Failure(
-            description=f"{task.where}: {_scrub(str(error), secrets)}", allow_retries=False
+            description=_reason(task, str(error), secrets), allow_retries=False
         ) from None
     except Exception as error:  # transient, or unknown: retried by the policy
         reason = str(error) if isinstance(error, TransientDeliveryError) else (
             f"{type(error).__name__}: {error}"
         )
         context.log.warning(
-            f"{task.where}: attempt {context.retry_number + 1} failed: {_scrub(reason, secrets)}"
+            f"attempt {context.retry_number + 1} failed: {_reason(task, reason, secrets)}"
         )
-        raise dg.Failure(description=f"{task.where}: {_scrub(reason, secrets)}") from None
+        raise dg.Failure(description=_reason(task, reason, secrets)) from None
     receipt_dict = receipt.to_dict()
     context.log.info(
         f"{task.where}: delivered {receipt.bytes} bytes to {receipt.remote_path}"
