@@ -404,3 +404,14 @@ def test_allow_list_refuses_other_hosts(delivery_env, sftp_server, monkeypatch):
     monkeypatch.setenv("EXPORT_DESTINATION_HOSTS", "sftp.partner.example")
     result = run_job(request_with(sftp_destination(sftp_server), request_id="not-listed"))
     assert "'127.0.0.1' is not in the allowed destination hosts" in failure_text(result)
+
+
+def test_failure_messages_mask_credentials_a_library_might_echo():
+    from export_pipeline.orchestration.delivery_ops import DeliveryTask, _reason
+    from export_pipeline.request import DestinationSpec
+
+    task = DeliveryTask(0, "destinations[0]", DestinationSpec(type="ftp"))
+    assert _reason(task, "530 bad password hunter2 for bob", ["hunter2", ""]) == (
+        "destinations[0]: 530 bad password *** for bob"
+    )
+    assert _reason(task, "destinations[0].password: x", []) == "destinations[0].password: x"

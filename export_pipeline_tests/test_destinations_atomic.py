@@ -154,3 +154,16 @@ def test_gcs_resumable_upload_of_a_file_larger_than_one_chunk(gcs_emulator, monk
         assert receipt.bytes == receipt.remote["remoteSize"] == len(big)
     finally:
         proxy.close()
+
+
+def test_gcs_without_usable_credentials_is_permanent(tmp_path, monkeypatch):
+    from export_pipeline.destinations.base import PermanentDeliveryError
+
+    broken = tmp_path / "service-account.json"
+    broken.write_text('{"type": "service_account"}')
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(broken))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # never probe a metadata server
+    destination = GcsDestination(bucket="b-b-b", key="k", project="p", timeout=5)
+    with pytest.raises(PermanentDeliveryError, match="no usable GCS credentials"):
+        destination.deliver(upload())
