@@ -32,13 +32,15 @@ def leftovers(root) -> list[str]:
     return [str(p) for p in root.rglob("*") if p.is_file() and p.name.endswith(".part")]
 
 
-def drop_then_deliver(destination, switch, final_exists, read_final):
+def drop_then_deliver(destination, switch, final_exists, read_final, folder=None):
     assert len(DATA) > 4 * servers.DROP_AFTER_BYTES
     switch.arm(times=3)  # enough to defeat any client-side retry of a single request
     with pytest.raises(TransientDeliveryError):
         destination.deliver(upload())
     assert switch.dropped >= 1
     assert not final_exists()
+    if folder is not None:  # the temporary file was removed over a fresh connection
+        assert leftovers(folder) == []
     switch.arm(times=0)
     receipt = destination.deliver(upload())
     assert read_final() == DATA
@@ -57,6 +59,7 @@ def test_sftp(sftp_server):
     receipt = drop_then_deliver(
         destination, sftp_server.drop,
         lambda: (folder / "export.csv").exists(), lambda: (folder / "export.csv").read_bytes(),
+        folder,
     )
     assert receipt.remote["remoteSize"] == len(DATA)
     assert leftovers(folder) == []
@@ -75,6 +78,7 @@ def test_ftp(ftp_server, ftps_server, tls):
     drop_then_deliver(
         destination, server.drop,
         lambda: (folder / "export.csv").exists(), lambda: (folder / "export.csv").read_bytes(),
+        folder,
     )
     assert leftovers(folder) == []
 
