@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     StrictBool,
     StrictInt,
     field_validator,
@@ -305,8 +306,52 @@ class MetricRequest(_Model):
         return self.decimation.dsf if self.decimation is not None else DecimationFunction.sum
 
 
+class DestinationType(str, Enum):
+    """Seed 003's destination types (any case on the wire), plus ``ftps`` (FTP over explicit
+    TLS), which the seed does not name."""
+
+    aws = "aws"
+    s3 = "s3"
+    sftp = "sftp"
+    ftp = "ftp"
+    ftps = "ftps"
+    gcs = "gcs"
+
+
+def _port(value: Any) -> Any:
+    """Seed 003 sends the port as a string (``"21"``); a number is fine too."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError("must be a port number (1 to 65535)")
+    return value
+
+
+class DestinationSpec(BaseModel):
+    """Where to deliver the file, with seed 003's field names as they are on the wire.
+
+    Credentials are ``SecretStr`` so no repr or log line shows them; in run config they are
+    sealed (see ``destinations.sealing``), which this model does not need to know.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    type: Annotated[DestinationType, BeforeValidator(_lower)] = DestinationType.aws
+    server: NonEmptyStr | None = None
+    port: Annotated[int, BeforeValidator(_port)] | None = None
+    username: NonEmptyStr | None = None
+    password: SecretStr | None = None
+    saved_key: NonEmptyStr | None = Field(default=None, alias="savedKey")
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_bucket: NonEmptyStr | None = None
+    aws_region: NonEmptyStr | None = None
+    gcs_bucket: NonEmptyStr | None = None
+    path: str | None = None
+
+
 class ExportRequest(_Model):
-    """The request body: what to fetch and how to lay it out."""
+    """The request body: what to fetch, how to lay it out, and where to deliver it."""
 
     csv_format: CsvFormat
     metric_requests: Annotated[list[MetricRequest], Field(min_length=1)]
@@ -323,6 +368,14 @@ class ExportRequest(_Model):
             metric_request.decimation_function(c) is not DecimationFunction.sum
             for _, c in self.columns_of(metric_request.metric_id)
         )
+
+    destination: DestinationSpec | None = None
+    destinations: Annotated[list[DestinationSpec], Field(min_length=1)] | None = None
+
+    def deliveries(self) -> list[DestinationSpec]:
+        """Destinations beyond the export bucket (type ``aws`` is the bucket itself)."""
+        specs = [self.destination] if self.destination else list(self.destinations or [])
+        return [d for d in specs if d.type is not DestinationType.aws]
 
     def columns_of(self, metric_id: str | None) -> list[tuple[int, Column]]:
         return [

@@ -20,6 +20,7 @@ class UploadResult:
     key: str
     bytes: int
     etag: str
+    version_id: str | None = None
 
 
 def upload_stream(
@@ -62,7 +63,10 @@ def upload_stream(
         except Exception as abort_error:  # keep the first failure as the one raised
             error.add_note(f"aborting multipart upload {upload_id} failed too: {abort_error}")
         raise
-    return UploadResult(bucket=bucket, key=key, bytes=total, etag=response.get("ETag", ""))
+    return UploadResult(
+        bucket=bucket, key=key, bytes=total, etag=response.get("ETag", ""),
+        version_id=response.get("VersionId"),
+    )
 
 
 def presign_get(client: Any, bucket: str, key: str, expires_in: int) -> str:

@@ -142,3 +142,35 @@ def test_demo_runs_end_to_end_on_its_own_server(tmp_path):
     assert "Date,Entries" in done.stdout
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in done.stdout
     assert (tmp_path / "data" / "export-pipeline" / "demo-store").is_dir()
+
+
+def _with_sftp(password: str) -> dict:
+    document = json.loads(json.dumps(SEED_ENVELOPE))
+    document["data"]["body"]["destination"] = {
+        "type": "sftp", "server": "sftp.example.com", "username": "u", "password": password,
+        "path": "/in",
+    }
+    return document
+
+
+def test_validate_shows_deliveries_without_credentials(tmp_path, cli_env):
+    done = cli("validate", write(tmp_path, _with_sftp("hunter2-cli")), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["deliveries"] == [
+        {"type": "sftp", "server": "sftp.example.com", "username": "u", "path": "/in"}
+    ]
+    assert "hunter2-cli" not in done.stdout + done.stderr
+
+
+def test_seal_prints_the_request_sealed_for_the_launchpad(tmp_path, cli_env):
+    from export_pipeline.destinations.sealing import Sealer
+
+    key = cli("seal", "--new-key", env=cli_env).stdout.strip()
+    missing = cli("seal", write(tmp_path, _with_sftp("hunter2-cli")), env=cli_env)
+    assert missing.returncode == 1 and "EXPORT_SEALING_KEY is not set" in missing.stderr
+    done = cli("seal", write(tmp_path, _with_sftp("hunter2-cli")),
+               env={**cli_env, "EXPORT_SEALING_KEY": key})
+    assert done.returncode == 0, done.stderr
+    assert "hunter2-cli" not in done.stdout
+    sealed = json.loads(done.stdout)["data"]["body"]["destination"]["password"]
+    assert Sealer(key).unseal(sealed, "") == "hunter2-cli"

@@ -193,3 +193,29 @@ def test_a_tick_is_bounded(env, instance, s3_client, bucket, monkeypatch):
         launched += [r.tags["export_pipeline/request_id"] for r in inbox.tick()]
     assert launched == ["r0", "r1", "r2", "r3", "r4"]
     assert inbox.tick() == []
+
+
+def test_inline_credentials_are_sealed_before_they_become_run_config(
+    env, instance, s3_client, bucket, monkeypatch
+):
+    from export_pipeline.destinations.sealing import generate_key, is_sealed
+
+    document = copy.deepcopy(SEED_BODY)
+    document["destination"] = {
+        "type": "sftp", "server": "sftp.example.com", "port": "22",
+        "username": "exports", "password": "hunter2-inline-secret", "path": "/drop",
+    }
+    monkeypatch.delenv("EXPORT_SEALING_KEY", raising=False)
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("no-key.json", document)
+    assert inbox.tick() == []
+    failed = inbox.result("no-key")
+    assert failed["status"] == "failed"
+    assert "EXPORT_SEALING_KEY is not set" in failed["errors"][0]["message"]
+    assert "hunter2-inline-secret" not in json.dumps(failed)
+
+    monkeypatch.setenv("EXPORT_SEALING_KEY", generate_key())
+    inbox.put("sealed.json", document)
+    [request] = inbox.tick()
+    password = request.run_config["destination"]["password"]
+    assert is_sealed(password) and "hunter2-inline-secret" not in json.dumps(request.run_config)

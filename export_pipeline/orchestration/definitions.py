@@ -22,6 +22,7 @@ from export_pipeline.orchestration.inbox import RequestInbox, build_inbox_sensor
 from export_pipeline.orchestration.jobs import export_job
 from export_pipeline.orchestration.notifications import Notifier, build_notification_sensors
 from export_pipeline.orchestration.resources import (
+    DestinationsResource,
     ExportStorage,
     ParquetMetricStore,
     ReportBranding,
@@ -92,6 +93,26 @@ def inbox_and_saved_exports() -> tuple[list, list, list, dict]:
     return jobs, schedules, sensors, resources
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def destinations_resource() -> DestinationsResource:
+    """Delivery settings; see the README's "Destinations" section for each variable."""
+    return DestinationsResource(
+        allowed_hosts=_env_or("EXPORT_DESTINATION_HOSTS", ""),
+        allow_private_networks=_env_flag("EXPORT_DESTINATION_ALLOW_PRIVATE"),
+        allow_loopback=_env_flag("EXPORT_DESTINATION_ALLOW_LOOPBACK"),
+        sftp_known_hosts=_env_or("EXPORT_SFTP_KNOWN_HOSTS", None),
+        sftp_keys_dir=_env_or("EXPORT_SFTP_KEYS_DIR", None),
+        s3_endpoint_url=_env_or("EXPORT_DESTINATION_S3_ENDPOINT", None),
+        ftps_ca_file=_env_or("EXPORT_FTPS_CA_FILE", None),
+        gcs_project=_env_or("EXPORT_GCS_PROJECT", None),
+        sealing_key=_env_or("EXPORT_SEALING_KEY", None),
+        timeout_seconds=float(os.environ.get("EXPORT_DESTINATION_TIMEOUT") or 30),
+    )
+
+
 def build_definitions() -> dg.Definitions:
     saved_jobs, schedules, sensors, inbox_resources = inbox_and_saved_exports()
     return dg.Definitions(
@@ -116,7 +137,13 @@ def build_definitions() -> dg.Definitions:
                 primary_color=_env_or("EXPORT_BRAND_PRIMARY", Branding.primary_color),
                 accent_color=_env_or("EXPORT_BRAND_ACCENT", Branding.accent_color),
             ),
+
+
+            "destinations": destinations_resource(),
             "io_manager": dg.mem_io_manager,
+            # The export's record and the delivery tasks (credentials sealed) are kept in the
+            # instance's storage so "re-execute from failure" re-runs only the deliveries.
+            "delivery_io_manager": dg.FilesystemIOManager(),
         },
     )
 

@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
 
 from export_pipeline import inbox
+from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.metric_source import MetricSourceError
 from export_pipeline.notifications.messages import parse_notification
 from export_pipeline.orchestration.jobs import export_job
@@ -167,6 +168,11 @@ def _handle(
         if notification_document is not None:
             notification, notification_problems = parse_notification(notification_document)
             problems += notification_problems
+    if not problems:
+        try:  # inline credentials never enter run config in plaintext
+            request_document = seal_for_run_config(request_document)
+        except ValueError as error:
+            problems.append(Problem("destination", str(error)))
     result_key = request_inbox.result_key(request_id)
     if problems:
         context.log.info(f"{item.key}: invalid request, {len(problems)} problems; see {result_key}")

@@ -48,7 +48,12 @@ class FetchedFrame:
 
 
 @dg.op(
-    out={"plan": dg.Out(dg.Any), "fetches": dg.DynamicOut(dg.Any)},
+    # The plan is stored (small, credentials sealed) so deliveries can be re-executed from
+    # failure; the fetch tasks stay in memory.
+    out={
+        "plan": dg.Out(dg.Any, io_manager_key="delivery_io_manager"),
+        "fetches": dg.DynamicOut(dg.Any),
+    },
     description="Validate the request against the store's schema and cut its 90-day windows.",
 )
 def plan_export(
@@ -115,7 +120,12 @@ def combine_metrics(
     return table
 
 
-@dg.op(description="Write the file (CSV, XLSX or PDF), stream it to the export bucket and sign a download URL.")
+@dg.op(
+    description="Write the file (CSV, XLSX or PDF), stream it to the export bucket and sign a download URL.",
+    # Stored (a small record: bucket, key, counts), so a failed delivery can be re-executed
+    # from failure without recomputing the file.
+    out=dg.Out(io_manager_key="delivery_io_manager"),
+)
 def materialize_export(
     context: dg.OpExecutionContext,
     plan: planning.ExportPlan,

@@ -7,6 +7,7 @@ import json
 
 import dagster as dg
 
+from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.orchestration.jobs import export_graph, request_run_config
 from export_pipeline.orchestration.run_outcomes import NAME_TAG, NOTIFICATION_TAG, WINDOW_TAG
 from export_pipeline.saved_exports import Cadence, SavedExport
@@ -32,7 +33,9 @@ def saved_export_job(saved: SavedExport) -> dg.JobDefinition:
 
     def run_config(partition_key: str) -> dict:
         window = partitions_def.time_window_for_partition_key(partition_key)
-        config = request_run_config(saved.request_for_window(window.start, window.end))
+        # a definition file may carry inline credentials: sealed before they become run config
+        document = seal_for_run_config(saved.request_for_window(window.start, window.end))
+        config = request_run_config(document)
         config["ops"]["materialize_export"] = {
             "config": {"fixed_key": f"{saved.name}/{partition_key}"}
         }
