@@ -49,6 +49,7 @@ def run_export(document: Any) -> dict[str, Any]:
     if not os.environ.get("EXPORT_BUCKET"):
         raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
     from export_pipeline.orchestration.definitions import build_definitions
+    from export_pipeline.orchestration.run_outcomes import step_failure_reason
 
     document = _sealed(document)
     job = build_definitions().resolve_job_def("export_job")
@@ -57,7 +58,10 @@ def run_export(document: Any) -> dict[str, Any]:
             run_config=document, instance=instance, raise_on_error=False
         )
         if not result.success:
-            reasons = [_failure_reason(f.step_failure_data) for f in result.get_step_failure_events()]
+            reasons = [
+                step_failure_reason(f.step_failure_data)
+                for f in result.get_step_failure_events()
+            ]
             raise ExportFailed(
                 f"run {result.run_id} failed: " + ("\n".join(reasons) or "see the run's event log")
             )
@@ -87,16 +91,6 @@ def _sealed(document: Any) -> Any:
         _say("EXPORT_SEALING_KEY is not set: sealed the request's credentials with a key "
              "made for this run only")
     return seal_for_run_config(document)
-
-
-def _failure_reason(failure: Any) -> str:
-    """What went wrong in a step: a ``Failure``'s description, else the innermost error."""
-    if failure.user_failure_data and failure.user_failure_data.description:
-        return failure.user_failure_data.description
-    error = failure.error
-    while error.cause is not None:
-        error = error.cause
-    return error.message.strip()
 
 
 def _read(path: str) -> Any:

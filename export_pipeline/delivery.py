@@ -8,7 +8,7 @@ from typing import Any
 
 from export_pipeline import csv_writer, pdf_report, xlsx_writer
 from export_pipeline.combine import ExportTable
-from export_pipeline.csv_writer import CONTENT_TYPE, CsvOptions, iter_csv
+from export_pipeline.csv_writer import CsvOptions, iter_csv
 from export_pipeline.request import ExportRequest, FileFormat
 from export_pipeline.s3_upload import PART_SIZE, presign_get, upload_stream
 
@@ -37,25 +37,6 @@ class ExportResult:
             "signedUrl": fields.pop("signed_url"),
             **fields,
         }
-
-
-def deliver_csv(
-    table: ExportTable,
-    *,
-    request_id: str,
-    client: Any,
-    presign_client: Any,
-    bucket: str,
-    key: str,
-    url_ttl_seconds: int,
-    part_size: int = PART_SIZE,
-) -> ExportResult:
-    upload = upload_stream(client, bucket, key, iter_csv(table), CONTENT_TYPE, part_size)
-    url = presign_get(presign_client, bucket, key, url_ttl_seconds)
-    return ExportResult(
-        request_id=request_id, bucket=bucket, key=key, signed_url=url,
-        rows=table.rows, bytes=upload.bytes,
-    )
 
 
 def csv_options(request: ExportRequest) -> CsvOptions:

@@ -4,19 +4,18 @@ AWS credentials for every test, and small metric stores written as Parquet."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import dagster as dg
 import pytest
 
 from export_pipeline.demo_store import build_demo_store
+from export_pipeline_tests.helpers import free_port, wait_for_http
 
 # Real SFTP, FTP(S), GCS and customer-S3 servers for the delivery tests (started on first use).
 pytest_plugins = ["export_pipeline_tests.destination_servers"]
@@ -29,32 +28,17 @@ FAKE_CREDENTIALS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server in its own process, so it never competes with a test for the GIL."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("moto server did not start")
-            time.sleep(0.1)
+    wait_for_http(f"{endpoint}/moto-api/", process, 30, "moto server")
     yield endpoint
     process.terminate()
     process.wait(timeout=10)
@@ -89,3 +73,12 @@ def bucket(s3_client, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def demo_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_demo_store(tmp_path_factory.mktemp("demo-store"))
+
+
+@pytest.fixture
+def instance(tmp_path):
+    """A real Dagster instance (run and event storage) in a temporary DAGSTER_HOME."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        yield instance

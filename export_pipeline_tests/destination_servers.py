@@ -29,7 +29,7 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHa
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
-from export_pipeline_tests.conftest import _free_port
+from export_pipeline_tests.helpers import free_port
 
 DROP_AFTER_BYTES = 64 * 1024
 
@@ -76,7 +76,7 @@ def start_sftp_server(tmp: Path) -> SftpServer:
     client_key_path.parent.mkdir()
     client_key.write_private_key(str(client_key_path), format_name="openssh")
     username, password = "alice", "sftp-Pa55-" + os.urandom(6).hex()
-    port = _free_port()
+    port = free_port()
     drop = DropSwitch()
     authorized = asyncssh.import_authorized_keys(
         client_key.export_public_key("openssh").decode()
@@ -243,7 +243,7 @@ def _wait_for(url: str, process: subprocess.Popen, what: str) -> None:
 
 
 def start_gcs_emulator() -> tuple[str, subprocess.Popen]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
          "--port", str(port), "--in-memory"],
@@ -272,7 +272,7 @@ class CustomerS3:
 def start_customer_s3() -> CustomerS3:
     """moto with IAM auth on after the set-up calls: the customer's keys are real to it and
     wrong ones are refused, as S3 does."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "4"}
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,3 +27,36 @@ def write_store(folder: Path, frame: pl.DataFrame, files: int = 1) -> Path:
 
 def all_objects(s3_client, bucket: str) -> list[str]:
     return [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float, what: str) -> None:
+    """Until ``url`` answers; a server that exits or never answers fails the test setup."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"{what} did not start")
+            time.sleep(0.1)
+
+
+def wait_for_run(client, run_id: str, timeout: float = 180):
+    """The final status of a run launched through Dagster's GraphQL API."""
+    import dagster as dg
+
+    deadline = time.monotonic() + timeout
+    status = client.get_run_status(run_id)
+    while status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
+        assert time.monotonic() < deadline, f"run {run_id} still {status}"
+        time.sleep(1)
+        status = client.get_run_status(run_id)
+    return status

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email
 import json
-import socket
 import threading
 from dataclasses import dataclass, field
 from email.message import Message
@@ -15,13 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from export_pipeline_tests.helpers import free_port
+
 SMTP_USER, SMTP_PASSWORD = "exporter", "s3cret-pass"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _MailHandler:

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +16,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from export_pipeline.destinations.sealing import Sealer, seal_document
+from export_pipeline_tests.helpers import wait_for_run
 from export_pipeline_tests.test_dagster_dev import dagster_dev, webhooks  # noqa: F401 (fixtures)
 from export_pipeline_tests.test_delivery_job import (  # noqa: F401 (delivery_env: fixture)
     SEALING_KEY,
@@ -120,15 +120,7 @@ def test_ui_submissions_leak_nothing(
                             request_id="ui-wrong")
     run_ids = [client.submit_job_execution("export_job", run_config=seal_document(d, sealer))
                for d in (good, bad)]
-    statuses = []
-    for run_id in run_ids:
-        deadline = time.monotonic() + 180
-        status = client.get_run_status(run_id)
-        while status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
-            assert time.monotonic() < deadline, f"run {run_id} still {status}"
-            time.sleep(1)
-            status = client.get_run_status(run_id)
-        statuses.append(status)
+    statuses = [wait_for_run(client, run_id) for run_id in run_ids]
     assert statuses == [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
 
     secrets = [sftp_server.password, customer_s3.secret_access_key, customer_s3.access_key_id,

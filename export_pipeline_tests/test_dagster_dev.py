@@ -9,7 +9,6 @@ import copy
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -27,16 +26,11 @@ from export_pipeline.orchestration.ops import EXPORT_ASSET_KEY
 from export_pipeline.saved_exports import parse_saved_export
 from export_pipeline.validation import validate_document
 from export_pipeline_tests.notification_servers import WebhookServer
+from export_pipeline_tests.helpers import free_port, wait_for_http, wait_for_run
 from export_pipeline_tests.reference import reference_csv_rows
 from export_pipeline_tests.test_export_job import SEED_BODY, SEED_ENVELOPE, parse_csv
 
 REPO = Path(__file__).parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SAVED_NAME = "daily-entries"
@@ -68,7 +62,7 @@ def webhooks():
 def dagster_dev(tmp_path, demo_store_path, bucket, webhooks):
     home = tmp_path / "dagster_home"
     home.mkdir()
-    port = _free_port()
+    port = free_port()
     definitions = tmp_path / "definitions"
     definitions.mkdir()
     (definitions / "daily.yaml").write_text(yaml.safe_dump(saved_definition()))
@@ -82,16 +76,11 @@ def dagster_dev(tmp_path, demo_store_path, bucket, webhooks):
         ["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                os.killpg(process.pid, signal.SIGKILL)
-                raise RuntimeError((tmp_path / "dagster_dev.log").read_text())
-            time.sleep(0.5)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/server_info", process, 120, "dagster dev")
+    except RuntimeError:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise RuntimeError((tmp_path / "dagster_dev.log").read_text()) from None
     try:
         yield port, home
     finally:
@@ -111,13 +100,7 @@ def test_launchpad_launch_through_graphql(dagster_dev, monkeypatch):
     port, home = dagster_dev
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution("export_job", run_config=SEED_BODY)
-    deadline = time.monotonic() + 180
-    status = client.get_run_status(run_id)
-    while status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
-        assert time.monotonic() < deadline, f"run {run_id} still {status}"
-        time.sleep(1)
-        status = client.get_run_status(run_id)
-    assert status == dg.DagsterRunStatus.SUCCESS
+    assert wait_for_run(client, run_id) == dg.DagsterRunStatus.SUCCESS
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:

@@ -4,7 +4,6 @@ S3-compatible store with the customer's own credentials."""
 from __future__ import annotations
 
 import copy
-import json
 import os
 import urllib.request
 from pathlib import Path

@@ -8,7 +8,6 @@ import pytest
 
 from export_pipeline.file_naming import DEFAULT_PREFIX, export_key
 from export_pipeline_tests.helpers import utc
-from export_pipeline.file_naming import export_key
 
 CREATED = utc(2024, 4, 15, 10, 15, 0)
 RUN_ID = "3f2a9c1e-7b44-4d0a-9e1f-0a1b2c3d4e5f"

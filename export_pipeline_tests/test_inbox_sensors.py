@@ -24,14 +24,6 @@ def env(monkeypatch, demo_store_path, bucket):
     return demo_store_path
 
 
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        yield instance
-
-
 def sensor_resources(defs: dg.Definitions) -> dict:
     return {k: defs.resources[k] for k in ("request_inbox", "metric_source", "notifier")}
 

@@ -69,14 +69,6 @@ def servers(monkeypatch, bucket, demo_store_path, tmp_path):
         yield smtp, hooks
 
 
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        yield instance
-
-
 def run_sensor(defs, instance, result, log_handler=None):
     """Evaluate the success or failure notification sensor for the finished run."""
     run = instance.get_run_by_id(result.run_id)

@@ -31,14 +31,6 @@ def relative(body: dict) -> dict:
     return body
 
 
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        yield instance
-
-
 def definitions(tmp_path, monkeypatch, *saved: dict) -> dg.Definitions:
     folder = tmp_path / "definitions"
     folder.mkdir(exist_ok=True)

@@ -45,7 +45,7 @@ def failure_errors(
         if problems is not None:
             errors += [_problem(p) for p in problems.value]
         elif data is not None:
-            errors.append({"path": "", "message": _reason(data), "step": event.step_key or ""})
+            errors.append({"path": "", "message": step_failure_reason(data), "step": event.step_key or ""})
     if not errors and run_failure is not None:
         errors.append({"path": "", "message": run_failure.message or "the run failed"})
     return errors
@@ -58,7 +58,8 @@ def _problem(text: str) -> dict[str, str]:
     return {"path": "", "message": text}
 
 
-def _reason(failure: Any) -> str:
+def step_failure_reason(failure: Any) -> str:
+    """What went wrong in a step: a ``Failure``'s description, else the innermost error."""
     if failure.user_failure_data and failure.user_failure_data.description:
         return failure.user_failure_data.description
     error = failure.error
