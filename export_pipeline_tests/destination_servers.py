@@ -12,8 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHa
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
-from export_pipeline_tests.helpers import free_port
+from export_pipeline_tests.helpers import free_port, wait_for_http
 
 DROP_AFTER_BYTES = 64 * 1024
 
@@ -227,21 +225,6 @@ def start_ftp_server(tmp: Path, tls: bool) -> FtpServer:
 
 # --- GCS and S3 (subprocess servers) --------------------------------------------------------
 
-def _wait_for(url: str, process: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError(f"{what} did not start")
-            time.sleep(0.1)
-
-
 def start_gcs_emulator() -> tuple[str, subprocess.Popen]:
     port = free_port()
     process = subprocess.Popen(
@@ -250,7 +233,7 @@ def start_gcs_emulator() -> tuple[str, subprocess.Popen]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    _wait_for(f"{endpoint}/storage/v1/b", process, "the GCS emulator")
+    wait_for_http(f"{endpoint}/storage/v1/b", process, 30, "the GCS emulator")
     return endpoint, process
 
 
@@ -279,7 +262,7 @@ def start_customer_s3() -> CustomerS3:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    _wait_for(f"{endpoint}/moto-api/", process, "the customer S3 server")
+    wait_for_http(f"{endpoint}/moto-api/", process, 30, "the customer S3 server")
     setup = dict(endpoint_url=endpoint, region_name="us-east-1",
                  aws_access_key_id="setup", aws_secret_access_key="setup", aws_session_token=None)
     iam = boto3.client("iam", **setup)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,11 +37,14 @@ def free_port() -> int:
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float, what: str) -> None:
-    """Until ``url`` answers; a server that exits or never answers fails the test setup."""
+    """Until ``url`` answers (any HTTP status); a server that exits or never answers fails the
+    test setup."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
             return
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
