@@ -56,19 +56,54 @@ def _row_keys(request: ExportRequest) -> list[str]:
 
 
 def _metric_frame(
-    request: ExportRequest, index: int, frames: list[pl.DataFrame]
+    request: ExportRequest, indices: list[int], frames: list[pl.DataFrame]
 ) -> pl.LazyFrame:
-    """One metric request's columns per row key; windows stack (and re-add split buckets)."""
+    """The columns of metric requests that share their fetched frames, per row key; windows
+    stack (and re-add split buckets). Requests read by one scan are summed in one pass: their
+    key sets are the same, so this equals joining them one by one."""
     keys = _row_keys(request)
+    columns = [
+        (i, c) for index in indices
+        for i, c in request.columns_of(request.metric_requests[index].metric_id)
+    ]
+    if _already_aggregated(request, columns, frames):
+        return frames[0].lazy().select(
+            *keys, *(pl.col(c.fetch_value).alias(column_name(i)) for i, c in columns)
+        )
     stacked = pl.concat([f.lazy() for f in frames], how="vertical_relaxed")
-    metric_id = request.metric_requests[index].metric_id
     aggregations = [
         sum_or_null(pl.col(c.fetch_value).filter(filter_expr(c))).alias(column_name(i))
-        for i, c in request.columns_of(metric_id)
+        for i, c in columns
     ]
     if not aggregations:
         return stacked.select(keys).unique()
     return stacked.group_by(keys).agg(aggregations)
+
+
+_SUM_STABLE = (pl.Int64, pl.UInt64, pl.Float64, pl.Float32)
+
+
+def _already_aggregated(
+    request: ExportRequest, columns: list[tuple[int, Column]], frames: list[pl.DataFrame]
+) -> bool:
+    """One window, grouped by exactly the row keys, no column filter: every row key is one
+    row already, and summing one value gives it back (these dtypes are their own sum's)."""
+    if len(frames) != 1 or not columns or any(c.filter_values() for _, c in columns):
+        return False
+    measures = {c.fetch_value for _, c in columns}
+    schema = frames[0].schema
+    frame_keys = {n for n in schema if n not in measures}
+    return frame_keys == set(_row_keys(request)) and all(
+        schema[m] in _SUM_STABLE for m in measures
+    )
+
+
+def _shared_fetches(fetched: dict[int, list[pl.DataFrame]]) -> list[list[int]]:
+    """Metric request indices grouped by the frames they were answered with (one store scan)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index in sorted(fetched):
+        groups.setdefault(tuple(id(f) for f in fetched[index]), []).append(index)
+    return list(groups.values())
 
 
 def format_bucket(column: str, period: AggregationPeriod) -> pl.Expr:
@@ -78,11 +113,47 @@ def format_bucket(column: str, period: AggregationPeriod) -> pl.Expr:
     return pl.col(column).dt.strftime("%Y-%m-%d")
 
 
-def _dimension_expr(column: Column) -> pl.Expr:
+def _dimension_key(column: Column) -> str:
+    """The row key a dimension column shows."""
     name = column.dimension_name
     if name == "date":
-        return pl.col(BUCKET)
-    return pl.col(store_column(ENTITY_DIMENSION if name == "entity" else name))
+        return BUCKET
+    return store_column(ENTITY_DIMENSION if name == "entity" else name)
+
+
+def _dimension_expr(column: Column) -> pl.Expr:
+    return pl.col(_dimension_key(column))
+
+
+def _sort_columns(request: ExportRequest, keys: list[str], key_aliases: list[str]) -> list[str]:
+    """The ``sortBy`` columns, then the row keys as tie-breakers; a key the ``sortBy`` already
+    sorted on (through its dimension column) is left out, as a repeated sort key cannot
+    change the order and only costs time."""
+    columns = request.csv_format.columns
+    sort_by: list[str] = []
+    covered: set[str] = set()
+    for i in request.csv_format.sort_by:
+        key = None if columns[i].is_metric else _dimension_key(columns[i])
+        if key is not None:
+            if key in covered:
+                continue
+            covered.add(key)
+        sort_by.append(column_name(i))
+    return sort_by + [a for k, a in zip(keys, key_aliases) if k not in covered]
+
+
+def _format_dates(frame: pl.DataFrame, dates: list[str], period: AggregationPeriod) -> pl.DataFrame:
+    """``format_bucket`` applied to each distinct bucket (thousands, not millions of rows) and
+    mapped back: the same strings, without formatting every row."""
+    for d in dates:
+        distinct = frame.select(pl.col(d).unique())
+        distinct = distinct.with_columns(format_bucket(d, period).alias("text"))
+        frame = frame.with_columns(
+            pl.col(d).replace_strict(
+                distinct[d], distinct["text"], return_dtype=distinct.schema["text"]
+            )
+        )
+    return frame
 
 
 def combine(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> ExportTable:
@@ -90,8 +161,8 @@ def combine(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> E
     keys = _row_keys(request)
     period = request.metric_requests[0].aggregation_period
     joined: pl.LazyFrame | None = None
-    for index in range(len(request.metric_requests)):
-        part = _metric_frame(request, index, fetched[index])
+    for indices in _shared_fetches({i: fetched[i] for i in range(len(request.metric_requests))}):
+        part = _metric_frame(request, indices, fetched[indices[0]])
         joined = part if joined is None else joined.join(
             part, on=keys, how="full", coalesce=True, nulls_equal=True
         )
@@ -104,12 +175,8 @@ def combine(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> E
     ]
     key_aliases = [f"{_KEY_PREFIX}{k}" for k in keys]
     table = joined.select(*cells, *(pl.col(k).alias(a) for k, a in zip(keys, key_aliases)))
-    sort_by = [column_name(i) for i in request.csv_format.sort_by] + key_aliases
+    sort_by = _sort_columns(request, keys, key_aliases)
     dates = [column_name(i) for i, c in enumerate(columns) if not c.is_metric and c.dimension_name == "date"]
-    frame = (
-        table.sort(sort_by, nulls_last=True)
-        .select(pl.exclude(key_aliases))
-        .with_columns(format_bucket(d, period) for d in dates)
-        .collect()
-    )
+    frame = table.sort(sort_by, nulls_last=True).select(pl.exclude(key_aliases)).collect()
+    frame = _format_dates(frame, dates, period)
     return ExportTable(frame=frame, headings=[c.heading for c in columns])

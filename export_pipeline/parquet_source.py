@@ -89,7 +89,9 @@ class ParquetMetricSource:
             .agg(sum_or_null(pl.col(m)).alias(m) for m in query.measures)
         )
         try:
-            return lazy.collect()
+            # The streaming engine reads the files in morsels and aggregates as it goes: the
+            # store's rows are never all in memory at once.
+            return lazy.collect(engine="streaming")
         except (pl.exceptions.PolarsError, OSError) as error:
             raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
 

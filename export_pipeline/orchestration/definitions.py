@@ -2,7 +2,7 @@
 
 Environment: ``EXPORT_BUCKET`` (required to run), ``EXPORT_METRICS_PATH`` (default: the demo
 store), ``EXPORT_URL_TTL`` (seconds, default 3600), ``EXPORT_PREFIX`` (default ``exports``),
-``EXPORT_PART_SIZE`` (multipart part size in bytes, default 16 MiB; S3's minimum is 5 MiB).
+``EXPORT_PART_SIZE`` (multipart part size in bytes, default 8 MiB; S3's minimum is 5 MiB).
 """
 
 from __future__ import annotations
