@@ -8,7 +8,8 @@ reader, only the needed columns are read, and each query is collected once.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -23,7 +24,8 @@ from export_pipeline.metric_source import (
     StoreSchema,
     sum_or_null,
 )
-from export_pipeline.periods import bucket_expr
+from export_pipeline.periods import AggregationPeriod, bucket_expr
+from export_pipeline.windows import Window, split_range
 
 _TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum)
 
@@ -64,6 +66,9 @@ class ParquetMetricSource:
         return StoreSchema(dimensions=dimensions, measures=measures)
 
     def fetch(self, query: MetricQuery) -> pl.DataFrame:
+        slices = _slices(query.window, query.period)
+        if len(slices) > 1:
+            return pl.concat([self.fetch(replace(query, window=w)) for w in slices])
         scan = self._scan()
         ts_type = self._raw_schema()[TIMESTAMP]
         window = query.window
@@ -94,6 +99,24 @@ class ParquetMetricSource:
             return lazy.collect(engine="streaming")
         except (pl.exceptions.PolarsError, OSError) as error:
             raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
+
+
+# A query's window is read in slices of at most this span, so the group-by holds the groups
+# of one slice at a time (memory stays flat however long the window); see ``_slices``.
+SLICE_SPAN = timedelta(days=8)
+_SLICED_PERIODS = (
+    AggregationPeriod.minute, AggregationPeriod.hour, AggregationPeriod.day, AggregationPeriod.week
+)
+
+
+def _slices(window: Window, period: AggregationPeriod) -> list[Window]:
+    """``window`` cut on bucket boundaries into slices of at most ``SLICE_SPAN``, by the same
+    rule as the range guard: every bucket falls whole in one slice, so the slices' sums stack
+    without being added up again. Periods longer than a slice are read in one piece."""
+    if period not in _SLICED_PERIODS or window.end - window.start <= SLICE_SPAN:
+        return [window]
+    slices = split_range(window.start, window.end, period, SLICE_SPAN)
+    return [*slices[:-1], replace(slices[-1], end_inclusive=window.end_inclusive)]
 
 
 def _as_stored(t: datetime, ts_type: pl.Datetime) -> datetime:
