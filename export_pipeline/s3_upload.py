@@ -27,21 +27,33 @@ class UploadResult:
 
 
 def _parts(chunks: Iterable[bytes], part_size: int) -> Iterable[bytes]:
-    """The stream cut into parts of exactly ``part_size`` bytes (the last may be smaller); an
-    empty stream is one empty part, since S3 needs at least one."""
-    buffer = bytearray()
+    """The stream cut into parts of at least ``part_size`` bytes and less than twice that (the
+    last may be smaller); an empty stream is one empty part, since S3 needs at least one.
+
+    Chunks are gathered and joined once; a part is cut out of the join only when it holds
+    two parts or more, so a byte is copied once or twice on its way to a part, never more.
+    """
+    pending: list[bytes] = []
+    size = 0
     sent = False
     for chunk in chunks:
-        buffer += chunk
-        if len(buffer) >= part_size:
-            whole = len(buffer) // part_size * part_size
-            with memoryview(buffer) as view:
-                for offset in range(0, whole, part_size):
-                    yield bytes(view[offset:offset + part_size])
-                rest = bytearray(view[whole:])
-            buffer, sent = rest, True
-    if buffer or not sent:
-        yield bytes(buffer)
+        pending.append(chunk)
+        size += len(chunk)
+        if size < part_size:
+            continue
+        data = b"".join(pending)
+        pending, size, sent = [], 0, True
+        count = len(data) // part_size
+        if count == 1:
+            yield data
+            continue
+        with memoryview(data) as view:
+            for n in range(count):
+                end = len(data) if n == count - 1 else (n + 1) * part_size
+                yield bytes(view[n * part_size:end])
+        del data
+    if pending or not sent:
+        yield b"".join(pending)
 
 
 def upload_stream(
