@@ -82,9 +82,19 @@ def _read(path: str) -> Any:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     document = _read(args.request)
-    _validate(document)
+    validated = _validate(document)
+    _start_reads(validated)
     print(json.dumps(run_export(document)))
     return EXIT_OK
+
+
+def _start_reads(validated: Any) -> None:
+    """Start the plan's store reads now, so they run while Dagster starts (see ``prefetch``)."""
+    from export_pipeline import prefetch
+    from export_pipeline.planning import plan_export
+
+    plan = plan_export(validated.request, validated.request_id or "cli")
+    prefetch.start(_metric_source(), [scan.query for scan in plan.scans])
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

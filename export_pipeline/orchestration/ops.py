@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import polars as pl
 
-from export_pipeline import combine, planning
+from export_pipeline import combine, planning, prefetch
 from export_pipeline.delivery import ExportResult, deliver_csv
 from export_pipeline.file_naming import export_key
 from export_pipeline.metric_source import MetricSourceError
@@ -82,8 +82,11 @@ def plan_export(
 def fetch_metrics(
     context: dg.OpExecutionContext, scan: planning.ScanTask, metric_source: MetricSourceResource
 ) -> list[FetchedFrame]:
+    source = metric_source.get_source()
     try:
-        frame = metric_source.get_source().fetch(scan.query)
+        frame = prefetch.take(source, scan.query)
+        if frame is None:
+            frame = source.fetch(scan.query)
     except MetricSourceError as error:
         raise dg.Failure(description=str(error)) from None
     context.log.info(f"fetched {scan.key}: {frame.height} rows")
