@@ -6,8 +6,9 @@ hand-written pandas script, on the same generated data and the same local S3-com
 
 Each contender is a fresh process (``python -m export_pipeline run REQUEST.json`` for the
 product, ``ref_duckdb.py`` and ``ref_pandas.py`` for the references), run in alternating order,
-timed from process start to exit (the signed URL is its last line), with the peak RSS of its
-whole process tree (psutil polled every 20 ms, and the kernel's own peak for the process).
+timed from process start to the moment it prints the signed URL (its last line), with the peak
+RSS of its whole process tree until it exits (psutil polled every 20 ms, and the kernel's own
+peak for the process).
 Every file is downloaded through its signed URL and checked to hold the same rows, in the same
 order, as the others. Needs the ``bench`` extra: ``pip install -e ".[bench]"``.
 """
@@ -23,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -145,10 +147,22 @@ def tree_rss(process: psutil.Process) -> int:
 
 
 def measure(command: list[str], env: dict, cwd: Path) -> Measurement:
-    """Wall time from process start to exit and the peak RSS of the process tree."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Wall time from process start to the printed URL, and the peak RSS of the process tree
+    until it exits."""
+    with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        child = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=err)
+        child = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=err)
+        lines: list[bytes] = []
+        url_at: list[float] = []
+
+        def read_stdout() -> None:
+            for line in child.stdout:
+                if b'"signedUrl"' in line and not url_at:
+                    url_at.append(time.perf_counter())
+                lines.append(line)
+
+        reader = threading.Thread(target=read_stdout, daemon=True)
+        reader.start()
         watched = psutil.Process(child.pid)
         peak = 0
         while True:
@@ -156,20 +170,20 @@ def measure(command: list[str], env: dict, cwd: Path) -> Measurement:
                 peak = max(peak, tree_rss(watched))
             except psutil.Error:
                 pass
-            _, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if _ == child.pid:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid == child.pid:
                 break
             time.sleep(0.02)
-        wall = time.perf_counter() - started
+        reader.join()
         child.returncode = os.waitstatus_to_exitcode(status)
         peak = max(peak, usage.ru_maxrss * 1024)  # the kernel's peak of the process itself
-        out.seek(0)
         err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if child.returncode != 0:
+        stderr = err.read().decode()
+    if child.returncode != 0 or not url_at:
         raise RuntimeError(f"{command} exited {child.returncode}:\n{stderr[-4000:]}")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    return Measurement(wall=wall, peak_rss=peak, url=result["signedUrl"], key=result["key"])
+    result = json.loads(lines[-1])
+    return Measurement(wall=url_at[0] - started, peak_rss=peak, url=result["signedUrl"],
+                       key=result["key"])
 
 
 def fingerprint(path: Path) -> tuple[int, int]:

@@ -42,7 +42,7 @@ def main(store: str, bucket: str, key: str, start: str, end: str) -> None:
     url = signer.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
     )
-    print(json.dumps({"bucket": bucket, "key": key, "signedUrl": url}))
+    print(json.dumps({"bucket": bucket, "key": key, "signedUrl": url}), flush=True)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     document = _read(args.request)
     validated = _validate(document)
     _start_reads(validated)
-    print(json.dumps(run_export(document)))
+    print(json.dumps(run_export(document)), flush=True)  # a caller may act on it before exit
     return EXIT_OK
 
 
