@@ -145,6 +145,8 @@ def _sort_columns(request: ExportRequest, keys: list[str], key_aliases: list[str
 def _format_dates(frame: pl.DataFrame, dates: list[str], period: AggregationPeriod) -> pl.DataFrame:
     """``format_bucket`` applied to each distinct bucket (thousands, not millions of rows) and
     mapped back: the same strings, without formatting every row."""
+    if frame.height == 0:
+        return frame.with_columns(format_bucket(d, period) for d in dates)
     for d in dates:
         distinct = frame.select(pl.col(d).unique())
         distinct = distinct.with_columns(format_bucket(d, period).alias("text"))
