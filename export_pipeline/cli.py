@@ -50,6 +50,7 @@ def run_export(document: Any) -> dict[str, Any]:
         raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
     from export_pipeline.orchestration.definitions import build_definitions
 
+    document = _sealed(document)
     job = build_definitions().resolve_job_def("export_job")
     with _instance() as instance:
         result = job.execute_in_process(
@@ -61,7 +62,31 @@ def run_export(document: Any) -> dict[str, Any]:
                 f"run {result.run_id} failed: " + ("\n".join(reasons) or "see the run's event log")
             )
         export = result.output_for_node("materialize_export")
-        return {"run_id": result.run_id, **export.to_response()}
+        response = {"run_id": result.run_id, **export.to_response()}
+        if "deliver_export" in {e.node_name for e in result.get_step_success_events()
+                                if e.node_name}:
+            receipts = result.output_for_node("deliver_export")
+            response["deliveries"] = [receipts[k] for k in sorted(receipts)]
+        return response
+
+
+def _sealed(document: Any) -> Any:
+    """The request with its inline credentials sealed, so they never enter run config.
+
+    Without ``EXPORT_SEALING_KEY`` a key is made for this process alone: the run works, but
+    re-executing it later (from the UI) cannot unseal its credentials.
+    """
+    from export_pipeline.destinations.sealing import (
+        generate_key,
+        plaintext_secret_paths,
+        seal_for_run_config,
+    )
+
+    if plaintext_secret_paths(document) and not os.environ.get("EXPORT_SEALING_KEY"):
+        os.environ["EXPORT_SEALING_KEY"] = generate_key()
+        _say("EXPORT_SEALING_KEY is not set: sealed the request's credentials with a key "
+             "made for this run only")
+    return seal_for_run_config(document)
 
 
 def _failure_reason(failure: Any) -> str:
@@ -83,13 +108,21 @@ def _read(path: str) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     document = _read(args.request)
     validated = _validate(document)
+    from export_pipeline import prefetch
+
     _start_reads(validated)
-    print(json.dumps(run_export(document)), flush=True)  # a caller may act on it before exit
+    try:
+        response = run_export(document)
+    finally:
+        prefetch.clear()
+    print(json.dumps(response), flush=True)  # a caller may act on it before exit
     return EXIT_OK
 
 
 def _start_reads(validated: Any) -> None:
-    """Start the plan's store reads now, so they run while Dagster starts (see ``prefetch``)."""
+    """Start the plan's store reads now, so they run while Dagster starts (see ``prefetch``).
+    The plan is the one the job's plan op makes from the same request (sealing changes only
+    destination credentials): the same queries, time zone and samples mode included."""
     from export_pipeline import prefetch
     from export_pipeline.planning import plan_export
 
@@ -101,8 +134,32 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from export_pipeline.planning import plan_export
 
     validated = _validate(_read(args.request))
+    from export_pipeline.destinations.factory import describe_spec
+
     plan = plan_export(validated.request, validated.request_id or "<run id>")
-    print(json.dumps(plan.describe(), indent=2))
+    described = plan.describe()
+    described["deliveries"] = [describe_spec(d) for d in validated.request.deliveries()]
+    print(json.dumps(described, indent=2))
+    return EXIT_OK
+
+
+def _cmd_seal(args: argparse.Namespace) -> int:
+    from export_pipeline.destinations.sealing import Sealer, generate_key, seal_document
+
+    if args.new_key:
+        print(generate_key())
+        return EXIT_OK
+    if not args.request:
+        raise ExportFailed("give a request file to seal (or --new-key)")
+    key = os.environ.get("EXPORT_SEALING_KEY")
+    if not key:
+        raise ExportFailed(
+            "EXPORT_SEALING_KEY is not set: seal with the key of the deployment that will run "
+            "the request (make one with `export-pipeline seal --new-key`)"
+        )
+    document = _read(args.request)
+    _validate(document)
+    print(json.dumps(seal_document(document, Sealer(key)), indent=2))
     return EXIT_OK
 
 
@@ -189,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a request and print its plan")
     validate.add_argument("request", help="request file (JSON or YAML; - for standard input)")
     validate.set_defaults(handler=_cmd_validate)
+    seal = commands.add_parser(
+        "seal", help="print a request with its inline credentials sealed, for the Launchpad"
+    )
+    seal.add_argument("request", nargs="?", help="request file (JSON or YAML; - for standard input)")
+    seal.add_argument("--new-key", action="store_true", help="print a new sealing key and exit")
+    seal.set_defaults(handler=_cmd_seal)
     demo = commands.add_parser(
         "demo", help="build the demo store and run the seed 000 example end to end"
     )
@@ -216,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             _say(f"  {problem}")
         return EXIT_INVALID
-    except (ExportFailed, MetricSourceError, RuntimeError, BotoCoreError, ClientError) as error:
+    except (ExportFailed, MetricSourceError, RuntimeError, BotoCoreError, ClientError,
+            ValueError) as error:
         _say(f"export failed: {error}")
         return EXIT_FAILED
 

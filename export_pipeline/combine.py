@@ -6,17 +6,35 @@ joined in full, so a key missing from one request leaves an empty cell and never
 The sort is by the ``sortBy`` columns, ascending on typed values (dates as dates, numbers as
 numbers), empty cells last, then by the row keys (bucket, then ``rowFilters`` in order), so
 the order is total and the same on every run.
+
+Beyond sums: a decimated metric request arrives as samples (one sum per stored timestamp) and
+each bucket takes the ``dsf`` of its samples here, once, over all windows; ``transform:
+delta`` is the difference from the previous bucket of the same series. The ``wide`` and
+``crosstab`` layouts pivot the long table (see ``layouts``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
-from export_pipeline.metric_source import BUCKET, ENTITY_DIMENSION, store_column, sum_or_null
-from export_pipeline.periods import AggregationPeriod
-from export_pipeline.request import Column, ExportRequest
+from export_pipeline.metric_source import (
+    BUCKET,
+    ENTITY_DIMENSION,
+    ordered_sum,
+    store_column,
+    sum_or_null,
+)
+from export_pipeline.periods import AggregationPeriod, Granularity
+from export_pipeline.request import (
+    Column,
+    DecimationFunction,
+    ExportRequest,
+    Layout,
+    Template,
+    Transform,
+)
 
 _KEY_PREFIX = "__key_"
 
@@ -27,6 +45,10 @@ class ExportTable:
 
     frame: pl.DataFrame
     headings: list[str]
+    date_columns: tuple[str, ...] = ()
+    time_zone: str = "UTC"
+    subdaily: bool = False
+    previous: "ExportTable | None" = field(default=None, compare=False)
 
     @property
     def rows(self) -> int:
@@ -51,8 +73,46 @@ def filter_expr(column: Column) -> pl.Expr:
     return expr
 
 
+def expanded_facets(request: ExportRequest) -> list[str]:
+    """The facets the ``expanded`` template breaks out as columns (not already row keys)."""
+    if request.format.template is not Template.expanded:
+        return []
+    row = set(request.csv_format.row_filters)
+    facets = [f for m in request.metric_requests for f in m.facets if f not in row]
+    return list(dict.fromkeys(facets))
+
+
 def _row_keys(request: ExportRequest) -> list[str]:
-    return [BUCKET, *(store_column(d) for d in request.csv_format.row_filters)]
+    dims = [*request.csv_format.row_filters, *expanded_facets(request)]
+    return [BUCKET, *(store_column(d) for d in dims)]
+
+
+def _mean(expr: pl.Expr) -> pl.Expr:
+    return ordered_sum(expr) / expr.count()
+
+
+def _variance(expr: pl.Expr) -> pl.Expr:
+    """Sample variance (n - 1), two-pass for accuracy, summed in order for determinism."""
+    deviations = (expr.drop_nulls() - _mean(expr)) ** 2
+    return pl.when(expr.count() > 1).then(deviations.cum_sum().last() / (expr.count() - 1))
+
+
+_DSF = {
+    DecimationFunction.sum: ordered_sum,
+    DecimationFunction.avg: _mean,
+    DecimationFunction.min: lambda e: e.min(),
+    DecimationFunction.max: lambda e: e.max(),
+    DecimationFunction.stddev: lambda e: _variance(e).sqrt(),
+    DecimationFunction.variance: _variance,
+}
+
+
+def _plain_sums(request: ExportRequest, index: int) -> bool:
+    """Whether metric request ``index`` is only sums per bucket (no samples, no transform)."""
+    return (
+        not request.needs_samples(index)
+        and request.metric_requests[index].transform is not Transform.delta
+    )
 
 
 def _metric_frame(
@@ -60,24 +120,63 @@ def _metric_frame(
 ) -> pl.LazyFrame:
     """The columns of metric requests that share their fetched frames, per row key; windows
     stack (and re-add split buckets). Requests read by one scan are summed in one pass: their
-    key sets are the same, so this equals joining them one by one."""
+    key sets are the same, so this equals joining them one by one. Only plain-sum requests
+    are grouped (see ``_fetch_groups``); a decimated or delta request comes alone."""
     keys = _row_keys(request)
     columns = [
         (i, c) for index in indices
         for i, c in request.columns_of(request.metric_requests[index].metric_id)
     ]
-    if _already_aggregated(request, columns, frames):
+    if all(_plain_sums(request, index) for index in indices) and _already_aggregated(
+        request, columns, frames
+    ):
         return frames[0].lazy().select(
             *keys, *(pl.col(c.fetch_value).alias(column_name(i)) for i, c in columns)
         )
     stacked = pl.concat([f.lazy() for f in frames], how="vertical_relaxed")
-    aggregations = [
+    present = set(stacked.collect_schema().names())
+    stacked = stacked.with_columns(pl.lit(None, pl.String).alias(k) for k in keys if k not in present)
+    sums = [
         sum_or_null(pl.col(c.fetch_value).filter(filter_expr(c))).alias(column_name(i))
         for i, c in columns
     ]
-    if not aggregations:
+    if not sums:
         return stacked.select(keys).unique()
-    return stacked.group_by(keys).agg(aggregations)
+    if len(indices) > 1 or not request.needs_samples(indices[0]):
+        frame = stacked.group_by(keys).agg(sums)
+    else:
+        metric_request = request.metric_requests[indices[0]]
+        granularity = metric_request.granularity
+        # One sample per stored timestamp and row key, then the bucket's function of them,
+        # in time order so the result is the same however the range was cut into windows.
+        # Samples in time order, every sum added in that order: the same bits whatever the
+        # windows were. (A shared read also carries other requests' measures: none is a key.)
+        measures = {c.fetch_value for c in request.csv_format.columns if c.is_metric}
+        slices = [n for n in stacked.collect_schema().names() if n not in measures]
+        samples = (
+            stacked.sort(slices, nulls_last=True)
+            .group_by(keys)
+            .agg(
+                ordered_sum(pl.col(c.fetch_value).filter(filter_expr(c))).alias(column_name(i))
+                for i, c in columns
+            )
+            .sort(keys, nulls_last=True)
+            .collect()
+        )
+        frame = (
+            samples.lazy()
+            .with_columns(pl.col(BUCKET).dt.truncate(granularity.every))
+            .group_by(keys, maintain_order=True)
+            .agg(
+                _DSF[metric_request.decimation_function(c)](pl.col(column_name(i)))
+                .alias(column_name(i))
+                for i, c in columns
+            )
+        )
+    if len(indices) == 1 and request.metric_requests[indices[0]].transform is Transform.delta:
+        metric_request = request.metric_requests[indices[0]]
+        frame = _delta(frame, keys, [column_name(i) for i, _ in columns], metric_request.granularity)
+    return frame
 
 
 _SUM_STABLE = (pl.Int64, pl.UInt64, pl.Float64, pl.Float32)
@@ -87,26 +186,46 @@ def _already_aggregated(
     request: ExportRequest, columns: list[tuple[int, Column]], frames: list[pl.DataFrame]
 ) -> bool:
     """One window, grouped by exactly the row keys, no column filter: every row key is one
-    row already, and summing one value gives it back (these dtypes are their own sum's)."""
+    row already, and summing one value gives it back (these dtypes are their own sum's).
+    A fetch's frame holds one row per key (its store reads are cut on bucket boundaries)."""
     if len(frames) != 1 or not columns or any(c.filter_values() for _, c in columns):
         return False
-    measures = {c.fetch_value for _, c in columns}
+    # A shared read also carries the measures of requests combined apart: none is a key.
+    every_measure = {c.fetch_value for c in request.csv_format.columns if c.is_metric}
     schema = frames[0].schema
-    frame_keys = {n for n in schema if n not in measures}
+    frame_keys = {n for n in schema if n not in every_measure}
     return frame_keys == set(_row_keys(request)) and all(
-        schema[m] in _SUM_STABLE for m in measures
+        schema[c.fetch_value] in _SUM_STABLE for _, c in columns
     )
 
 
-def _shared_fetches(fetched: dict[int, list[pl.DataFrame]]) -> list[list[int]]:
-    """Metric request indices grouped by the frames they were answered with (one store scan)."""
-    groups: dict[tuple[int, ...], list[int]] = {}
+def _fetch_groups(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> list[list[int]]:
+    """Metric request indices grouped by the frames they were answered with (one store scan).
+    Only plain-sum requests share a group: a decimated or delta request is combined alone."""
+    groups: dict[tuple, list[int]] = {}
     for index in sorted(fetched):
-        groups.setdefault(tuple(id(f) for f in fetched[index]), []).append(index)
+        shared = tuple(id(f) for f in fetched[index])
+        groups.setdefault(shared if _plain_sums(request, index) else ("alone", index), []).append(index)
     return list(groups.values())
 
 
-def format_bucket(column: str, period: AggregationPeriod) -> pl.Expr:
+def _delta(
+    frame: pl.LazyFrame, keys: list[str], values: list[str], granularity: Granularity
+) -> pl.LazyFrame:
+    """Each value minus the previous bucket's of the same series; empty without one."""
+    series = keys[1:]
+    frame = frame.sort([BUCKET, *series], nulls_last=True)
+
+    def previous(expr: pl.Expr) -> pl.Expr:
+        return expr.shift(1).over(series) if series else expr.shift(1)
+
+    adjacent = previous(pl.col(BUCKET)).dt.offset_by(granularity.every) == pl.col(BUCKET)
+    return frame.with_columns(
+        pl.when(adjacent).then(pl.col(v) - previous(pl.col(v))).alias(v) for v in values
+    )
+
+
+def format_bucket(column: str, period: AggregationPeriod | Granularity) -> pl.Expr:
     """``YYYY-MM-DD`` for a day or longer; ISO 8601 with its offset below a day."""
     if period.is_subdaily:
         return pl.col(column).dt.strftime("%Y-%m-%dT%H:%M:%S%:z")
@@ -142,7 +261,9 @@ def _sort_columns(request: ExportRequest, keys: list[str], key_aliases: list[str
     return sort_by + [a for k, a in zip(keys, key_aliases) if k not in covered]
 
 
-def _format_dates(frame: pl.DataFrame, dates: list[str], period: AggregationPeriod) -> pl.DataFrame:
+def _format_dates(
+    frame: pl.DataFrame, dates: list[str], period: AggregationPeriod | Granularity
+) -> pl.DataFrame:
     """``format_bucket`` applied to each distinct bucket (thousands, not millions of rows) and
     mapped back: the same strings, without formatting every row."""
     if frame.height == 0:
@@ -161,24 +282,38 @@ def _format_dates(frame: pl.DataFrame, dates: list[str], period: AggregationPeri
 def combine(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> ExportTable:
     """The export table from each metric request's fetched window frames (by request index)."""
     keys = _row_keys(request)
-    period = request.metric_requests[0].aggregation_period
+    period = request.metric_requests[0].granularity
     joined: pl.LazyFrame | None = None
-    for indices in _shared_fetches({i: fetched[i] for i in range(len(request.metric_requests))}):
+    for indices in _fetch_groups(request, {i: fetched[i] for i in range(len(request.metric_requests))}):
         part = _metric_frame(request, indices, fetched[indices[0]])
         joined = part if joined is None else joined.join(
             part, on=keys, how="full", coalesce=True, nulls_equal=True
         )
     assert joined is not None
 
+    layout = request.format.output_format
+    if layout is not Layout.long:
+        from export_pipeline.layouts import crosstab, wide
+
+        return (wide if layout is Layout.wide else crosstab)(request, joined.collect(), keys)
+
     columns = request.csv_format.columns
+    facets = expanded_facets(request)
     cells = [
         pl.col(column_name(i)) if c.is_metric else _dimension_expr(c).alias(column_name(i))
         for i, c in enumerate(columns)
-    ]
+    ] + [pl.col(store_column(f)).alias(facet_column(j)) for j, f in enumerate(facets)]
     key_aliases = [f"{_KEY_PREFIX}{k}" for k in keys]
     table = joined.select(*cells, *(pl.col(k).alias(a) for k, a in zip(keys, key_aliases)))
     sort_by = _sort_columns(request, keys, key_aliases)
     dates = [column_name(i) for i, c in enumerate(columns) if not c.is_metric and c.dimension_name == "date"]
     frame = table.sort(sort_by, nulls_last=True).select(pl.exclude(key_aliases)).collect()
     frame = _format_dates(frame, dates, period)
-    return ExportTable(frame=frame, headings=[c.heading for c in columns])
+    return ExportTable(
+        frame=frame, headings=[c.heading for c in columns] + facets,
+        date_columns=tuple(dates), time_zone=request.timezone, subdaily=period.is_subdaily,
+    )
+
+
+def facet_column(index: int) -> str:
+    return f"f{index}"

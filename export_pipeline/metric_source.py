@@ -12,7 +12,7 @@ from typing import Protocol
 
 import polars as pl
 
-from export_pipeline.periods import AggregationPeriod
+from export_pipeline.periods import UTC, AggregationPeriod, Granularity, as_granularity
 from export_pipeline.windows import Window
 
 TIMESTAMP = "timestamp"
@@ -48,14 +48,26 @@ def store_column(dimension: str) -> str:
 
 @dataclass(frozen=True)
 class MetricQuery:
-    """Sum ``measures`` per bucket, entity and ``dimensions``, for rows inside ``window``."""
+    """Sum ``measures`` per bucket, entity and ``dimensions``, for rows inside ``window``.
+
+    Buckets are cut in ``time_zone`` and carry it. With ``samples`` the rows are summed per
+    stored timestamp instead (the ``bucket`` column is the timestamp itself): a decimation
+    such as ``avg`` or ``stddev`` needs every sample of a bucket, and the export computes it
+    once over all windows, so a bucket cut by a window is never averaged twice.
+    """
 
     window: Window
-    period: AggregationPeriod
+    period: AggregationPeriod | Granularity
     entities: tuple[str, ...] | None
     entity_type: str | None
     dimensions: tuple[str, ...]
     measures: tuple[str, ...]
+    time_zone: str = UTC
+    samples: bool = False
+
+    @property
+    def granularity(self) -> Granularity:
+        return as_granularity(self.period)
 
     @property
     def key_columns(self) -> list[str]:
@@ -75,3 +87,15 @@ class MetricSource(Protocol):
 def sum_or_null(expr: pl.Expr) -> pl.Expr:
     """Sum that stays empty when there is nothing to add: no value is not a zero."""
     return pl.when(expr.count() > 0).then(expr.sum())
+
+
+def ordered_sum(expr: pl.Expr) -> pl.Expr:
+    """``sum_or_null`` added strictly in row order (a running sum's last value).
+
+    polars' float ``sum`` and ``mean`` may group their additions differently from one run to
+    the next (the last bit of a float changes); a running sum always adds left to right, so
+    the same values in the same order give the same bits on every run, however the range was
+    cut into windows.
+    """
+    values = expr.drop_nulls()
+    return pl.when(values.count() > 0).then(values.cum_sum().last())

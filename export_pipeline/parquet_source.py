@@ -3,14 +3,16 @@
 Layout: ``timestamp`` (a UTC instant; a naive timestamp is read as UTC), ``entity_id`` and
 ``entity_type`` (strings), any number of string dimension columns and any number of numeric
 measure columns. Reads are lazy: the window, entity and entity-type filters reach the Parquet
-reader, only the needed columns are read, and each query is collected once.
+reader, only the needed columns are read, and each query (or each bucket-aligned slice of a
+long one, see ``_slices``) is collected once.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -22,9 +24,10 @@ from export_pipeline.metric_source import (
     MetricQuery,
     MetricSourceError,
     StoreSchema,
+    ordered_sum,
     sum_or_null,
 )
-from export_pipeline.periods import AggregationPeriod, bucket_expr
+from export_pipeline.periods import AggregationPeriod, as_granularity, bucket_expr
 from export_pipeline.windows import Window, split_range
 
 _TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum)
@@ -66,7 +69,7 @@ class ParquetMetricSource:
         return StoreSchema(dimensions=dimensions, measures=measures)
 
     def fetch(self, query: MetricQuery) -> pl.DataFrame:
-        slices = _slices(query.window, query.period)
+        slices = _slices(query)
         if len(slices) > 1:
             return pl.concat([self.fetch(replace(query, window=w)) for w in slices])
         scan = self._scan()
@@ -82,21 +85,27 @@ class ParquetMetricSource:
             predicate &= pl.col(ENTITY_TYPE) == query.entity_type
         ts = pl.col(TIMESTAMP)
         ts_utc = ts.dt.replace_time_zone("UTC") if ts_type.time_zone is None else ts.dt.convert_time_zone("UTC")
+        if query.samples:
+            bucket = ts_utc if query.time_zone == "UTC" else ts_utc.dt.convert_time_zone(query.time_zone)
+        else:
+            bucket = bucket_expr(ts_utc, query.period, query.time_zone)
         keys = [
-            bucket_expr(ts_utc, query.period).alias(BUCKET),
+            bucket.alias(BUCKET),
             pl.col(ENTITY_ID).cast(pl.String),
             *(pl.col(d).cast(pl.String) for d in query.dimensions),
         ]
+        total = ordered_sum if query.samples else sum_or_null
         lazy = (
             scan.filter(predicate)
             .select(*keys, *(pl.col(m) for m in query.measures))
             .group_by(query.key_columns)
-            .agg(sum_or_null(pl.col(m)).alias(m) for m in query.measures)
+            .agg(total(pl.col(m)).alias(m) for m in query.measures)
         )
         try:
             # The streaming engine reads the files in morsels and aggregates as it goes: the
-            # store's rows are never all in memory at once.
-            return lazy.collect(engine="streaming")
+            # store's rows are never all in memory at once. Samples are summed in row order
+            # (``ordered_sum``), which only the in-memory engine keeps within a group.
+            return lazy.collect(engine="in-memory" if query.samples else "streaming")
         except (pl.exceptions.PolarsError, OSError) as error:
             raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
 
@@ -109,17 +118,28 @@ _SLICED_PERIODS = (
 )
 
 
-def _slices(window: Window, period: AggregationPeriod) -> list[Window]:
-    """``window`` cut on bucket boundaries into slices of at most ``SLICE_SPAN``, by the same
-    rule as the range guard: every bucket falls whole in one slice, so the slices' sums stack
-    without being added up again. Periods longer than a slice are read in one piece."""
-    if period not in _SLICED_PERIODS or window.end - window.start <= SLICE_SPAN:
+def _slices(query: MetricQuery) -> list[Window]:
+    """The query's window cut on bucket boundaries of the query's time zone (a local midnight
+    for days) into slices of at most ``SLICE_SPAN``, by the same rule as the range guard:
+    every bucket falls whole in one slice, so the slices' sums stack without being added up
+    again and the frame keeps one row per key. Read in one piece: periods longer than a
+    slice, multiples such as ``2h`` (cut on whole hours, a bucket could straddle two slices)
+    and samples (a decimation's per-timestamp rows, summed in order)."""
+    window = query.window
+    granularity = as_granularity(query.period)
+    if (
+        query.samples
+        or granularity.count != 1
+        or granularity.unit not in _SLICED_PERIODS
+        or window.end - window.start <= SLICE_SPAN
+    ):
         return [window]
-    slices = split_range(window.start, window.end, period, SLICE_SPAN)
+    slices = split_range(window.start, window.end, granularity.unit, SLICE_SPAN, query.time_zone)
     return [*slices[:-1], replace(slices[-1], end_inclusive=window.end_inclusive)]
 
 
 def _as_stored(t: datetime, ts_type: pl.Datetime) -> datetime:
+    """``t`` in the stored column's time zone (naive UTC for a naive column)."""
     if ts_type.time_zone is None:
-        return t.replace(tzinfo=None)
-    return t
+        return t.astimezone(timezone.utc).replace(tzinfo=None)
+    return t.astimezone(ZoneInfo(ts_type.time_zone))

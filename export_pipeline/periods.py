@@ -2,15 +2,22 @@
 
 The two views must agree exactly: the range guard cuts windows on the Python boundaries and
 the metric source buckets rows with the polars expression, and a disagreement would split a
-bucket across two windows.
+bucket across two windows. Buckets are cut in the export's time zone: a "day" is a local day,
+23 or 25 hours long on a daylight-saving change. A decimation (``ds``: ``15m``, ``PT1H``,
+``P1M``…) is a ``Granularity`` too, so every bucket width goes through the same functions.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from enum import Enum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
+
+UTC = "UTC"
 
 
 class AggregationPeriod(str, Enum):
@@ -40,14 +47,116 @@ _POLARS_EVERY = {
 _MONTHS_PER = {AggregationPeriod.month: 1, AggregationPeriod.quarter: 3, AggregationPeriod.year: 12}
 
 
-def bucket_expr(column: str | pl.Expr, period: AggregationPeriod) -> pl.Expr:
-    """The bucket start of each timestamp in ``column``."""
+@dataclass(frozen=True)
+class Granularity:
+    """A bucket width: ``count`` units of ``unit`` (``15`` × minute, ``1`` × month…).
+
+    ``unit`` is the aggregation period the windows are cut on; a multiple such as ``2h`` is
+    bucketed by polars from the epoch in local time and its windows are cut on whole hours
+    (the export re-aggregates a bucket that a window cut, so the result is exact either way).
+    """
+
+    unit: AggregationPeriod
+    count: int = 1
+
+    @property
+    def every(self) -> str:
+        """The polars duration string (``15m``, ``1d``, ``3mo``)."""
+        base = _POLARS_EVERY[self.unit]
+        return f"{self.count * int(base[0])}{base[1:]}"
+
+    @property
+    def is_subdaily(self) -> bool:
+        return self.unit.is_subdaily
+
+    @property
+    def label(self) -> str:
+        return self.unit.value if self.count == 1 else f"{self.count} {self.unit.value}s"
+
+
+def as_granularity(period: AggregationPeriod | Granularity) -> Granularity:
+    return period if isinstance(period, Granularity) else Granularity(period)
+
+
+_SHORTHAND = re.compile(r"^([1-9][0-9]{0,5})(m|min|h|d|w|mo|q|y)$")
+_SHORTHAND_UNITS = {
+    "m": AggregationPeriod.minute, "min": AggregationPeriod.minute, "h": AggregationPeriod.hour,
+    "d": AggregationPeriod.day, "w": AggregationPeriod.week, "mo": AggregationPeriod.month,
+    "q": AggregationPeriod.quarter, "y": AggregationPeriod.year,
+}
+ISO_DURATION = re.compile(
+    r"^P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$"
+)
+
+
+def parse_granularity(text: str) -> Granularity:
+    """``15m``/``1h``/``1d``/``1w``/``1mo``/``1q``/``1y`` or one ISO 8601 duration (``PT15M``, ``P1M``).
+
+    A bucket has one unit: ``PT1H30M`` is 90 minutes, but ``P1M15D`` (a month and a half) is
+    not a bucket width and is refused, as are seconds (the finest bucket is a minute).
+    """
+    value = text.strip()
+    match = _SHORTHAND.match(value)
+    if match:
+        return Granularity(_SHORTHAND_UNITS[match.group(2)], int(match.group(1)))
+    match = ISO_DURATION.match(value.upper())
+    if not match:
+        raise ValueError(
+            f"{text!r} is not a duration: use 15m, 1h, 1d, 1w, 1mo, 1q, 1y or ISO 8601 (PT15M, P1D)"
+        )
+    years, months, weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    if seconds:
+        raise ValueError(f"{text!r}: the finest bucket is one minute")
+    calendar = years * 12 + months
+    clock = hours * 60 + minutes
+    if sum(1 for part in (calendar, weeks, days, clock) if part) != 1:
+        raise ValueError(
+            f"{text!r}: a bucket width has one kind of unit (months/years, weeks, days or "
+            "hours/minutes), not a mix"
+        )
+    if calendar:
+        if calendar % 12 == 0:
+            return Granularity(AggregationPeriod.year, calendar // 12)
+        if calendar % 3 == 0:
+            return Granularity(AggregationPeriod.quarter, calendar // 3)
+        return Granularity(AggregationPeriod.month, calendar)
+    if weeks:
+        return Granularity(AggregationPeriod.week, weeks)
+    if days:
+        return Granularity(AggregationPeriod.day, days)
+    if clock % 60 == 0:
+        return Granularity(AggregationPeriod.hour, clock // 60)
+    return Granularity(AggregationPeriod.minute, clock)
+
+
+def zone(name: str) -> ZoneInfo | timezone:
+    """The IANA time zone ``name`` (``utc`` in any case is UTC); ``ValueError`` if unknown."""
+    if name.strip().upper() in ("UTC", "Z", "ETC/UTC"):
+        return timezone.utc
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Paris") from None
+
+
+def canonical_zone(name: str) -> str:
+    """The polars time-zone name for ``name`` (``UTC`` for any spelling of it)."""
+    tz = zone(name)
+    return UTC if tz is timezone.utc else name
+
+
+def bucket_expr(
+    column: str | pl.Expr, period: AggregationPeriod | Granularity, time_zone: str = UTC
+) -> pl.Expr:
+    """The bucket start of each (UTC) timestamp in ``column``, cut in ``time_zone``."""
     expr = pl.col(column) if isinstance(column, str) else column
-    return expr.dt.truncate(_POLARS_EVERY[period])
+    if time_zone != UTC:
+        expr = expr.dt.convert_time_zone(time_zone)
+    return expr.dt.truncate(as_granularity(period).every)
 
 
 def bucket_start(t: datetime, period: AggregationPeriod) -> datetime:
-    """The start of the bucket holding ``t`` (same time zone as ``t``)."""
+    """The start of the bucket holding ``t`` (same time zone as ``t``, wall-clock rules)."""
     if period is AggregationPeriod.minute:
         return t.replace(second=0, microsecond=0)
     if period is AggregationPeriod.hour:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from export_pipeline.metric_source import ENTITY_DIMENSION, MetricQuery, store_column
-from export_pipeline.request import ExportRequest, MetricRequest
+from export_pipeline.request import ExportRequest, FileFormat, MetricRequest
 from export_pipeline.windows import MAX_WINDOW, split_range
 
 
@@ -20,21 +20,30 @@ class FetchTask:
     request_index: int
     window_index: int
     query: MetricQuery
+    previous: bool = False
 
     @property
     def key(self) -> str:
         """A Dagster mapping key (``[A-Za-z0-9_]+``) naming the request and its window."""
-        return f"request{self.request_index}_window{self.window_index}"
+        key = f"request{self.request_index}_window{self.window_index}"
+        return f"previous_{key}" if self.previous else key
 
     def describe(self, request: MetricRequest) -> dict:
-        return {
+        out = {
             "key": self.key,
             "metricId": request.metric_id,
             **self.query.window.to_dict(),
-            "aggregationPeriod": self.query.period.value,
+            "aggregationPeriod": self.query.granularity.label,
             "measures": list(self.query.measures),
             "dimensions": list(self.query.dimensions),
         }
+        if self.query.time_zone != "UTC":
+            out["timezone"] = self.query.time_zone
+        if self.query.samples:
+            out["samples"] = True
+        if self.previous:
+            out["previousPeriod"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class ExportPlan:
     request_id: str
     request: ExportRequest
     tasks: list[FetchTask] = field(default_factory=list)
+    previous_request: ExportRequest | None = None
 
     @property
     def scans(self) -> list[ScanTask]:
@@ -74,8 +84,12 @@ class ExportPlan:
 
     def describe(self) -> dict:
         """What ``validate`` prints and a run records: the fetches and their windows."""
+        fmt = self.request.format
         return {
             "requestId": self.request_id,
+            "format": fmt.extension.value,
+            "outputFormat": fmt.output_format.value,
+            "timezone": fmt.timezone,
             "fetches": [
                 t.describe(self.request.metric_requests[t.request_index]) for t in self.tasks
             ],
@@ -96,9 +110,18 @@ def query_dimensions(request: ExportRequest, index: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for c in columns if c != store_column(ENTITY_DIMENSION)))
 
 
-def plan_export(
-    request: ExportRequest, request_id: str, max_span: timedelta = MAX_WINDOW
-) -> ExportPlan:
+def previous_period(request: ExportRequest) -> ExportRequest:
+    """The same request over the period of equal length just before each metric request's."""
+    shifted = []
+    for m in request.metric_requests:
+        length = m.end - m.start + timedelta(microseconds=1)
+        shifted.append(m.model_copy(update={"start": m.start - length, "end": m.end - length}))
+    return request.model_copy(update={"metric_requests": shifted})
+
+
+def _tasks(
+    request: ExportRequest, max_span: timedelta, previous: bool = False
+) -> list[FetchTask]:
     tasks = []
     for index, metric_request in enumerate(request.metric_requests):
         measures = tuple(dict.fromkeys(
@@ -106,16 +129,31 @@ def plan_export(
             if c.fetch_value is not None
         ))
         windows = split_range(
-            metric_request.start, metric_request.end, metric_request.aggregation_period, max_span
+            metric_request.start, metric_request.end, metric_request.granularity, max_span,
+            request.timezone,
         )
         for window_index, window in enumerate(windows):
             query = MetricQuery(
                 window=window,
-                period=metric_request.aggregation_period,
+                period=metric_request.aggregation_period
+                if metric_request.decimation is None else metric_request.granularity,
                 entities=tuple(metric_request.entities) if metric_request.entities else None,
                 entity_type=metric_request.entity_type,
                 dimensions=query_dimensions(request, index),
                 measures=measures,
+                time_zone=request.timezone,
+                samples=request.needs_samples(index),
             )
-            tasks.append(FetchTask(index, window_index, query))
-    return ExportPlan(request_id=request_id, request=request, tasks=tasks)
+            tasks.append(FetchTask(index, window_index, query, previous))
+    return tasks
+
+
+def plan_export(
+    request: ExportRequest, request_id: str, max_span: timedelta = MAX_WINDOW
+) -> ExportPlan:
+    tasks = _tasks(request, max_span)
+    previous = None
+    if request.format.extension is FileFormat.pdf and request.format.compare_previous:
+        previous = previous_period(request)
+        tasks += _tasks(previous, max_span, previous=True)
+    return ExportPlan(request_id=request_id, request=request, tasks=tasks, previous_request=previous)

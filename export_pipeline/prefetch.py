@@ -57,3 +57,13 @@ def take(source: MetricSource, query: MetricQuery) -> pl.DataFrame | None:
     if future is None:
         return None
     return future.result()
+
+
+def clear() -> None:
+    """Drop every read-ahead nobody took (the CLI's run is over): a later run in the same
+    process reads the store itself rather than take a result read before it started."""
+    with _lock:
+        futures = list(_pending.values())
+        _pending.clear()
+    for future in futures:
+        future.cancel()

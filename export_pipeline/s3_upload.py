@@ -24,6 +24,7 @@ class UploadResult:
     key: str
     bytes: int
     etag: str
+    version_id: str | None = None
 
 
 def _parts(chunks: Iterable[bytes], part_size: int) -> Iterable[bytes]:
@@ -106,7 +107,10 @@ def upload_stream(
         raise
     finally:
         pool.shutdown(wait=True)
-    return UploadResult(bucket=bucket, key=key, bytes=total, etag=response.get("ETag", ""))
+    return UploadResult(
+        bucket=bucket, key=key, bytes=total, etag=response.get("ETag", ""),
+        version_id=response.get("VersionId"),
+    )
 
 
 def presign_get(client: Any, bucket: str, key: str, expires_in: int) -> str:

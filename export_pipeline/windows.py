@@ -5,14 +5,18 @@ whole by one query and the windows' results simply stack. Quarters (90 to 92 day
 are longer than the cap itself; their windows are cut on month boundaries instead and the
 partial sums of a bucket are added up again when the export is combined, which is exact for
 sums.
+
+Cuts are bucket boundaries in the export's time zone (a local midnight for days), while the
+90-day span is measured in real elapsed time, so a window never exceeds the cap across a
+daylight-saving change.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
-from export_pipeline.periods import AggregationPeriod, bucket_start
+from export_pipeline.periods import UTC, AggregationPeriod, Granularity, as_granularity, bucket_start, zone
 
 MAX_WINDOW = timedelta(days=90)
 
@@ -41,9 +45,14 @@ class Window:
         }
 
 
-def _last_cut_within(after: datetime, limit: datetime, period: AggregationPeriod) -> datetime:
+def _last_cut_within(
+    after: datetime, limit: datetime, period: AggregationPeriod, time_zone: str = UTC
+) -> datetime:
+    tz = zone(time_zone)
     for cut_period in (period, *_FALLBACK_CUTS):
-        cut = bucket_start(limit, cut_period)
+        cut = bucket_start(limit.astimezone(tz), cut_period).astimezone(timezone.utc)
+        if cut > limit:  # a wall-clock boundary that a DST change moved past the limit
+            continue
         if cut > after:
             return cut
     raise ValueError(f"no cut point between {after} and {limit}")  # pragma: no cover
@@ -52,16 +61,19 @@ def _last_cut_within(after: datetime, limit: datetime, period: AggregationPeriod
 def split_range(
     start: datetime,
     end: datetime,
-    period: AggregationPeriod,
+    period: AggregationPeriod | Granularity,
     max_span: timedelta = MAX_WINDOW,
+    time_zone: str = UTC,
 ) -> list[Window]:
-    """Cut ``start <= t <= end`` into windows of at most ``max_span``, on bucket boundaries."""
+    """Cut ``start <= t <= end`` into windows of at most ``max_span``, on bucket boundaries
+    of ``period`` in ``time_zone``."""
     if end < start:
         raise ValueError("end is before start")
+    unit = as_granularity(period).unit
     windows = []
-    cursor = start
+    cursor, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
     while end - cursor > max_span:
-        cut = _last_cut_within(cursor, cursor + max_span, period)
+        cut = _last_cut_within(cursor, cursor + max_span, unit, time_zone)
         windows.append(Window(cursor, cut, end_inclusive=False))
         cursor = cut
     windows.append(Window(cursor, end, end_inclusive=True))

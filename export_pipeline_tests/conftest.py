@@ -18,6 +18,9 @@ import pytest
 
 from export_pipeline.demo_store import build_demo_store
 
+# Real SFTP, FTP(S), GCS and customer-S3 servers for the delivery tests (started on first use).
+pytest_plugins = ["export_pipeline_tests.destination_servers"]
+
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

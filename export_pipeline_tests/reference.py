@@ -8,19 +8,21 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pyarrow.parquet as pq
 
 from export_pipeline.request import ExportRequest
 
 
-def _bucket(ts: datetime, period: str) -> datetime:
-    ts = ts.astimezone(timezone.utc)
+def _bucket(ts: datetime, period: str, tz: ZoneInfo) -> datetime:
+    """The bucket start, cut in ``tz`` (a local day, week, month…)."""
+    ts = ts.astimezone(tz)
     if period == "hour":
         return ts.replace(minute=0, second=0, microsecond=0)
     if period == "minute":
         return ts.replace(second=0, microsecond=0)
-    day = datetime(ts.year, ts.month, ts.day, tzinfo=timezone.utc)
+    day = datetime(ts.year, ts.month, ts.day, tzinfo=tz)
     if period == "day":
         return day
     if period == "week":
@@ -61,6 +63,7 @@ def reference_csv_rows(store: Path, request: ExportRequest) -> list[list[str]]:
             if c.metric_id is not None and c.metric_id == metric_request.metric_id
         ]
         period = metric_request.aggregation_period.value
+        tz = ZoneInfo(request.format.timezone)
         for row in raw:
             if not metric_request.start <= row["timestamp"] <= metric_request.end:
                 continue
@@ -68,7 +71,7 @@ def reference_csv_rows(store: Path, request: ExportRequest) -> list[list[str]]:
                 continue
             if metric_request.entity_type and row["entity_type"] != metric_request.entity_type:
                 continue
-            key = (_bucket(row["timestamp"], period), *(row[d] for d in row_dims))
+            key = (_bucket(row["timestamp"], period, tz), *(row[d] for d in row_dims))
             cells = table.setdefault(key, {})
             for i, column in columns:
                 cells.setdefault(i, None)

@@ -144,9 +144,11 @@ def test_demo_runs_end_to_end_on_its_own_server(tmp_path):
     assert (tmp_path / "data" / "export-pipeline" / "demo-store").is_dir()
 
 
-def test_run_with_reads_started_ahead_equals_the_reference(tmp_path, cli_env, demo_store_path):
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
+def test_run_with_reads_started_ahead_equals_the_reference(tmp_path, cli_env, demo_store_path, tz):
     """The CLI starts the store reads while Dagster starts; the file must still equal the
-    independent computation (several requests, a shared scan, a split 90-day window)."""
+    independent computation (several requests, a shared scan, a split 90-day window, weeks
+    cut in the request's time zone)."""
     from export_pipeline.validation import validate_document
     from export_pipeline_tests.reference import reference_csv_rows
     from export_pipeline_tests.test_export_job import parse_csv
@@ -166,6 +168,7 @@ def test_run_with_reads_started_ahead_equals_the_reference(tmp_path, cli_env, de
             {"metricId": "in", **window}, {"metricId": "out", **window},
             {"metricId": "zones", **window, "entityType": "zone"},
         ],
+        "format": {"timezone": tz},
     }
     done = cli("run", write(tmp_path, document), env=cli_env)
     assert done.returncode == 0, done.stderr
@@ -175,3 +178,36 @@ def test_run_with_reads_started_ahead_equals_the_reference(tmp_path, cli_env, de
     request = validate_document(document).request
     assert rows[1:] == reference_csv_rows(demo_store_path, request)
     assert "in 4 store reads" in done.stderr  # 2 windows x (in+out shared, zones)
+    assert done.stderr.count("rows (read ahead)") == 4  # the op took every read-ahead
+
+
+def _with_sftp(password: str) -> dict:
+    document = json.loads(json.dumps(SEED_ENVELOPE))
+    document["data"]["body"]["destination"] = {
+        "type": "sftp", "server": "sftp.example.com", "username": "u", "password": password,
+        "path": "/in",
+    }
+    return document
+
+
+def test_validate_shows_deliveries_without_credentials(tmp_path, cli_env):
+    done = cli("validate", write(tmp_path, _with_sftp("hunter2-cli")), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["deliveries"] == [
+        {"type": "sftp", "server": "sftp.example.com", "username": "u", "path": "/in"}
+    ]
+    assert "hunter2-cli" not in done.stdout + done.stderr
+
+
+def test_seal_prints_the_request_sealed_for_the_launchpad(tmp_path, cli_env):
+    from export_pipeline.destinations.sealing import Sealer
+
+    key = cli("seal", "--new-key", env=cli_env).stdout.strip()
+    missing = cli("seal", write(tmp_path, _with_sftp("hunter2-cli")), env=cli_env)
+    assert missing.returncode == 1 and "EXPORT_SEALING_KEY is not set" in missing.stderr
+    done = cli("seal", write(tmp_path, _with_sftp("hunter2-cli")),
+               env={**cli_env, "EXPORT_SEALING_KEY": key})
+    assert done.returncode == 0, done.stderr
+    assert "hunter2-cli" not in done.stdout
+    sealed = json.loads(done.stdout)["data"]["body"]["destination"]["password"]
+    assert Sealer(key).unseal(sealed, "") == "hunter2-cli"

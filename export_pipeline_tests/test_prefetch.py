@@ -41,3 +41,26 @@ def test_a_failed_read_raises_its_error_when_taken(tmp_path):
     prefetch.start(source, [QUERY])
     with pytest.raises(MetricSourceError, match="is not a folder"):
         prefetch.take(source, QUERY)
+
+
+def test_a_read_in_another_time_zone_or_fetch_mode_is_not_taken(demo_store_path):
+    """The key is the whole query: a UTC read never answers a local-time or samples query."""
+    source = ParquetMetricSource(demo_store_path)
+    prefetch.start(source, [QUERY])
+    local = MetricQuery(**{**QUERY.__dict__, "time_zone": "America/New_York"})
+    samples = MetricQuery(**{**QUERY.__dict__, "samples": True})
+    assert prefetch.take(source, local) is None
+    assert prefetch.take(source, samples) is None
+    prefetch.start(source, [local])
+    taken = prefetch.take(source, local)
+    keys = local.key_columns
+    assert taken is not None and taken.sort(keys).equals(source.fetch(local).sort(keys))
+    assert taken.schema["bucket"] == source.fetch(local).schema["bucket"]
+    prefetch.clear()
+
+
+def test_clear_drops_reads_nobody_took(demo_store_path):
+    source = ParquetMetricSource(demo_store_path)
+    prefetch.start(source, [QUERY])
+    prefetch.clear()
+    assert prefetch.take(source, QUERY) is None

@@ -8,6 +8,8 @@ from typing import Any
 
 import dagster as dg
 
+from export_pipeline.destinations.sealing import plaintext_secret_paths
+from export_pipeline.orchestration.delivery_ops import deliver_export, plan_deliveries
 from export_pipeline.orchestration.ops import (
     combine_metrics,
     fetch_metrics,
@@ -21,22 +23,41 @@ def request_run_config(document: dict[str, Any]) -> dict[str, Any]:
 
     The run config is the request itself, so the console log level is set here: progress on
     stderr, not the engine's step-by-step debug events (the event log still records them).
+
+    Run config is stored in plaintext, so a request carrying a plaintext credential is refused
+    here, before a run exists: seal it first (``export-pipeline seal``; the CLI seals itself).
     """
+    plaintext = plaintext_secret_paths(document)
+    if plaintext:
+        raise dg.DagsterInvalidConfigError(
+            "plaintext credentials are refused in run config, which Dagster stores and shows "
+            "as it is (" + ", ".join(plaintext) + "). Seal them with `export-pipeline seal "
+            "REQUEST.json` and submit its output.",
+            [],
+            None,
+        )
     return {
         "ops": {"plan_export": {"config": {"request_json": json.dumps(document)}}},
         "loggers": {"console": {"config": {"log_level": "INFO"}}},
     }
 
 
-@dg.job(
+@dg.graph
+def export_graph():
+    """The export's steps; ``export_job`` and each saved export's partitioned job run this."""
+    plan, fetches = plan_export()
+    fetched = fetches.map(fetch_metrics).collect()
+    export = materialize_export(plan, combine_metrics(plan, fetched))
+    plan_deliveries(plan).map(lambda task: deliver_export(task, export))
+
+
+export_job = export_graph.to_job(
+    name="export_job",
     config=dg.ConfigMapping(config_fn=request_run_config, config_schema=dg.Permissive()),
     # In-process: fetched frames stay in memory between ops instead of being pickled to disk
     # and re-read by a new process per step (16x faster on a small fan-out).
     executor_def=dg.in_process_executor,
-    description="Export metric requests to a CSV in the export bucket, with a signed URL.",
+    description="Export metric requests to a file (CSV, XLSX or a PDF report) in the export "
+    "bucket, with a signed URL, and deliver it to the request's destinations.",
     tags={"export_pipeline/kind": "export"},
 )
-def export_job():
-    plan, fetches = plan_export()
-    fetched = fetches.map(fetch_metrics).collect()
-    materialize_export(plan, combine_metrics(plan, fetched))

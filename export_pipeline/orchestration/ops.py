@@ -6,17 +6,21 @@ resources, dynamic outputs and metadata.
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import dagster as dg
 import polars as pl
 
 from export_pipeline import combine, planning, prefetch
-from export_pipeline.delivery import ExportResult, deliver_csv
-from export_pipeline.file_naming import export_key
+from export_pipeline.delivery import ExportResult, deliver
+from export_pipeline.file_naming import export_key, fixed_export_key
 from export_pipeline.metric_source import MetricSourceError
-from export_pipeline.orchestration.resources import ExportStorage, MetricSourceResource
+from export_pipeline.orchestration.resources import (
+    ExportStorage,
+    MetricSourceResource,
+    ReportBranding,
+)
 from export_pipeline.request import InvalidRequest
 from export_pipeline.validation import validate_document
 
@@ -29,6 +33,14 @@ class ExportRequestConfig(dg.Config):
     request_json: str
 
 
+class ExportKeyConfig(dg.Config):
+    """Where the file lands. Empty: a new key per run (``<request id>/<timestamp>_<run>``).
+    Set (a saved export's partition, ``<name>/<partition>``): that fixed key under the export
+    prefix, so a re-run replaces the file (a multipart upload completes atomically)."""
+
+    fixed_key: str = ""
+
+
 @dataclass(frozen=True)
 class FetchedFrame:
     task: planning.FetchTask
@@ -36,7 +48,12 @@ class FetchedFrame:
 
 
 @dg.op(
-    out={"plan": dg.Out(dg.Any), "fetches": dg.DynamicOut(dg.Any)},
+    # The plan is stored (small, credentials sealed) so deliveries can be re-executed from
+    # failure; the fetch tasks stay in memory.
+    out={
+        "plan": dg.Out(dg.Any, io_manager_key="delivery_io_manager"),
+        "fetches": dg.DynamicOut(dg.Any),
+    },
     description="Validate the request against the store's schema and cut its 90-day windows.",
 )
 def plan_export(
@@ -85,11 +102,12 @@ def fetch_metrics(
     source = metric_source.get_source()
     try:
         frame = prefetch.take(source, scan.query)
+        ahead = frame is not None
         if frame is None:
             frame = source.fetch(scan.query)
     except MetricSourceError as error:
         raise dg.Failure(description=str(error)) from None
-    context.log.info(f"fetched {scan.key}: {frame.height} rows")
+    context.log.info(f"fetched {scan.key}: {frame.height} rows" + (" (read ahead)" if ahead else ""))
     context.add_output_metadata({
         "rows": frame.height,
         "measures": list(scan.query.measures),
@@ -104,27 +122,44 @@ def combine_metrics(
     context: dg.OpExecutionContext, plan: planning.ExportPlan, fetched: list[list[FetchedFrame]]
 ) -> combine.ExportTable:
     by_request: dict[int, list[pl.DataFrame]] = defaultdict(list)
+    previous: dict[int, list[pl.DataFrame]] = defaultdict(list)
     items = (item for scan in fetched for item in scan)
     for item in sorted(items, key=lambda f: (f.task.request_index, f.task.window_index)):
-        by_request[item.task.request_index].append(item.frame)
+        (previous if item.task.previous else by_request)[item.task.request_index].append(item.frame)
     table = combine.combine(plan.request, by_request)
+    if plan.previous_request is not None:
+        table = replace(table, previous=combine.combine(plan.previous_request, previous))
     context.log.info(f"combined: {table.rows} rows x {len(table.headings)} columns")
     context.add_output_metadata({"rows": table.rows, "columns": len(table.headings)})
     return table
 
 
-@dg.op(description="Stream the CSV to the export bucket and sign a download URL.")
+@dg.op(
+    description="Write the file (CSV, XLSX or PDF), stream it to the export bucket and sign a download URL.",
+    # Stored (a small record: bucket, key, counts), so a failed delivery can be re-executed
+    # from failure without recomputing the file.
+    out=dg.Out(io_manager_key="delivery_io_manager"),
+)
 def materialize_export(
     context: dg.OpExecutionContext,
     plan: planning.ExportPlan,
     table: combine.ExportTable,
     export_storage: ExportStorage,
+    report_branding: ReportBranding,
+    config: ExportKeyConfig,
 ):
-    key = export_key(
-        plan.request_id, datetime.now(timezone.utc), context.run_id, export_storage.prefix
-    )
-    result = deliver_csv(
+    fmt = plan.request.format
+    if config.fixed_key:
+        key = fixed_export_key(config.fixed_key, export_storage.prefix, fmt.extension.value)
+    else:
+        key = export_key(
+            plan.request_id, datetime.now(timezone.utc), context.run_id, export_storage.prefix,
+            extension=fmt.extension.value, filename=fmt.filename,
+        )
+    result = deliver(
         table,
+        plan.request,
+        branding=report_branding.get_branding(),
         request_id=plan.request_id,
         client=export_storage.get_client(),
         presign_client=export_storage.get_presign_client(),
@@ -145,6 +180,9 @@ def materialize_export(
             "signed_url": dg.MetadataValue.url(result.signed_url),
             "url_expires_in_seconds": export_storage.url_ttl_seconds,
             "request_id": result.request_id,
+            "format": fmt.extension.value,
+            "layout": fmt.output_format.value,
+            "timezone": fmt.timezone,
             "windows": dg.MetadataValue.json(plan.describe()["fetches"]),
         },
     )

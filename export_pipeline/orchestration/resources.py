@@ -8,16 +8,20 @@ local server work alike.
 
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Optional
 
 import boto3
 import dagster as dg
 from botocore.config import Config
 from dagster_aws.s3 import S3Resource
 
+from export_pipeline.destinations.host_policy import HostPolicy
+from export_pipeline.destinations.sealing import Sealer
+from export_pipeline.destinations.settings import DestinationSettings
 from export_pipeline.file_naming import DEFAULT_PREFIX
 from export_pipeline.metric_source import MetricSource
 from export_pipeline.parquet_source import ParquetMetricSource
+from export_pipeline.pdf_report import Branding
 from export_pipeline.s3_upload import PART_SIZE
 
 
@@ -65,3 +69,56 @@ class ExportStorage(dg.ConfigurableResource):
             aws_session_token=s3.aws_session_token,
             config=Config(signature_version="s3v4"),
         )
+
+
+class ReportBranding(dg.ConfigurableResource):
+    """How PDF reports look: set per deployment (``EXPORT_BRAND_*``), never per request."""
+
+    name: str = ""
+    logo_path: str = ""
+    primary_color: str = Branding.primary_color
+    accent_color: str = Branding.accent_color
+
+    def get_branding(self) -> Branding:
+        return Branding(
+            name=self.name or None, logo_path=self.logo_path or None,
+            primary_color=self.primary_color, accent_color=self.accent_color,
+        )
+
+
+class DestinationsResource(dg.ConfigurableResource):
+    """The operator's rules and keys for deliveries beyond the export bucket.
+
+    ``sealing_key`` unseals inline credentials inside the deliver op; keep it in the
+    environment (``EnvVar``), never in run config.
+    """
+
+    allowed_hosts: str = ""
+    """Comma-separated host names or patterns (``*.example.com``); empty: any public host."""
+    allow_private_networks: bool = False
+    allow_loopback: bool = False
+    sftp_known_hosts: Optional[str] = None
+    sftp_keys_dir: Optional[str] = None
+    s3_endpoint_url: Optional[str] = None
+    ftps_ca_file: Optional[str] = None
+    gcs_project: Optional[str] = None
+    sealing_key: Optional[str] = None
+    timeout_seconds: float = 30.0
+
+    def settings(self) -> DestinationSettings:
+        return DestinationSettings(
+            host_policy=HostPolicy(
+                allowed_hosts=tuple(h.strip() for h in self.allowed_hosts.split(",") if h.strip()),
+                allow_private=self.allow_private_networks,
+                allow_loopback=self.allow_loopback,
+            ),
+            known_hosts_path=self.sftp_known_hosts or None,
+            ssh_keys_dir=self.sftp_keys_dir or None,
+            s3_endpoint_url=self.s3_endpoint_url or None,
+            ftps_ca_file=self.ftps_ca_file or None,
+            gcs_project=self.gcs_project or None,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+    def sealer(self) -> Optional[Sealer]:
+        return Sealer(self.sealing_key) if self.sealing_key else None

@@ -1,0 +1,130 @@
+"""Notification messages: who is told what, on success or on failure, and their templates.
+
+A message's ``title`` and ``text`` are templates: ``{{name}}`` is replaced by the export's
+value. Which names exist depends on the policy: a failed export has no file (no ``signedUrl``,
+``rows``…) and a successful one has no ``error``, so a template that uses one where it cannot
+be filled is refused when the definition is loaded, not discovered when an export fails.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from export_pipeline.request import Problem
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+COMMON_FIELDS = ("name", "window", "runId", "partition", "status")
+SUCCESS_FIELDS = ("rows", "bytes", "signedUrl", "bucket", "key")
+FAILURE_FIELDS = ("error",)
+
+
+class Policy(str, Enum):
+    on_success = "onSuccess"
+    on_failure = "onFailure"
+
+
+class Medium(str, Enum):
+    email = "email"
+    slack = "slack"
+    discord = "discord"
+    telegram = "telegram"
+
+
+class NotificationMessage(BaseModel):
+    """One message. ``target``: an email address, or a Telegram chat id (``@channel`` or a
+    number); Slack and Discord post where their webhook URL points, so they take none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str | None = None
+    policy: Policy
+    medium: Medium
+    title: Annotated[str, Field(min_length=1)]
+    text: Annotated[str, Field(min_length=1)]
+
+    def fields(self) -> tuple[str, ...]:
+        own = SUCCESS_FIELDS if self.policy is Policy.on_success else FAILURE_FIELDS
+        return COMMON_FIELDS + own
+
+
+class Notification(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    messages: Annotated[list[NotificationMessage], Field(min_length=1)]
+
+    def for_policy(self, policy: Policy) -> list[NotificationMessage]:
+        return [m for m in self.messages if m.policy is policy]
+
+
+def parse_notification(document: Any, path: str = "notification") -> tuple[Notification | None, list[Problem]]:
+    """The notification in ``document``, or every problem with it (JSON paths under ``path``).
+    Each message is checked on its own, so one bad message does not hide another's problems."""
+    if not isinstance(document, dict):
+        return None, [Problem(path, "must be an object with messages")]
+    problems = [Problem(f"{path}.{k}", "unknown field") for k in sorted(set(document) - {"messages"})]
+    raw_messages = document.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        return None, [*problems, Problem(f"{path}.messages", "required: a non-empty list of messages")]
+    messages = []
+    for i, raw in enumerate(raw_messages):
+        where = f"{path}.messages[{i}]"
+        try:
+            message = NotificationMessage.model_validate(raw)
+        except ValidationError as error:
+            problems += [_from_pydantic(e, where) for e in error.errors()]
+            if isinstance(raw, dict):
+                for key in ("title", "text"):
+                    if isinstance(raw.get(key), str):
+                        problems += _template_problems(raw[key], COMMON_FIELDS + SUCCESS_FIELDS + FAILURE_FIELDS, f"{where}.{key}", None)
+            continue
+        for key in ("title", "text"):
+            problems += _template_problems(
+                getattr(message, key), message.fields(), f"{where}.{key}", message.policy
+            )
+        if message.medium is Medium.email and (message.target is None or "@" not in message.target):
+            problems.append(Problem(f"{where}.target", "required for email: the recipient's address"))
+        if message.medium is Medium.telegram and not message.target:
+            problems.append(Problem(f"{where}.target", "required for telegram: the chat id"))
+        messages.append(message)
+    if problems:
+        return None, problems
+    return Notification(messages=messages), []
+
+
+def _from_pydantic(error: dict, where: str) -> Problem:
+    path = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+    message = {"missing": "required", "extra_forbidden": "unknown field"}.get(error["type"], error["msg"])
+    if error["type"] == "enum":
+        message = f"{error['input']!r} is not one of {error['ctx']['expected']}"
+    return Problem(path, message)
+
+
+def _template_problems(
+    template: str, allowed: tuple[str, ...], path: str, policy: Policy | None
+) -> list[Problem]:
+    problems = []
+    for name in PLACEHOLDER.findall(template):
+        if name in allowed:
+            continue
+        if name in SUCCESS_FIELDS + FAILURE_FIELDS:
+            problems.append(Problem(
+                path, f"{{{{{name}}}}} has no value {policy.value} (known: {', '.join(allowed)})"
+            ))
+        else:
+            problems.append(Problem(
+                path, f"unknown placeholder {{{{{name}}}}} (known: {', '.join(allowed)})"
+            ))
+    return problems
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """Fill ``{{name}}`` placeholders; a value that is missing renders as empty."""
+    return PLACEHOLDER.sub(
+        lambda m: "" if values.get(m.group(1)) is None else str(values[m.group(1)]), template
+    )

@@ -1,0 +1,140 @@
+"""Notifications wired into Dagster: run-status sensors that tell people an export succeeded
+(with its signed URL) or failed (with the error), as the run's notification messages ask.
+
+Sensors, not steps of the job: a notification that cannot be delivered never fails the export.
+A failed delivery is retried with backoff and logged on the sensor's tick.
+"""
+
+import json
+import time
+
+import dagster as dg
+
+from export_pipeline.notifications.channels import Channels, SmtpSettings, deliver_with_retry
+from export_pipeline.notifications.messages import Notification, Policy, render
+from export_pipeline.orchestration.run_outcomes import (
+    NAME_TAG,
+    NOTIFICATION_TAG,
+    WINDOW_TAG,
+    error_text,
+    export_response,
+    failure_errors,
+)
+
+
+class Notifier(dg.ConfigurableResource):
+    """Delivery settings; secrets (SMTP password, webhook URLs, bot token) come from the
+    environment through ``EnvVar``, never from run config."""
+
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_sender: str = "export-pipeline@localhost"
+    smtp_security: str = "starttls"  # starttls, ssl or none
+    slack_webhook_url: str | None = None
+    discord_webhook_url: str | None = None
+    telegram_bot_token: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    attempts: int = 3
+    backoff_seconds: float = 2.0
+
+    def channels(self) -> Channels:
+        smtp = None
+        if self.smtp_host:
+            smtp = SmtpSettings(
+                host=self.smtp_host, port=self.smtp_port, username=self.smtp_username,
+                password=self.smtp_password, sender=self.smtp_sender, security=self.smtp_security,
+            )
+        return Channels(
+            smtp=smtp, slack_webhook_url=self.slack_webhook_url,
+            discord_webhook_url=self.discord_webhook_url,
+            telegram_bot_token=self.telegram_bot_token, telegram_api_url=self.telegram_api_url,
+        )
+
+
+def _values(run: dg.DagsterRun, status: str) -> dict:
+    return {
+        "name": run.tags.get(NAME_TAG, run.job_name),
+        "window": run.tags.get(WINDOW_TAG),
+        "runId": run.run_id,
+        "partition": run.tags.get("dagster/partition"),
+        "status": status,
+    }
+
+
+# medium -> monotonic time until which it is treated as down. A run-status sensor handles every
+# run that finished since its last tick in one evaluation: with a medium down, retrying each
+# message with backoff could outlast the sensor's time limit, and a timed-out tick is evaluated
+# again, sending the messages that did go out twice. So after a medium has failed all its
+# attempts, its next messages get one try each for a while.
+_down_until: dict[str, float] = {}
+DOWN_SECONDS = 300.0
+
+
+def notify(log, notifier: Notifier, run: dg.DagsterRun, policy: Policy, values: dict) -> int:
+    """Send the run's messages for ``policy``; returns how many were delivered. Never raises."""
+    if NOTIFICATION_TAG not in run.tags:
+        return 0
+    try:
+        notification = Notification.model_validate(json.loads(run.tags[NOTIFICATION_TAG]))
+    except ValueError as error:
+        log.error(f"run {run.run_id}: unreadable notification tag: {error}")
+        return 0
+    channels = notifier.channels()
+    delivered = 0
+    for message in notification.for_policy(policy):
+        title, text = render(message.title, values), render(message.text, values)
+        where = f"{message.medium.value}" + (f" {message.target}" if message.target else "")
+        medium = message.medium.value
+        attempts = 1 if _down_until.get(medium, 0.0) > time.monotonic() else notifier.attempts
+        try:
+            send = channels.sender_for(medium, message.target, title, text)
+            deliver_with_retry(
+                send, attempts=attempts, backoff_seconds=notifier.backoff_seconds,
+                on_retry=lambda attempt, error: log.warning(
+                    f"run {run.run_id}: {where} delivery attempt {attempt} failed: {error}; retrying"
+                ),
+            )
+        except Exception as error:
+            log.error(f"run {run.run_id}: {policy.value} notification to {where} not delivered: {error}")
+            _down_until[medium] = time.monotonic() + DOWN_SECONDS
+            continue
+        _down_until.pop(medium, None)
+        delivered += 1
+        log.info(f"run {run.run_id}: {policy.value} notification sent to {where}")
+    return delivered
+
+
+def build_notification_sensors(minimum_interval_seconds: int) -> list[dg.SensorDefinition]:
+    running = dg.DefaultSensorStatus.RUNNING
+
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS, name="export_success_notifications",
+        minimum_interval_seconds=minimum_interval_seconds, default_status=running,
+        description="Send an export's onSuccess messages, with its signed URL.",
+    )
+    def export_success_notifications(context: dg.RunStatusSensorContext, notifier: Notifier):
+        run = context.dagster_run
+        if NOTIFICATION_TAG not in run.tags:
+            return
+        values = _values(run, "complete")
+        values.update(export_response(context.instance, run.run_id) or {})
+        notify(context.log, notifier, run, Policy.on_success, values)
+
+    @dg.run_failure_sensor(
+        name="export_failure_notifications",
+        minimum_interval_seconds=minimum_interval_seconds, default_status=running,
+        description="Send an export's onFailure messages, with the error.",
+    )
+    def export_failure_notifications(context: dg.RunFailureSensorContext, notifier: Notifier):
+        run = context.dagster_run
+        if NOTIFICATION_TAG not in run.tags:
+            return
+        values = _values(run, "failed")
+        values["error"] = error_text(
+            failure_errors(context.get_step_failure_events(), context.failure_event)
+        )
+        notify(context.log, notifier, run, Policy.on_failure, values)
+
+    return [export_success_notifications, export_failure_notifications]

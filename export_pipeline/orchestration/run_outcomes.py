@@ -1,0 +1,71 @@
+"""What a finished export run produced, read back from the Dagster instance: the response
+(bucket, key, signed URL, rows, bytes) of a success, the errors of a failure. Shared by the
+inbox's result sensors and the notification sensors."""
+
+from typing import Any
+
+import dagster as dg
+
+from export_pipeline.orchestration.ops import EXPORT_ASSET_KEY
+
+NAME_TAG = "export_pipeline/name"
+WINDOW_TAG = "export_pipeline/window"
+NOTIFICATION_TAG = "export_pipeline/notification"
+
+
+def export_response(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any] | None:
+    """The seed-000 response of the run's export file, from its materialization metadata."""
+    entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    for entry in reversed(entries):
+        materialization = entry.asset_materialization
+        if materialization is None or materialization.asset_key != EXPORT_ASSET_KEY:
+            continue
+        metadata = {k: v.value for k, v in materialization.metadata.items()}
+        return {
+            "requestId": metadata.get("request_id"),
+            "bucket": metadata["bucket"],
+            "key": metadata["key"],
+            "signedUrl": metadata["signed_url"],
+            "rows": metadata["rows"],
+            "bytes": metadata["bytes"],
+        }
+    return None
+
+
+def failure_errors(
+    step_failures: list[dg.DagsterEvent], run_failure: dg.DagsterEvent | None
+) -> list[dict[str, str]]:
+    """Why the run failed: a request's problems each with its JSON path, else each failed
+    step's reason, else the run's own failure message."""
+    errors: list[dict[str, str]] = []
+    for event in step_failures:
+        data = event.step_failure_data
+        user = data.user_failure_data if data else None
+        problems = user.metadata.get("problems") if user and user.metadata else None
+        if problems is not None:
+            errors += [_problem(p) for p in problems.value]
+        elif data is not None:
+            errors.append({"path": "", "message": _reason(data), "step": event.step_key or ""})
+    if not errors and run_failure is not None:
+        errors.append({"path": "", "message": run_failure.message or "the run failed"})
+    return errors
+
+
+def _problem(text: str) -> dict[str, str]:
+    path, sep, message = text.partition(": ")
+    if sep and " " not in path:
+        return {"path": path, "message": message}
+    return {"path": "", "message": text}
+
+
+def _reason(failure: Any) -> str:
+    if failure.user_failure_data and failure.user_failure_data.description:
+        return failure.user_failure_data.description
+    error = failure.error
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
+def error_text(errors: list[dict[str, str]]) -> str:
+    return "\n".join(f"{e['path']}: {e['message']}" if e.get("path") else e["message"] for e in errors)
