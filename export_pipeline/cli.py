@@ -101,9 +101,27 @@ def _read(path: str) -> Any:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     document = _read(args.request)
-    _validate(document)
-    print(json.dumps(run_export(document)))
+    validated = _validate(document)
+    from export_pipeline import prefetch
+
+    _start_reads(validated)
+    try:
+        response = run_export(document)
+    finally:
+        prefetch.clear()
+    print(json.dumps(response), flush=True)  # a caller may act on it before exit
     return EXIT_OK
+
+
+def _start_reads(validated: Any) -> None:
+    """Start the plan's store reads now, so they run while Dagster starts (see ``prefetch``).
+    The plan is the one the job's plan op makes from the same request (sealing changes only
+    destination credentials): the same queries, time zone and samples mode included."""
+    from export_pipeline import prefetch
+    from export_pipeline.planning import plan_export
+
+    plan = plan_export(validated.request, validated.request_id or "cli")
+    prefetch.start(_metric_source(), [scan.query for scan in plan.scans])
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

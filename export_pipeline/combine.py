@@ -107,31 +107,51 @@ _DSF = {
 }
 
 
+def _plain_sums(request: ExportRequest, index: int) -> bool:
+    """Whether metric request ``index`` is only sums per bucket (no samples, no transform)."""
+    return (
+        not request.needs_samples(index)
+        and request.metric_requests[index].transform is not Transform.delta
+    )
+
+
 def _metric_frame(
-    request: ExportRequest, index: int, frames: list[pl.DataFrame]
+    request: ExportRequest, indices: list[int], frames: list[pl.DataFrame]
 ) -> pl.LazyFrame:
-    """One metric request's columns per row key; windows stack (and re-add split buckets)."""
+    """The columns of metric requests that share their fetched frames, per row key; windows
+    stack (and re-add split buckets). Requests read by one scan are summed in one pass: their
+    key sets are the same, so this equals joining them one by one. Only plain-sum requests
+    are grouped (see ``_fetch_groups``); a decimated or delta request comes alone."""
     keys = _row_keys(request)
-    metric_request = request.metric_requests[index]
+    columns = [
+        (i, c) for index in indices
+        for i, c in request.columns_of(request.metric_requests[index].metric_id)
+    ]
+    if all(_plain_sums(request, index) for index in indices) and _already_aggregated(
+        request, columns, frames
+    ):
+        return frames[0].lazy().select(
+            *keys, *(pl.col(c.fetch_value).alias(column_name(i)) for i, c in columns)
+        )
     stacked = pl.concat([f.lazy() for f in frames], how="vertical_relaxed")
     present = set(stacked.collect_schema().names())
     stacked = stacked.with_columns(pl.lit(None, pl.String).alias(k) for k in keys if k not in present)
-    columns = request.columns_of(metric_request.metric_id)
     sums = [
         sum_or_null(pl.col(c.fetch_value).filter(filter_expr(c))).alias(column_name(i))
         for i, c in columns
     ]
     if not sums:
         return stacked.select(keys).unique()
-    if not request.needs_samples(index):
+    if len(indices) > 1 or not request.needs_samples(indices[0]):
         frame = stacked.group_by(keys).agg(sums)
     else:
+        metric_request = request.metric_requests[indices[0]]
         granularity = metric_request.granularity
         # One sample per stored timestamp and row key, then the bucket's function of them,
         # in time order so the result is the same however the range was cut into windows.
         # Samples in time order, every sum added in that order: the same bits whatever the
-        # windows were.
-        measures = {c.fetch_value for _, c in columns}
+        # windows were. (A shared read also carries other requests' measures: none is a key.)
+        measures = {c.fetch_value for c in request.csv_format.columns if c.is_metric}
         slices = [n for n in stacked.collect_schema().names() if n not in measures]
         samples = (
             stacked.sort(slices, nulls_last=True)
@@ -153,9 +173,40 @@ def _metric_frame(
                 for i, c in columns
             )
         )
-    if metric_request.transform is Transform.delta:
+    if len(indices) == 1 and request.metric_requests[indices[0]].transform is Transform.delta:
+        metric_request = request.metric_requests[indices[0]]
         frame = _delta(frame, keys, [column_name(i) for i, _ in columns], metric_request.granularity)
     return frame
+
+
+_SUM_STABLE = (pl.Int64, pl.UInt64, pl.Float64, pl.Float32)
+
+
+def _already_aggregated(
+    request: ExportRequest, columns: list[tuple[int, Column]], frames: list[pl.DataFrame]
+) -> bool:
+    """One window, grouped by exactly the row keys, no column filter: every row key is one
+    row already, and summing one value gives it back (these dtypes are their own sum's).
+    A fetch's frame holds one row per key (its store reads are cut on bucket boundaries)."""
+    if len(frames) != 1 or not columns or any(c.filter_values() for _, c in columns):
+        return False
+    # A shared read also carries the measures of requests combined apart: none is a key.
+    every_measure = {c.fetch_value for c in request.csv_format.columns if c.is_metric}
+    schema = frames[0].schema
+    frame_keys = {n for n in schema if n not in every_measure}
+    return frame_keys == set(_row_keys(request)) and all(
+        schema[c.fetch_value] in _SUM_STABLE for _, c in columns
+    )
+
+
+def _fetch_groups(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> list[list[int]]:
+    """Metric request indices grouped by the frames they were answered with (one store scan).
+    Only plain-sum requests share a group: a decimated or delta request is combined alone."""
+    groups: dict[tuple, list[int]] = {}
+    for index in sorted(fetched):
+        shared = tuple(id(f) for f in fetched[index])
+        groups.setdefault(shared if _plain_sums(request, index) else ("alone", index), []).append(index)
+    return list(groups.values())
 
 
 def _delta(
@@ -181,11 +232,51 @@ def format_bucket(column: str, period: AggregationPeriod | Granularity) -> pl.Ex
     return pl.col(column).dt.strftime("%Y-%m-%d")
 
 
-def _dimension_expr(column: Column) -> pl.Expr:
+def _dimension_key(column: Column) -> str:
+    """The row key a dimension column shows."""
     name = column.dimension_name
     if name == "date":
-        return pl.col(BUCKET)
-    return pl.col(store_column(ENTITY_DIMENSION if name == "entity" else name))
+        return BUCKET
+    return store_column(ENTITY_DIMENSION if name == "entity" else name)
+
+
+def _dimension_expr(column: Column) -> pl.Expr:
+    return pl.col(_dimension_key(column))
+
+
+def _sort_columns(request: ExportRequest, keys: list[str], key_aliases: list[str]) -> list[str]:
+    """The ``sortBy`` columns, then the row keys as tie-breakers; a key the ``sortBy`` already
+    sorted on (through its dimension column) is left out, as a repeated sort key cannot
+    change the order and only costs time."""
+    columns = request.csv_format.columns
+    sort_by: list[str] = []
+    covered: set[str] = set()
+    for i in request.csv_format.sort_by:
+        key = None if columns[i].is_metric else _dimension_key(columns[i])
+        if key is not None:
+            if key in covered:
+                continue
+            covered.add(key)
+        sort_by.append(column_name(i))
+    return sort_by + [a for k, a in zip(keys, key_aliases) if k not in covered]
+
+
+def _format_dates(
+    frame: pl.DataFrame, dates: list[str], period: AggregationPeriod | Granularity
+) -> pl.DataFrame:
+    """``format_bucket`` applied to each distinct bucket (thousands, not millions of rows) and
+    mapped back: the same strings, without formatting every row."""
+    if frame.height == 0:
+        return frame.with_columns(format_bucket(d, period) for d in dates)
+    for d in dates:
+        distinct = frame.select(pl.col(d).unique())
+        distinct = distinct.with_columns(format_bucket(d, period).alias("text"))
+        frame = frame.with_columns(
+            pl.col(d).replace_strict(
+                distinct[d], distinct["text"], return_dtype=distinct.schema["text"]
+            )
+        )
+    return frame
 
 
 def combine(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> ExportTable:
@@ -193,8 +284,8 @@ def combine(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> E
     keys = _row_keys(request)
     period = request.metric_requests[0].granularity
     joined: pl.LazyFrame | None = None
-    for index in range(len(request.metric_requests)):
-        part = _metric_frame(request, index, fetched[index])
+    for indices in _fetch_groups(request, {i: fetched[i] for i in range(len(request.metric_requests))}):
+        part = _metric_frame(request, indices, fetched[indices[0]])
         joined = part if joined is None else joined.join(
             part, on=keys, how="full", coalesce=True, nulls_equal=True
         )
@@ -214,14 +305,10 @@ def combine(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> E
     ] + [pl.col(store_column(f)).alias(facet_column(j)) for j, f in enumerate(facets)]
     key_aliases = [f"{_KEY_PREFIX}{k}" for k in keys]
     table = joined.select(*cells, *(pl.col(k).alias(a) for k, a in zip(keys, key_aliases)))
-    sort_by = [column_name(i) for i in request.csv_format.sort_by] + key_aliases
+    sort_by = _sort_columns(request, keys, key_aliases)
     dates = [column_name(i) for i, c in enumerate(columns) if not c.is_metric and c.dimension_name == "date"]
-    frame = (
-        table.sort(sort_by, nulls_last=True)
-        .select(pl.exclude(key_aliases))
-        .with_columns(format_bucket(d, period) for d in dates)
-        .collect()
-    )
+    frame = table.sort(sort_by, nulls_last=True).select(pl.exclude(key_aliases)).collect()
+    frame = _format_dates(frame, dates, period)
     return ExportTable(
         frame=frame, headings=[c.heading for c in columns] + facets,
         date_columns=tuple(dates), time_zone=request.timezone, subdaily=period.is_subdaily,

@@ -3,12 +3,14 @@
 Layout: ``timestamp`` (a UTC instant; a naive timestamp is read as UTC), ``entity_id`` and
 ``entity_type`` (strings), any number of string dimension columns and any number of numeric
 measure columns. Reads are lazy: the window, entity and entity-type filters reach the Parquet
-reader, only the needed columns are read, and each query is collected once.
+reader, only the needed columns are read, and each query (or each bucket-aligned slice of a
+long one, see ``_slices``) is collected once.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,7 +27,8 @@ from export_pipeline.metric_source import (
     ordered_sum,
     sum_or_null,
 )
-from export_pipeline.periods import bucket_expr
+from export_pipeline.periods import AggregationPeriod, as_granularity, bucket_expr
+from export_pipeline.windows import Window, split_range
 
 _TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum)
 
@@ -66,6 +69,9 @@ class ParquetMetricSource:
         return StoreSchema(dimensions=dimensions, measures=measures)
 
     def fetch(self, query: MetricQuery) -> pl.DataFrame:
+        slices = _slices(query)
+        if len(slices) > 1:
+            return pl.concat([self.fetch(replace(query, window=w)) for w in slices])
         scan = self._scan()
         ts_type = self._raw_schema()[TIMESTAMP]
         window = query.window
@@ -96,9 +102,40 @@ class ParquetMetricSource:
             .agg(total(pl.col(m)).alias(m) for m in query.measures)
         )
         try:
-            return lazy.collect()
+            # The streaming engine reads the files in morsels and aggregates as it goes: the
+            # store's rows are never all in memory at once. Samples are summed in row order
+            # (``ordered_sum``), which only the in-memory engine keeps within a group.
+            return lazy.collect(engine="in-memory" if query.samples else "streaming")
         except (pl.exceptions.PolarsError, OSError) as error:
             raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
+
+
+# A query's window is read in slices of at most this span, so the group-by holds the groups
+# of one slice at a time (memory stays flat however long the window); see ``_slices``.
+SLICE_SPAN = timedelta(days=8)
+_SLICED_PERIODS = (
+    AggregationPeriod.minute, AggregationPeriod.hour, AggregationPeriod.day, AggregationPeriod.week
+)
+
+
+def _slices(query: MetricQuery) -> list[Window]:
+    """The query's window cut on bucket boundaries of the query's time zone (a local midnight
+    for days) into slices of at most ``SLICE_SPAN``, by the same rule as the range guard:
+    every bucket falls whole in one slice, so the slices' sums stack without being added up
+    again and the frame keeps one row per key. Read in one piece: periods longer than a
+    slice, multiples such as ``2h`` (cut on whole hours, a bucket could straddle two slices)
+    and samples (a decimation's per-timestamp rows, summed in order)."""
+    window = query.window
+    granularity = as_granularity(query.period)
+    if (
+        query.samples
+        or granularity.count != 1
+        or granularity.unit not in _SLICED_PERIODS
+        or window.end - window.start <= SLICE_SPAN
+    ):
+        return [window]
+    slices = split_range(window.start, window.end, granularity.unit, SLICE_SPAN, query.time_zone)
+    return [*slices[:-1], replace(slices[-1], end_inclusive=window.end_inclusive)]
 
 
 def _as_stored(t: datetime, ts_type: pl.Datetime) -> datetime:

@@ -7,7 +7,7 @@ column filters need.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from export_pipeline.metric_source import ENTITY_DIMENSION, MetricQuery, store_column
@@ -47,11 +47,40 @@ class FetchTask:
 
 
 @dataclass(frozen=True)
+class ScanTask:
+    """One read of the store that answers several fetches at once.
+
+    Metric requests over the same window, entities, entity type, period and dimensions differ
+    only in the measures they sum; one query summing all of them reads the store once instead
+    of once per request, and gives each request exactly the rows and sums its own would.
+    """
+
+    tasks: tuple[FetchTask, ...]
+
+    @property
+    def key(self) -> str:
+        return "__".join(t.key for t in self.tasks)
+
+    @property
+    def query(self) -> MetricQuery:
+        measures = (m for t in self.tasks for m in t.query.measures)
+        return replace(self.tasks[0].query, measures=tuple(dict.fromkeys(measures)))
+
+
+@dataclass(frozen=True)
 class ExportPlan:
     request_id: str
     request: ExportRequest
     tasks: list[FetchTask] = field(default_factory=list)
     previous_request: ExportRequest | None = None
+
+    @property
+    def scans(self) -> list[ScanTask]:
+        """The fetches grouped into store reads: one per distinct query apart from measures."""
+        groups: dict[MetricQuery, list[FetchTask]] = {}
+        for task in self.tasks:
+            groups.setdefault(replace(task.query, measures=()), []).append(task)
+        return [ScanTask(tuple(tasks)) for tasks in groups.values()]
 
     def describe(self) -> dict:
         """What ``validate`` prints and a run records: the fetches and their windows."""

@@ -1,17 +1,21 @@
 """Stream a file into S3 and sign a download link for it.
 
-The upload is multipart: parts go up as they fill, so the file is never held whole, and the
-object appears at its key only when the upload completes. Any failure aborts the upload, so a
-failed export leaves nothing at its final key and no parts billed in the bucket.
+The upload is multipart: parts go up as they fill, a few at a time on a small thread pool
+while the next part is being encoded, so the file is never held whole (at most
+``concurrency + 1`` parts are in memory) and the upload overlaps the encoding. The object
+appears at its key only when the upload completes. Any failure aborts the upload, so a failed
+export leaves nothing at its final key and no parts billed in the bucket.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-PART_SIZE = 16 * 1024 * 1024  # S3 needs at least 5 MiB for every part but the last
+PART_SIZE = 8 * 1024 * 1024  # S3 needs at least 5 MiB for every part but the last
+CONCURRENCY = 4  # parts uploading at once; each holds one part in memory
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,36 @@ class UploadResult:
     version_id: str | None = None
 
 
+def _parts(chunks: Iterable[bytes], part_size: int) -> Iterable[bytes]:
+    """The stream cut into parts of at least ``part_size`` bytes and less than twice that (the
+    last may be smaller); an empty stream is one empty part, since S3 needs at least one.
+
+    Chunks are gathered and joined once; a part is cut out of the join only when it holds
+    two parts or more, so a byte is copied once or twice on its way to a part, never more.
+    """
+    pending: list[bytes] = []
+    size = 0
+    sent = False
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size < part_size:
+            continue
+        data = b"".join(pending)
+        pending, size, sent = [], 0, True
+        count = len(data) // part_size
+        if count == 1:
+            yield data
+            continue
+        with memoryview(data) as view:
+            for n in range(count):
+                end = len(data) if n == count - 1 else (n + 1) * part_size
+                yield bytes(view[n * part_size:end])
+        del data
+    if pending or not sent:
+        yield b"".join(pending)
+
+
 def upload_stream(
     client: Any,
     bucket: str,
@@ -30,6 +64,7 @@ def upload_stream(
     chunks: Iterable[bytes],
     content_type: str,
     part_size: int = PART_SIZE,
+    concurrency: int = CONCURRENCY,
 ) -> UploadResult:
     upload_id = client.create_multipart_upload(
         Bucket=bucket, Key=key, ContentType=content_type
@@ -37,32 +72,41 @@ def upload_stream(
     parts: list[dict] = []
     total = 0
 
-    def send(body: bytes) -> None:
-        number = len(parts) + 1
+    def send(number: int, body: bytes) -> dict:
         response = client.upload_part(
             Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
         )
-        parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        return {"PartNumber": number, "ETag": response["ETag"]}
 
+    pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="s3-part")
+    in_flight: set[Future] = set()
     try:
-        buffer = bytearray()
-        for chunk in chunks:
-            buffer += chunk
-            total += len(chunk)
-            while len(buffer) >= part_size:
-                send(bytes(buffer[:part_size]))
-                del buffer[:part_size]
-        if buffer or not parts:
-            send(bytes(buffer))
+        for number, body in enumerate(_parts(chunks, part_size), start=1):
+            total += len(body)
+            while len(in_flight) >= concurrency:
+                done, in_flight = wait(in_flight, return_when=FIRST_EXCEPTION)
+                parts.extend(f.result() for f in done)
+            in_flight.add(pool.submit(send, number, body))
+            del body
+        done, in_flight = wait(in_flight, return_when=FIRST_EXCEPTION)
+        parts.extend(f.result() for f in done)
+        if in_flight:  # pragma: no cover - FIRST_EXCEPTION returned early: raise it
+            parts.extend(f.result() for f in in_flight)
+        parts.sort(key=lambda p: p["PartNumber"])
         response = client.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
         )
     except BaseException as error:
+        for future in in_flight:
+            future.cancel()
+        pool.shutdown(wait=True)  # no part may land after the abort
         try:
             client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         except Exception as abort_error:  # keep the first failure as the one raised
             error.add_note(f"aborting multipart upload {upload_id} failed too: {abort_error}")
         raise
+    finally:
+        pool.shutdown(wait=True)
     return UploadResult(
         bucket=bucket, key=key, bytes=total, etag=response.get("ETag", ""),
         version_id=response.get("VersionId"),

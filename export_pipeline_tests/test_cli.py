@@ -144,6 +144,43 @@ def test_demo_runs_end_to_end_on_its_own_server(tmp_path):
     assert (tmp_path / "data" / "export-pipeline" / "demo-store").is_dir()
 
 
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
+def test_run_with_reads_started_ahead_equals_the_reference(tmp_path, cli_env, demo_store_path, tz):
+    """The CLI starts the store reads while Dagster starts; the file must still equal the
+    independent computation (several requests, a shared scan, a split 90-day window, weeks
+    cut in the request's time zone)."""
+    from export_pipeline.validation import validate_document
+    from export_pipeline_tests.reference import reference_csv_rows
+    from export_pipeline_tests.test_export_job import parse_csv
+
+    window = {"start": "2024-01-15T00:00:00Z", "end": "2024-06-10T23:59:59Z",
+              "aggregationPeriod": "week"}
+    document = {
+        "csvFormat": {
+            "columns": [{"heading": "Date"}, {"heading": "Entity"},
+                        {"heading": "In", "metricId": "in", "fetchValue": "entries"},
+                        {"heading": "Out", "metricId": "out", "fetchValue": "exits"},
+                        {"heading": "Zone in", "metricId": "zones", "fetchValue": "entries"}],
+            "sortBy": [1, 0],
+            "rowFilters": ["entity"],
+        },
+        "metricRequests": [
+            {"metricId": "in", **window}, {"metricId": "out", **window},
+            {"metricId": "zones", **window, "entityType": "zone"},
+        ],
+        "format": {"timezone": tz},
+    }
+    done = cli("run", write(tmp_path, document), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    with urllib.request.urlopen(result["signedUrl"], timeout=30) as response:
+        rows = parse_csv(response.read())
+    request = validate_document(document).request
+    assert rows[1:] == reference_csv_rows(demo_store_path, request)
+    assert "in 4 store reads" in done.stderr  # 2 windows x (in+out shared, zones)
+    assert done.stderr.count("rows (read ahead)") == 4  # the op took every read-ahead
+
+
 def _with_sftp(password: str) -> dict:
     document = json.loads(json.dumps(SEED_ENVELOPE))
     document["data"]["body"]["destination"] = {

@@ -1,14 +1,25 @@
-"""Combining fetched frames into the export table: joins, filters, sort, date cells."""
+"""Combining fetched frames into the export table: joins, filters, sort, date cells; and
+combine's execution shortcuts (shared reads, already-aggregated frames, dates formatted per
+distinct bucket) give exactly what the general path gives."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import polars as pl
 import pytest
 
-from export_pipeline.combine import ExportTable, column_name, combine, filter_expr
+from export_pipeline.combine import (
+    ExportTable,
+    _format_dates,
+    _sort_columns,
+    column_name,
+    combine,
+    filter_expr,
+    format_bucket,
+)
+from export_pipeline.periods import AggregationPeriod
 from export_pipeline.request import Column, ExportRequest, InvalidRequest
 from export_pipeline.validation import validate_document
 from export_pipeline_tests.helpers import utc
@@ -410,3 +421,72 @@ def test_the_table_keeps_the_cells_only():
     assert isinstance(table.frame, pl.DataFrame)
     assert all(isinstance(v, str) for v in table.frame["c0"])
     assert not any(isinstance(v, datetime) for row in cells(table) for v in row)
+
+
+# --- combine's execution shortcuts ------------------------------------------------------------
+
+HOURS = [datetime(2024, 1, 1, h, tzinfo=timezone.utc) for h in (0, 0, 1, 2, 2)]
+DST_HOURS = [datetime(2024, 11, 3, h, tzinfo=timezone.utc) for h in (4, 5, 5, 6, 7, 4)]  # New York falls back
+
+
+def _request(sort_by=(0, 1)):
+    window = {"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T23:59:59Z",
+              "aggregationPeriod": "hour"}
+    return validate_document({
+        "csvFormat": {
+            "columns": [{"heading": "Date"}, {"heading": "Entity"},
+                        {"heading": "A", "metricId": "a", "fetchValue": "visits"},
+                        {"heading": "B", "metricId": "b", "fetchValue": "revenue"},
+                        {"heading": "C", "metricId": "c", "fetchValue": "visits"}],
+            "sortBy": list(sort_by),
+            "rowFilters": ["entity"],
+        },
+        "metricRequests": [{"metricId": m, **window} for m in ("a", "b", "c")],
+    }).request
+
+
+def _fetched():
+    return pl.DataFrame({
+        "bucket": HOURS, "entity_id": ["e2", "e1", "e1", "e1", None],
+        "visits": [3, None, 5, 7, 1], "revenue": [0.5, 1.25, None, 2.0, 4.0],
+    })
+
+
+@pytest.mark.parametrize("sort_by", [(0, 1), (1, 0), (2, 0), (3,)])
+def test_requests_sharing_a_frame_equal_requests_with_their_own(sort_by):
+    request = _request(sort_by)
+    shared = _fetched()
+    together = combine(request, {0: [shared], 1: [shared], 2: [shared]})
+    apart = combine(request, {i: [_fetched()] for i in range(3)})  # distinct objects: joined
+    # Two windows per request: the general path, a group-by per request and full joins.
+    general = combine(request, {i: [_fetched().slice(0, 2), _fetched().slice(2)] for i in range(3)})
+    assert together.frame.equals(apart.frame)
+    assert together.frame.equals(general.frame)
+    assert together.frame.height == 5
+
+
+def test_a_repeated_sort_key_is_left_out():
+    request = _request((1, 0))
+    keys, aliases = ["bucket", "entity_id"], ["k_bucket", "k_entity_id"]
+    assert _sort_columns(request, keys, aliases) == ["c1", "c0"]
+    assert _sort_columns(_request((2,)), keys, aliases) == ["c2", "k_bucket", "k_entity_id"]
+
+
+@pytest.mark.parametrize("period", list(AggregationPeriod))
+@pytest.mark.parametrize("values", [HOURS + [None], DST_HOURS, []])
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_dates_formatted_per_distinct_bucket_equal_formatting_every_row(period, values, zone):
+    """Local buckets (with their offsets below a day) format as ``format_bucket`` does."""
+    frame = pl.DataFrame({"c0": pl.Series(values, dtype=pl.Datetime("us", "UTC"))})
+    frame = frame.with_columns(pl.col("c0").dt.convert_time_zone(zone))
+    expected = frame.with_columns(format_bucket("c0", period))
+    assert _format_dates(frame, ["c0"], period).equals(expected)
+
+
+def test_the_repeated_local_hour_keeps_both_offsets():
+    frame = pl.DataFrame({"c0": pl.Series(DST_HOURS, dtype=pl.Datetime("us", "UTC"))})
+    frame = frame.with_columns(pl.col("c0").dt.convert_time_zone("America/New_York"))
+    assert _format_dates(frame, ["c0"], AggregationPeriod.hour)["c0"].to_list() == [
+        "2024-11-03T00:00:00-04:00", "2024-11-03T01:00:00-04:00", "2024-11-03T01:00:00-04:00",
+        "2024-11-03T01:00:00-05:00", "2024-11-03T02:00:00-05:00", "2024-11-03T00:00:00-04:00",
+    ]

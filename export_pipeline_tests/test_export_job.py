@@ -240,3 +240,42 @@ def test_upload_rejected_mid_way_leaves_no_object_and_no_parts(store_env, s3_cli
     assert "EntityTooSmall" in error.cause.message
     assert all_objects(s3_client, bucket) == []
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("sort_by", [[0, 1], [1, 0], [2, 1], [5, 0]])
+def test_requests_sharing_a_scan_equal_the_reference(store_env, sort_by):
+    """Three requests over one window share one store read (two of them summed in one pass,
+    one with a column filter), a fourth reads other entities; hourly over 20 days, so the
+    window is read in slices. The file must equal the independent computation."""
+    window = {"start": "2024-03-01T00:00:00Z", "end": "2024-03-20T23:59:59Z",
+              "aggregationPeriod": "hour", "entityType": "location"}
+    document = {
+        "csvFormat": {
+            "columns": [
+                {"heading": "Date"}, {"heading": "Entity"},
+                {"heading": "Entries", "metricId": "in", "fetchValue": "entries"},
+                {"heading": "Exits", "metricId": "out", "fetchValue": "exits"},
+                {"heading": "Sales", "metricId": "out", "fetchValue": "sales_volume"},
+                {"heading": "Clothing", "metricId": "clothing", "fetchValue": "sales_volume",
+                 "filter": {"taxonomy": "Products:Clothing"}},
+                {"heading": "Two stores", "metricId": "two", "fetchValue": "entries"},
+            ],
+            "sortBy": sort_by,
+            "rowFilters": ["entity"],
+        },
+        "metricRequests": [
+            {"metricId": "in", **window},
+            {"metricId": "out", **window},
+            {"metricId": "clothing", **window},
+            {"metricId": "two", **window,
+             "entities": ["64a1b2c3d4e5f6a7b8c9d0e3", "64a1b2c3d4e5f6a7b8c9d0e1"]},
+        ],
+    }
+    result = run_job(document)
+    assert result.success
+    plan = result.output_for_node("plan_export", "plan")
+    assert [s.key for s in plan.scans] == [
+        "request0_window0__request1_window0", "request2_window0", "request3_window0"
+    ]
+    export, rows = export_and_check(document, store_env)
+    assert export.rows == 20 * 14 * 12  # 20 days x 14 open hours x 12 locations

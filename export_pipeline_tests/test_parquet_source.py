@@ -1,4 +1,6 @@
-"""The Parquet metric store: its schema, and fetch() against an independent Python computation."""
+"""The Parquet metric store: its schema, fetch() against an independent Python computation,
+and a long window read in slices (cut on local bucket boundaries) giving the same frame as
+one read."""
 
 from __future__ import annotations
 
@@ -6,13 +8,14 @@ import random
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
-
+from export_pipeline import parquet_source
 from export_pipeline.metric_source import MetricQuery, MetricSourceError, StoreSchema
-from export_pipeline.parquet_source import ParquetMetricSource
-from export_pipeline.periods import AggregationPeriod
+from export_pipeline.parquet_source import ParquetMetricSource, _slices
+from export_pipeline.periods import AggregationPeriod, Granularity
 from export_pipeline.windows import Window
 from export_pipeline_tests.helpers import utc, write_store
 
@@ -43,6 +46,8 @@ def query(
     entity_type: str | None = None,
     dimensions: tuple[str, ...] = (),
     measures: tuple[str, ...] = ("entries",),
+    time_zone: str = "UTC",
+    samples: bool = False,
 ) -> MetricQuery:
     return MetricQuery(
         window=Window(start, end, end_inclusive=inclusive),
@@ -51,6 +56,8 @@ def query(
         entity_type=entity_type,
         dimensions=dimensions,
         measures=measures,
+        time_zone=time_zone,
+        samples=samples,
     )
 
 
@@ -415,3 +422,73 @@ def test_files_in_subfolders_are_part_of_the_store(tmp_path):
     write_store(tmp_path / "store" / "2024" / "02", HOURLY.filter(pl.col("entity_id") != "a"))
     result = ParquetMetricSource(tmp_path / "store").fetch(query(utc(2024, 1, 1), utc(2024, 1, 2)))
     assert as_dict(result, ["entity_id"]) == {("a",): 11111, ("b",): 22222, ("z",): 33333}
+
+
+# --- reads in slices ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("period", ["minute", "hour", "day", "week"])
+@pytest.mark.parametrize("end_inclusive", [True, False])
+def test_slices_cut_on_bucket_boundaries_and_keep_the_window_closure(period, end_inclusive):
+    q = query(utc(2024, 1, 3, 6, 30), utc(2024, 3, 1, 12), inclusive=end_inclusive, period=P(period))
+    slices = _slices(q)
+    assert len(slices) > 1
+    assert slices[0].start == q.window.start and slices[-1].end == q.window.end
+    assert slices[-1].end_inclusive == end_inclusive
+    assert all(not s.end_inclusive for s in slices[:-1])
+    for before, after in zip(slices, slices[1:]):
+        assert before.end == after.start
+        assert after.start - before.start <= parquet_source.SLICE_SPAN
+    for s in slices[1:]:
+        assert s.start == _truncate(s.start, P(period))
+
+
+@pytest.mark.parametrize("period", ["hour", "day", "week"])
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"])
+def test_slices_cut_on_local_bucket_boundaries(period, zone):
+    """A local day is cut at local midnight (23 or 25 hours long across a DST change), so no
+    bucket of the export's time zone is split between two slices."""
+    tz = ZoneInfo(zone)
+    q = query(utc(2024, 2, 20, 7), utc(2024, 11, 20, 3), period=P(period), time_zone=zone)
+    slices = _slices(q)
+    assert len(slices) > 1
+    for s in slices[1:]:
+        wall = s.start.astimezone(tz).replace(tzinfo=timezone.utc)  # local wall-clock time
+        assert wall == _truncate(wall, P(period))
+        if period != "hour":
+            assert s.start.astimezone(timezone.utc).hour != 0  # not a UTC midnight
+    for before, after in zip(slices, slices[1:]):
+        assert before.end == after.start
+        assert after.start - before.start <= parquet_source.SLICE_SPAN
+
+
+def test_long_periods_multiples_and_samples_are_read_in_one_piece():
+    start, end = utc(2024, 1, 1), utc(2024, 3, 30)
+    for q in (
+        query(start, end, period=P.month),
+        query(start, end, period=Granularity(P.hour, 2)),
+        query(start, end, period=Granularity(P.day, 1), samples=True),
+    ):
+        assert _slices(q) == [q.window]
+    assert len(_slices(query(start, end, period=Granularity(P.day, 1)))) > 1
+
+
+@pytest.mark.parametrize("period", ["hour", "day", "week"])
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+def test_a_sliced_read_equals_one_read(demo_store_path, monkeypatch, period, zone):
+    source = ParquetMetricSource(demo_store_path)
+    q = query(
+        utc(2024, 2, 3, 9, 30), utc(2024, 4, 20, 17, 45), period=P(period),
+        entity_type="location", dimensions=("segments",), measures=("entries", "sales_volume"),
+        time_zone=zone,
+    )
+    keys = q.key_columns
+    assert len(_slices(q)) > 1
+    sliced = source.fetch(q).sort(keys)
+    monkeypatch.setattr(parquet_source, "SLICE_SPAN", timedelta(days=365))
+    assert _slices(q) == [q.window]
+    whole = source.fetch(q).sort(keys)
+    assert sliced.height == whole.height > 0
+    assert sliced.equals(whole)
+    assert sliced.select(pl.struct(keys).is_unique().all()).item()
+    assert sliced.schema["bucket"] == pl.Datetime("us", zone)

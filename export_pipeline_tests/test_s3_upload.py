@@ -1,8 +1,11 @@
-"""Streaming multipart upload and SigV4 signed links, against a real local S3 server (moto)."""
+"""Streaming multipart upload (parts, concurrency, abort) and SigV4 signed links, against a
+real local S3 server (moto)."""
 
 from __future__ import annotations
 
 import random
+import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -12,7 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from export_pipeline.s3_upload import PART_SIZE, UploadResult, presign_get, upload_stream
+from export_pipeline.s3_upload import PART_SIZE, UploadResult, _parts, presign_get, upload_stream
 from export_pipeline_tests.helpers import all_objects
 
 MiB = 1024 * 1024
@@ -43,6 +46,18 @@ def pending_uploads(s3_client, bucket: str) -> list[dict]:
 
 def test_default_part_size_is_at_least_the_s3_minimum():
     assert PART_SIZE >= PART
+
+
+def landed_parts(s3_client, bucket: str, key: str, upload_id: str, wanted: int = 1) -> int:
+    """How many parts the server holds, once ``wanted`` have landed: parts upload on a pool
+    thread while the stream goes on, so this waits for them (a synchronisation, not a timing:
+    it gives up after a minute)."""
+    deadline = time.monotonic() + 60
+    while True:
+        parts = s3_client.list_parts(Bucket=bucket, Key=key, UploadId=upload_id).get("Parts", [])
+        if len(parts) >= wanted or time.monotonic() > deadline:
+            return len(parts)
+        time.sleep(0.05)
 
 
 def part_sizes(s3_client, bucket: str, key: str) -> list[int]:
@@ -104,11 +119,10 @@ def test_a_failing_stream_leaves_no_object_and_no_pending_upload(s3_client, buck
     seen_in_flight: list[int] = []
 
     def chunks() -> Iterator[bytes]:
-        yield payload(PART + 1)  # fills the first part, which goes up before the next chunk
+        yield payload(PART + 1)  # fills the first part, which starts going up at once
         uploads = pending_uploads(s3_client, bucket)
         seen_in_flight.append(len(uploads))
-        parts = s3_client.list_parts(Bucket=bucket, Key=key, UploadId=uploads[0]["UploadId"])
-        seen_in_flight.append(len(parts.get("Parts", [])))
+        seen_in_flight.append(landed_parts(s3_client, bucket, key, uploads[0]["UploadId"]))
         raise RuntimeError("the metric store went away")
 
     with pytest.raises(RuntimeError, match="the metric store went away"):
@@ -172,3 +186,82 @@ def test_presigned_url_is_sigv4_and_downloads_the_bytes(s3_client, sigv4_client,
     with urllib.request.urlopen(url, timeout=30) as response:
         assert response.read() == data
         assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+
+
+# --- parts and concurrency --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("part_size", [1, 3, 10, 64])
+def test_parts_keep_every_byte_in_order_and_respect_the_part_size(part_size):
+    chunks = [bytes([i % 256]) * (i * 7 % 50) for i in range(40)]
+    parts = list(_parts(chunks, part_size))
+    assert b"".join(parts) == b"".join(chunks)
+    assert all(part_size <= len(p) < 2 * part_size for p in parts[:-1])
+    assert 0 < len(parts[-1]) < 2 * part_size
+
+
+def test_an_empty_stream_is_one_empty_part():
+    assert list(_parts([], 10)) == [b""]
+    assert list(_parts([b"", b""], 10)) == [b""]
+
+
+class CountingClient:
+    """The real boto3 client, counting how many parts are uploading at once."""
+
+    def __init__(self, client):
+        self._client = client
+        self._lock = threading.Lock()
+        self.running = 0
+        self.most_running = 0
+        self.parts = 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def upload_part(self, **kwargs):
+        with self._lock:
+            self.running += 1
+            self.parts += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            return self._client.upload_part(**kwargs)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def test_concurrent_parts_assemble_the_file_in_order(s3_client, bucket):
+    data = b"".join(bytes([n]) * MiB for n in range(23))  # 23 MiB, every MiB different
+    chunks = (data[i:i + 700_000] for i in range(0, len(data), 700_000))
+    client = CountingClient(s3_client)
+    result = upload_stream(client, bucket, "big.csv", chunks, "text/csv", 5 * MiB, concurrency=3)
+    assert result.bytes == len(data)
+    assert client.parts >= 4 and 1 <= client.most_running <= 3
+    body = s3_client.get_object(Bucket=bucket, Key="big.csv")["Body"].read()
+    assert body == data
+
+
+def test_a_failure_mid_stream_aborts_and_leaves_nothing(s3_client, bucket):
+    def chunks():
+        for _ in range(3):
+            yield b"x" * (5 * MiB)  # parts already uploading when the failure comes
+        raise ValueError("the CSV encoder broke")
+
+    with pytest.raises(ValueError, match="the CSV encoder broke"):
+        upload_stream(s3_client, bucket, "broken.csv", chunks(), "text/csv", 5 * MiB)
+    assert all_objects(s3_client, bucket) == []
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_failed_part_aborts_the_upload(s3_client, bucket):
+    class FailingThirdPart(CountingClient):
+        def upload_part(self, **kwargs):
+            if kwargs["PartNumber"] == 3:
+                raise ConnectionError("connection reset uploading part 3")
+            return super().upload_part(**kwargs)
+
+    chunks = (b"y" * MiB for _ in range(30))
+    with pytest.raises(ConnectionError, match="part 3"):
+        upload_stream(FailingThirdPart(s3_client), bucket, "f.csv", chunks, "text/csv", 5 * MiB)
+    assert all_objects(s3_client, bucket) == []
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

@@ -205,6 +205,67 @@ def test_delta_is_the_difference_from_the_previous_bucket(sample_store):
             assert deltas[i] == pytest.approx(values[i] - values[i - 1], rel=1e-12)
 
 
+def run_combine_shared(store, body):
+    """As the job runs it: one read per scan, its frame handed to every request of the scan."""
+    source = ParquetMetricSource(store)
+    request = validate_document(body, source.schema()).request
+    plan = planning.plan_export(request, "t")
+    items = []
+    for scan in plan.scans:
+        frame = source.fetch(scan.query)
+        items += [(task, frame) for task in scan.tasks]
+    fetched = defaultdict(list)
+    for task, frame in sorted(items, key=lambda i: (i[0].request_index, i[0].window_index)):
+        fetched[task.request_index].append(frame)
+    return plan, combine.combine(request, fetched)
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
+def test_shared_reads_with_decimation_delta_and_a_time_zone_equal_separate_reads(sample_store, tz):
+    """Plain and delta requests share a read; decimated (samples) ones share another; each
+    window is read in slices cut on local days. The table equals one read per request."""
+    year = {"start": "2024-01-01T00:00:00Z", "end": "2024-12-31T23:59:59Z"}
+    body = {
+        "csvFormat": {
+            "columns": [
+                {"heading": "Date"},
+                {"heading": "sum", "metricId": "p", "fetchValue": "value"},
+                {"heading": "sum a", "metricId": "p", "fetchValue": "value", "filter": {"segment": "a"}},
+                {"heading": "sum b", "metricId": "q", "fetchValue": "value", "filter": {"segment": "b"}},
+                {"heading": "delta", "metricId": "pd", "fetchValue": "value"},
+                {"heading": "delta a", "metricId": "pd", "fetchValue": "value", "filter": {"segment": "a"}},
+                {"heading": "avg", "metricId": "s", "fetchValue": "value"},
+                {"heading": "max delta", "metricId": "sd", "fetchValue": "value", "dsf": "max"},
+            ],
+            "sortBy": [], "rowFilters": ["entity"],
+        },
+        "metricRequests": [
+            {"metricId": "p", **year, "aggregationPeriod": "day"},
+            {"metricId": "q", **year, "aggregationPeriod": "day"},
+            {"metricId": "pd", **year, "aggregationPeriod": "day", "transform": "delta"},
+            {"metricId": "s", **year, "decimation": {"ds": "1d", "dsf": "avg"}},
+            {"metricId": "sd", **year, "decimation": {"ds": "1d", "dsf": "avg"}, "transform": "delta"},
+        ],
+        "format": {"timezone": tz},
+    }
+    plan, shared = run_combine_shared(sample_store, body)
+    windows = len({t.window_index for t in plan.tasks})
+    assert windows > 1 and len(plan.scans) == 2 * windows
+    assert sorted(len(scan.tasks) for scan in plan.scans) == [2] * windows + [3] * windows
+    _, separate = run_combine(sample_store, body)
+    assert shared.frame.height > 300
+    assert shared.frame.equals(separate.frame)
+    sums = shared.frame["c1"].to_list()
+    deltas = shared.frame["c4"].to_list()
+    days = shared.frame["c0"].to_list()
+    adjacent = [
+        datetime.fromisoformat(b) - datetime.fromisoformat(a) == timedelta(days=1)
+        for a, b in zip(days, days[1:])
+    ]
+    for i, next_day in enumerate(adjacent, start=1):
+        assert deltas[i] == (pytest.approx(sums[i] - sums[i - 1], rel=1e-12) if next_day else None)
+
+
 @pytest.fixture
 def store_env(monkeypatch, demo_store_path, bucket):
     monkeypatch.setenv("EXPORT_METRICS_PATH", str(demo_store_path))

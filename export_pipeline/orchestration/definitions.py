@@ -2,7 +2,7 @@
 
 Environment: ``EXPORT_BUCKET`` (required to run), ``EXPORT_METRICS_PATH`` (default: the demo
 store), ``EXPORT_URL_TTL`` (seconds, default 3600), ``EXPORT_PREFIX`` (default ``exports``),
-``EXPORT_PART_SIZE`` (multipart part size in bytes, default 16 MiB; S3's minimum is 5 MiB).
+``EXPORT_PART_SIZE`` (multipart part size in bytes, default 8 MiB; S3's minimum is 5 MiB).
 PDF branding: ``EXPORT_BRAND_NAME``, ``EXPORT_BRAND_LOGO`` (a PNG or JPEG path),
 ``EXPORT_BRAND_PRIMARY`` and ``EXPORT_BRAND_ACCENT`` (hex colours).
 The request inbox, saved exports and notifications: see ``inbox_and_saved_exports`` and the

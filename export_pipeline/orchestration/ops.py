@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import polars as pl
 
-from export_pipeline import combine, planning
+from export_pipeline import combine, planning, prefetch
 from export_pipeline.delivery import ExportResult, deliver
 from export_pipeline.file_naming import export_key, fixed_export_key
 from export_pipeline.metric_source import MetricSourceError
@@ -74,9 +74,10 @@ def plan_export(
         raise dg.Failure(description=str(error), allow_retries=False) from None
     plan = planning.plan_export(validated.request, validated.request_id or context.run_id)
     description = plan.describe()
+    scans = plan.scans
     context.log.info(
         f"request {plan.request_id}: {len(validated.request.metric_requests)} metric requests, "
-        f"{len(plan.tasks)} fetches"
+        f"{len(plan.tasks)} fetches in {len(scans)} store reads"
     )
     yield dg.Output(
         plan,
@@ -87,30 +88,43 @@ def plan_export(
             "windows": dg.MetadataValue.json(description["fetches"]),
         },
     )
-    for task in plan.tasks:
-        yield dg.DynamicOutput(task, mapping_key=task.key, output_name="fetches")
+    for scan in scans:
+        yield dg.DynamicOutput(scan, mapping_key=scan.key, output_name="fetches")
 
 
-@dg.op(description="Run one metric request over one window against the metric store.")
+@dg.op(
+    description="Read one window of the metric store for the metric requests that share it "
+    "(one query summing all their measures)."
+)
 def fetch_metrics(
-    context: dg.OpExecutionContext, task: planning.FetchTask, metric_source: MetricSourceResource
-) -> FetchedFrame:
+    context: dg.OpExecutionContext, scan: planning.ScanTask, metric_source: MetricSourceResource
+) -> list[FetchedFrame]:
+    source = metric_source.get_source()
     try:
-        frame = metric_source.get_source().fetch(task.query)
+        frame = prefetch.take(source, scan.query)
+        ahead = frame is not None
+        if frame is None:
+            frame = source.fetch(scan.query)
     except MetricSourceError as error:
         raise dg.Failure(description=str(error)) from None
-    context.log.info(f"fetched {task.key}: {frame.height} rows")
-    context.add_output_metadata({"rows": frame.height, **task.query.window.to_dict()})
-    return FetchedFrame(task=task, frame=frame)
+    context.log.info(f"fetched {scan.key}: {frame.height} rows" + (" (read ahead)" if ahead else ""))
+    context.add_output_metadata({
+        "rows": frame.height,
+        "measures": list(scan.query.measures),
+        **scan.query.window.to_dict(),
+    })
+    # The same frame for every request of the scan: combine sums them in one pass.
+    return [FetchedFrame(task=task, frame=frame) for task in scan.tasks]
 
 
 @dg.op(description="Join the metric requests on the row keys and map the column descriptors.")
 def combine_metrics(
-    context: dg.OpExecutionContext, plan: planning.ExportPlan, fetched: list[FetchedFrame]
+    context: dg.OpExecutionContext, plan: planning.ExportPlan, fetched: list[list[FetchedFrame]]
 ) -> combine.ExportTable:
     by_request: dict[int, list[pl.DataFrame]] = defaultdict(list)
     previous: dict[int, list[pl.DataFrame]] = defaultdict(list)
-    for item in sorted(fetched, key=lambda f: (f.task.request_index, f.task.window_index)):
+    items = (item for scan in fetched for item in scan)
+    for item in sorted(items, key=lambda f: (f.task.request_index, f.task.window_index)):
         (previous if item.task.previous else by_request)[item.task.request_index].append(item.frame)
     table = combine.combine(plan.request, by_request)
     if plan.previous_request is not None:
