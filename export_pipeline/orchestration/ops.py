@@ -13,7 +13,7 @@ import dagster as dg
 import polars as pl
 
 from export_pipeline import combine, planning, prefetch
-from export_pipeline.delivery import ExportResult, deliver
+from export_pipeline.delivery import deliver
 from export_pipeline.file_naming import export_key, fixed_export_key
 from export_pipeline.metric_source import MetricSourceError
 from export_pipeline.orchestration.resources import (
