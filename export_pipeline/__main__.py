@@ -1,5 +1,3 @@
-import sys
+from export_pipeline.cli import console_main
 
-from export_pipeline.cli import main
-
-sys.exit(main())
+console_main()

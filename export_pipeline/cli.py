@@ -8,6 +8,8 @@ of stdout; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import os
 import sys
@@ -48,12 +50,19 @@ def run_export(document: Any) -> dict[str, Any]:
     """Run the export job on a validated document; the seed-000 response plus run id and counts."""
     if not os.environ.get("EXPORT_BUCKET"):
         raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
-    from export_pipeline.orchestration.definitions import build_definitions
+    import dagster as dg
+
+    from export_pipeline.orchestration.environment import export_resources
+    from export_pipeline.orchestration.jobs import export_job
     from export_pipeline.orchestration.run_outcomes import step_failure_reason
 
     document = _sealed(document)
-    job = build_definitions().resolve_job_def("export_job")
-    with _instance() as instance:
+    # The export job and its resources alone: the code location's sensors, schedules and
+    # saved exports are not needed to run one export, and cost start-up.
+    job = dg.Definitions(jobs=[export_job], resources=export_resources()).resolve_job_def(
+        "export_job"
+    )
+    with _instance() as instance, _long_lived_objects_frozen():
         result = job.execute_in_process(
             run_config=document, instance=instance, raise_on_error=False
         )
@@ -72,6 +81,23 @@ def run_export(document: Any) -> dict[str, Any]:
             receipts = result.output_for_node("deliver_export")
             response["deliveries"] = [receipts[k] for k in sorted(receipts)]
         return response
+
+
+@contextlib.contextmanager
+def _long_lived_objects_frozen():
+    """Collect garbage during the run, but not among the objects the imports made (Dagster's
+    are most of them): they live as long as the process, yet every full collection would walk
+    them all. Freezing them took about 0.3 s off a benchmark export. The command line turns
+    the collector off while modules load (``console_main``); it runs again here."""
+    was_enabled = gc.isenabled()
+    gc.freeze()
+    gc.enable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if not was_enabled:
+            gc.disable()
 
 
 def _sealed(document: Any) -> Any:
@@ -158,7 +184,6 @@ def _cmd_seal(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import contextlib
     import urllib.request
 
     from export_pipeline.demo_store import build_demo_store, default_path
@@ -279,5 +304,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def console_main() -> None:
+    """The ``export-pipeline`` command (and ``python -m export_pipeline``): ``main``, then exit.
+
+    A one-shot process spends much of its start-up importing Dagster, whose hundreds of
+    thousands of new objects set off full garbage collections that find nothing to free; the
+    collector is off until the run starts (``_long_lived_objects_frozen``), about 0.2 s. Before
+    exiting, every object is frozen, sparing the interpreter's exit-time collections (about
+    0.5 s after an export) for memory the process releases anyway."""
+    gc.disable()
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -100,6 +100,7 @@ class ParquetMetricSource:
             .select(*keys, *(pl.col(m) for m in query.measures))
             .group_by(query.key_columns)
             .agg(total(pl.col(m)).alias(m) for m in query.measures)
+            .sort(query.key_columns, nulls_last=True)
         )
         try:
             # The streaming engine reads the files in morsels and aggregates as it goes: the

@@ -35,6 +35,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from export_pipeline.branding import Branding
 from export_pipeline.combine import ExportTable, column_name
 from export_pipeline.metric_source import sum_or_null
 from export_pipeline.periods import zone
@@ -45,16 +46,6 @@ TOP_ROWS = 10
 DONUT_SLICES = 6
 MAX_BREAKDOWNS = 4
 MAX_KPIS = 6
-
-
-@dataclass(frozen=True)
-class Branding:
-    """How reports look: a workspace name, a logo (PNG/JPEG path) and two hex colours."""
-
-    name: str | None = None
-    logo_path: str | None = None
-    primary_color: str = "#1F3A5F"
-    accent_color: str = "#E07A1F"
 
 
 @dataclass(frozen=True)

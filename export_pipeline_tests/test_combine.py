@@ -18,6 +18,7 @@ from export_pipeline.combine import (
     combine,
     filter_expr,
     format_bucket,
+    in_order,
 )
 from export_pipeline.periods import AggregationPeriod
 from export_pipeline.request import Column, ExportRequest, InvalidRequest
@@ -303,6 +304,70 @@ def test_the_order_does_not_depend_on_the_input_order():
     forward = combine(_sort_request([2]), {0: [frame(SORT_ROWS)]})
     backward = combine(_sort_request([2]), {0: [frame(SORT_ROWS[::-1])]})
     assert cells(forward) == cells(backward)
+
+
+def test_rows_fetched_out_of_order_are_sorted_and_in_order_ones_kept():
+    shuffled = [SORT_ROWS[i] for i in (3, 0, 5, 1, 4, 2)]
+    expected = cells(combine(_sort_request([]), {0: [frame(SORT_ROWS)]}))
+    assert cells(combine(_sort_request([]), {0: [frame(shuffled)]})) == expected
+
+
+@pytest.mark.parametrize(
+    "a, b, ordered",
+    [
+        ([1, 2, 3], ["x", "x", "x"], True),
+        ([1, 1, 2], ["a", "b", "a"], True),
+        ([1, 1, 2], ["b", "a", "a"], False),  # a tie on the first column, broken wrongly
+        ([2, 1, 3], ["a", "a", "a"], False),
+        ([1, None, None], ["a", "a", "b"], True),  # nulls last; equal nulls fall to the next
+        ([1, None, None], ["a", "b", "a"], False),
+        ([None, 1, 2], ["a", "a", "a"], False),
+        ([1, 2, 2], ["a", None, "b"], False),
+        ([1, 2, 2], ["a", "b", None], True),
+        ([1, 1, 1], ["a", "a", "a"], True),
+        ([], [], True),
+        ([5], ["z"], True),
+    ],
+)
+def test_in_order(a, b, ordered):
+    frame_ = pl.DataFrame({"a": a, "b": b}, schema={"a": pl.Int64, "b": pl.String})
+    assert in_order(frame_, ["a", "b"]) is ordered
+
+
+@pytest.mark.parametrize(
+    "values, ordered",
+    [
+        ([1.0, float("nan"), float("nan"), None], True),  # as polars sorts: NaN last, then nulls
+        ([float("nan"), 1.0], False),
+        ([float("nan"), None, float("nan")], False),
+    ],
+)
+def test_in_order_orders_nan_as_polars_sorts(values, ordered):
+    frame_ = pl.DataFrame({"a": values}, schema={"a": pl.Float64})
+    assert in_order(frame_, ["a"]) is ordered
+    assert frame_.equals(frame_.sort("a", nulls_last=True)) is ordered
+
+
+def test_in_order_agrees_with_a_sort_on_random_frames():
+    import random
+
+    rng = random.Random(3)
+    for _ in range(300):
+        n = rng.randrange(0, 12)
+        frame_ = pl.DataFrame(
+            {
+                "a": [rng.choice([None, 1, 2, 3]) for _ in range(n)],
+                "b": [rng.choice([None, "p", "q", "Q", "é"]) for _ in range(n)],
+                "c": [rng.choice([None, -0.5, 2.0, float("nan")]) for _ in range(n)],
+            },
+            schema={"a": pl.Int64, "b": pl.String, "c": pl.Float64},
+        )
+        keys = rng.choice([["a", "b"], ["c", "a"], ["b", "c", "a"]])
+        if rng.random() < 0.5:
+            frame_ = frame_.sort(keys, nulls_last=True)
+        assert in_order(frame_, keys) is frame_.select(keys).equals(
+            frame_.select(keys).sort(keys, nulls_last=True)
+        ), frame_.rows()
 
 
 def test_dates_sort_as_dates_across_years():

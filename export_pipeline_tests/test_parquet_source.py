@@ -294,6 +294,17 @@ def test_sums_per_bucket_match_a_python_computation(random_store, period, inclus
         assert got_revenue[key] == (None if value is None else pytest.approx(value)), key
 
 
+@pytest.mark.parametrize("period", [P.hour, P.day, P.month])
+def test_a_fetch_comes_in_row_key_order(random_store, period):
+    """Sliced or not, the frame is sorted on its keys (nulls last), so combine need not sort."""
+    window = Window(utc(2024, 1, 1), utc(2024, 12, 31, 23, 59, 59), end_inclusive=True)
+    q = MetricQuery(window, period, None, None, ("segments",), ("entries",))
+    result = random_store.fetch(q)
+    keys = ["bucket", "entity_id", "segments"]
+    assert result.height > 12
+    assert result.equals(result.sort(keys, nulls_last=True))
+
+
 def test_sums_with_filters_and_two_dimensions_match(random_store):
     window = Window(utc(2024, 1, 1), utc(2024, 12, 31, 23, 59, 59), end_inclusive=True)
     q = MetricQuery(window, P.month, ("a", "c"), "location", ("age", "segments"), ("entries",))
