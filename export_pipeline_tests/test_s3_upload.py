@@ -3,11 +3,13 @@ real local S3 server (moto)."""
 
 from __future__ import annotations
 
+import base64
 import random
 import threading
 import time
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Iterator
 
 import boto3
@@ -89,6 +91,34 @@ def test_multipart_upload_round_trips_byte_exact(s3_client, bucket):
     assert all(size >= PART for size in sizes[:-1]), sizes  # S3's minimum for all but the last
     assert read_object(s3_client, bucket, key) == data
     assert pending_uploads(s3_client, bucket) == []
+
+
+def test_the_store_checks_each_part_and_keeps_a_composite_crc32(s3_client, bucket):
+    """The object's checksum is recomputed here from the bytes: CRC32 of each part, then CRC32
+    of those digests (S3's composite checksum)."""
+    data = payload(11 * MiB + 5, seed=4)
+    upload_stream(s3_client, bucket, "sum.csv", chunked(data, [MiB]), "text/csv", part_size=PART)
+    sizes = part_sizes(s3_client, bucket, "sum.csv")
+    digests, offset = b"", 0
+    for size in sizes:
+        digests += zlib.crc32(data[offset:offset + size]).to_bytes(4, "big")
+        offset += size
+    expected = base64.b64encode(zlib.crc32(digests).to_bytes(4, "big")).decode()
+    head = s3_client.head_object(Bucket=bucket, Key="sum.csv", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"].split("-")[0] == expected
+    attributes = s3_client.get_object_attributes(
+        Bucket=bucket, Key="sum.csv", ObjectAttributes=["Checksum"]
+    )
+    assert attributes["Checksum"]["ChecksumType"] == "COMPOSITE"
+    assert read_object(s3_client, bucket, "sum.csv") == data
+
+
+def test_no_checksum_is_declared_when_the_client_computes_them_only_where_required(bucket):
+    client = boto3.client("s3", config=Config(request_checksum_calculation="when_required"))
+    data = payload(6 * MiB, seed=5)
+    upload_stream(client, bucket, "plain.csv", iter([data]), "text/csv", part_size=PART)
+    assert "ChecksumCRC32" not in client.head_object(Bucket=bucket, Key="plain.csv", ChecksumMode="ENABLED")
+    assert read_object(client, bucket, "plain.csv") == data
 
 
 def test_one_chunk_of_several_parts_round_trips(s3_client, bucket):
