@@ -211,3 +211,44 @@ def test_seal_prints_the_request_sealed_for_the_launchpad(tmp_path, cli_env):
     assert "hunter2-cli" not in done.stdout
     sealed = json.loads(done.stdout)["data"]["body"]["destination"]["password"]
     assert Sealer(key).unseal(sealed, "") == "hunter2-cli"
+
+
+def test_run_loads_only_the_export_job_and_the_csv_writer(tmp_path, cli_env):
+    """One export's start-up: not the code location's sensors, schedules and saved exports, nor
+    the XLSX and PDF writers for a CSV."""
+    code = (
+        "import json, sys; from export_pipeline.cli import main; "
+        f"code = main(['run', {write(tmp_path, SEED_BODY)!r}]); "
+        "print(json.dumps([code, sorted(sys.modules)]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    code, modules = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == 0
+    assert "export_pipeline.csv_writer" in modules
+    for absent in (
+        "export_pipeline.orchestration.definitions", "export_pipeline.orchestration.inbox",
+        "export_pipeline.orchestration.notifications", "export_pipeline.orchestration.saved_exports",
+        "export_pipeline.pdf_report", "export_pipeline.xlsx_writer", "reportlab", "xlsxwriter",
+    ):
+        assert absent not in modules, absent
+
+
+def test_the_collector_runs_during_an_export_and_its_state_is_restored():
+    import gc
+
+    from export_pipeline.cli import _long_lived_objects_frozen
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with _long_lived_objects_frozen():
+            assert gc.isenabled()
+            assert gc.get_freeze_count() > 0
+        assert not gc.isenabled()
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
