@@ -47,6 +47,7 @@ START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 END = START + timedelta(days=DAYS) - timedelta(seconds=1)
 ISO = "%Y-%m-%dT%H:%M:%SZ"
 CONTENDERS = ("product", "duckdb", "pandas")
+FLOORS = ("polars",)  # run on request (--only): what a bare script can do, not a reference
 
 
 def generate_store(folder: Path, entities: int) -> int:
@@ -211,7 +212,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=int, default=1, help="multiplies the 1,000 entities")
     parser.add_argument("--runs", type=int, default=3, help="rounds; each runs all three")
-    parser.add_argument("--only", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument("--only", nargs="+", choices=CONTENDERS + FLOORS, default=list(CONTENDERS),
+                        help="which to run (default: product duckdb pandas; polars is a bare-script floor)")
     parser.add_argument("--workdir", type=Path, help="where the store goes (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the generated store")
     parser.add_argument("--verify", choices=("first", "all"), default="first",
@@ -292,7 +294,7 @@ def main() -> int:
             medians[name] = (wall, rss)
             print(f"{name:10s} {wall:8.2f} {human_bytes(rss):>10s} {rows_in / wall:12,.0f}")
         if "product" in medians:
-            for ref in ("duckdb", "pandas"):
+            for ref in ("duckdb", "pandas", "polars"):
                 if ref in medians:
                     ratios = [p.wall / r.wall for p, r in zip(results["product"], results[ref])]
                     mem = [p.peak_rss / r.peak_rss for p, r in zip(results["product"], results[ref])]

@@ -5,14 +5,13 @@ One SQL query aggregates the Parquet store to one row per hour and entity with t
 and a SigV4 URL is printed. Usage: ``python ref_duckdb.py STORE BUCKET KEY START END``.
 """
 
-import json
 import os
 import sys
 import tempfile
 
-import boto3
 import duckdb
-from botocore.config import Config
+
+from ref_upload import upload_and_print_url
 
 MEASURES = ("visits", "dwell_seconds", "revenue")
 
@@ -35,13 +34,7 @@ def main(store: str, bucket: str, key: str, start: str, end: str) -> None:
             ) TO '{path}' (HEADER, DELIMITER ',')
         """)
         con.close()
-        s3 = boto3.client("s3")
-        s3.upload_file(path, bucket, key, ExtraArgs={"ContentType": "text/csv; charset=utf-8"})
-    signer = boto3.client("s3", config=Config(signature_version="s3v4"))
-    url = signer.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
-    )
-    print(json.dumps({"bucket": bucket, "key": key, "signedUrl": url}), flush=True)
+        upload_and_print_url(path, bucket, key)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,13 @@ boto3's managed transfer and print a SigV4 URL.
 Usage: ``python ref_pandas.py STORE BUCKET KEY START END``.
 """
 
-import json
 import os
 import sys
 import tempfile
 
-import boto3
 import pandas as pd
-from botocore.config import Config
+
+from ref_upload import upload_and_print_url
 
 MEASURES = ("visits", "dwell_seconds", "revenue")
 
@@ -36,13 +35,7 @@ def main(store: str, bucket: str, key: str, start: str, end: str) -> None:
     with tempfile.TemporaryDirectory(prefix="ref-pandas-") as tmp:
         path = os.path.join(tmp, "export.csv")
         merged.to_csv(path, index=False, lineterminator="\r\n")
-        s3 = boto3.client("s3")
-        s3.upload_file(path, bucket, key, ExtraArgs={"ContentType": "text/csv; charset=utf-8"})
-    signer = boto3.client("s3", config=Config(signature_version="s3v4"))
-    url = signer.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
-    )
-    print(json.dumps({"bucket": bucket, "key": key, "signedUrl": url}), flush=True)
+        upload_and_print_url(path, bucket, key)
 
 
 if __name__ == "__main__":
