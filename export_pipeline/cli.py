@@ -87,17 +87,17 @@ def run_export(document: Any) -> dict[str, Any]:
 def _long_lived_objects_frozen():
     """Collect garbage during the run, but not among the objects the imports made (Dagster's
     are most of them): they live as long as the process, yet every full collection would walk
-    them all. Freezing them took about 0.3 s off a benchmark export. The command line turns
-    the collector off while modules load (``console_main``); it runs again here."""
-    was_enabled = gc.isenabled()
+    them all. Freezing them took about 0.3 s off a benchmark export.
+
+    The command line turns the collector off while modules load (``console_main``); start-up
+    is over here, so it is on from here on, whatever follows the run (``demo --serve`` keeps
+    serving)."""
     gc.freeze()
     gc.enable()
     try:
         yield
     finally:
         gc.unfreeze()
-        if not was_enabled:
-            gc.disable()
 
 
 def _sealed(document: Any) -> Any:
