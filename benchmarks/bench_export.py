@@ -294,7 +294,7 @@ def main() -> int:
             medians[name] = (wall, rss)
             print(f"{name:10s} {wall:8.2f} {human_bytes(rss):>10s} {rows_in / wall:12,.0f}")
         if "product" in medians:
-            for ref in ("duckdb", "pandas", "polars"):
+            for ref in (*CONTENDERS[1:], *FLOORS):
                 if ref in medians:
                     ratios = [p.wall / r.wall for p, r in zip(results["product"], results[ref])]
                     mem = [p.peak_rss / r.peak_rss for p, r in zip(results["product"], results[ref])]

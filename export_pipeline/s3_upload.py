@@ -58,7 +58,7 @@ def _parts(chunks: Iterable[bytes], part_size: int) -> Iterable[bytes]:
         yield b"".join(pending)
 
 
-def checksum_args(client: Any) -> dict[str, str]:
+def _checksum_args(client: Any) -> dict[str, str]:
     """Declare CRC32 on the multipart upload: the store checks each part against the CRC32 the
     client computed and keeps a composite checksum of the object (``HeadObject`` with
     ``ChecksumMode=ENABLED`` shows it), as boto3's own transfer manager does. (The local moto
@@ -78,7 +78,7 @@ def upload_stream(
     part_size: int = PART_SIZE,
     concurrency: int = CONCURRENCY,
 ) -> UploadResult:
-    checksum = checksum_args(client)
+    checksum = _checksum_args(client)
     upload_id = client.create_multipart_upload(
         Bucket=bucket, Key=key, ContentType=content_type, **checksum
     )["UploadId"]
