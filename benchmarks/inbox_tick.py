@@ -51,7 +51,7 @@ def main() -> None:
         import boto3
         import dagster as dg
 
-        from export_pipeline.demo_store import build_demo_store, default_path
+        from export_pipeline.demo.store import build_demo_store, default_path
         from export_pipeline.orchestration.definitions import build_definitions
 
         if not default_path().exists():

@@ -25,15 +25,15 @@ class ExportFailed(RuntimeError):
 
 
 def _metric_source():
-    from export_pipeline.demo_store import default_path
-    from export_pipeline.parquet_source import ParquetMetricSource
+    from export_pipeline.demo.store import default_path
+    from export_pipeline.store.parquet import ParquetMetricSource
 
     return ParquetMetricSource(os.environ.get("EXPORT_METRICS_PATH") or default_path())
 
 
 def _validate(document: Any):
     """Validate against the configured store's schema; raises InvalidRequest or MetricSourceError."""
-    from export_pipeline.validation import validate_document
+    from export_pipeline.contract.validation import validate_document
 
     return validate_document(document, _metric_source().schema())
 
@@ -120,7 +120,7 @@ def _sealed(document: Any) -> Any:
 
 
 def _read(path: str) -> Any:
-    from export_pipeline.request import read_document
+    from export_pipeline.contract.models import read_document
 
     return read_document(path)
 
@@ -128,7 +128,7 @@ def _read(path: str) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     document = _read(args.request)
     validated = _validate(document)
-    from export_pipeline import prefetch
+    from export_pipeline.store import prefetch
 
     _start_reads(validated)
     try:
@@ -143,15 +143,15 @@ def _start_reads(validated: Any) -> None:
     """Start the plan's store reads now, so they run while Dagster starts (see ``prefetch``).
     The plan is the one the job's plan op makes from the same request (sealing changes only
     destination credentials): the same queries, time zone and samples mode included."""
-    from export_pipeline import prefetch
-    from export_pipeline.planning import plan_export
+    from export_pipeline.store import prefetch
+    from export_pipeline.planning.plan import plan_export
 
     plan = plan_export(validated.request, validated.request_id or "cli")
     prefetch.start(_metric_source(), [scan.query for scan in plan.scans])
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from export_pipeline.planning import plan_export
+    from export_pipeline.planning.plan import plan_export
 
     validated = _validate(_read(args.request))
     from export_pipeline.destinations.factory import describe_spec
@@ -186,8 +186,8 @@ def _cmd_seal(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import urllib.request
 
-    from export_pipeline.demo_store import build_demo_store, default_path
-    from export_pipeline.local_s3 import local_s3_server
+    from export_pipeline.demo.store import build_demo_store, default_path
+    from export_pipeline.demo.local_s3 import local_s3_server
 
     with contextlib.ExitStack() as stack:
         if not (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")):
@@ -287,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from export_pipeline.metric_source import MetricSourceError
-    from export_pipeline.request import InvalidRequest
+    from export_pipeline.store.source import MetricSourceError
+    from export_pipeline.contract.models import InvalidRequest
 
     args = build_parser().parse_args(argv)
     try:

@@ -9,7 +9,7 @@ from export_pipeline.destinations.base import Destination, PermanentDeliveryErro
 from export_pipeline.destinations.paths import object_key
 from export_pipeline.destinations.sealing import Sealer
 from export_pipeline.destinations.settings import DestinationSettings
-from export_pipeline.request import DestinationSpec, DestinationType
+from export_pipeline.contract.models import DestinationSpec, DestinationType
 
 DEFAULT_PORTS = {DestinationType.sftp: 22, DestinationType.ftp: 21, DestinationType.ftps: 21}
 

@@ -22,7 +22,7 @@ from export_pipeline.destinations.base import (
     TransientDeliveryError,
     Upload,
 )
-from export_pipeline.s3_upload import upload_stream
+from export_pipeline.publishing.s3_upload import upload_stream
 
 _TRANSIENT_CODES = {
     "RequestTimeout", "RequestTimeTooSkewed", "SlowDown", "InternalError", "ServiceUnavailable",

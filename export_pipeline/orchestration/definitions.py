@@ -14,11 +14,11 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from export_pipeline.orchestration.environment import env_int_or, env_or, export_resources
-from export_pipeline.orchestration.inbox import RequestInbox, build_inbox_sensor, build_result_sensors
+from export_pipeline.orchestration.inbox_sensors import RequestInbox, build_inbox_sensor, build_result_sensors
 from export_pipeline.orchestration.jobs import export_job
-from export_pipeline.orchestration.notifications import Notifier, build_notification_sensors
-from export_pipeline.orchestration.saved_exports import saved_export_definitions
-from export_pipeline.saved_exports import load_saved_exports
+from export_pipeline.orchestration.notification_sensors import Notifier, build_notification_sensors
+from export_pipeline.orchestration.saved_export_jobs import saved_export_definitions
+from export_pipeline.saved_exports.definitions import load_saved_exports
 
 
 def _sensor_status(name: str) -> dg.DefaultSensorStatus:

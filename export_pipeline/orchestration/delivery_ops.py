@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from export_pipeline import planning
-from export_pipeline.delivery import ExportResult
+from export_pipeline.planning import plan as planning
+from export_pipeline.publishing.publish import ExportResult
 from export_pipeline.destinations.base import (
     DeliveryError,
     PermanentDeliveryError,
@@ -24,7 +24,7 @@ from export_pipeline.destinations.base import (
 )
 from export_pipeline.destinations.factory import open_destination
 from export_pipeline.orchestration.resources import DestinationsResource, ExportStorage
-from export_pipeline.request import DestinationSpec, DestinationType
+from export_pipeline.contract.models import DestinationSpec, DestinationType
 
 DELIVERY_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS

@@ -17,16 +17,16 @@ from typing import Any
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from export_pipeline.branding import Branding
-from export_pipeline.demo_store import default_path
-from export_pipeline.file_naming import DEFAULT_PREFIX
+from export_pipeline.formats.branding import Branding
+from export_pipeline.demo.store import default_path
+from export_pipeline.publishing.keys import DEFAULT_PREFIX
 from export_pipeline.orchestration.resources import (
     DestinationsResource,
     ExportStorage,
     ParquetMetricStore,
     ReportBranding,
 )
-from export_pipeline.s3_upload import PART_SIZE
+from export_pipeline.publishing.s3_upload import PART_SIZE
 
 
 def env_or(name: str, default: Any) -> Any:

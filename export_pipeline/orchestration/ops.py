@@ -12,17 +12,19 @@ from datetime import datetime, timezone
 import dagster as dg
 import polars as pl
 
-from export_pipeline import combine, planning, prefetch
-from export_pipeline.delivery import deliver
-from export_pipeline.file_naming import export_key, fixed_export_key
-from export_pipeline.metric_source import MetricSourceError
+from export_pipeline.table import combine
+from export_pipeline.planning import plan as planning
+from export_pipeline.store import prefetch
+from export_pipeline.publishing.publish import deliver
+from export_pipeline.publishing.keys import export_key, fixed_export_key
+from export_pipeline.store.source import MetricSourceError
 from export_pipeline.orchestration.resources import (
     ExportStorage,
     MetricSourceResource,
     ReportBranding,
 )
-from export_pipeline.request import InvalidRequest
-from export_pipeline.validation import validate_document
+from export_pipeline.contract.models import InvalidRequest
+from export_pipeline.contract.validation import validate_document
 
 EXPORT_ASSET_KEY = dg.AssetKey(["export_file"])
 

@@ -19,11 +19,11 @@ from pydantic import PrivateAttr
 from export_pipeline.destinations.host_policy import HostPolicy
 from export_pipeline.destinations.sealing import Sealer
 from export_pipeline.destinations.settings import DestinationSettings
-from export_pipeline.file_naming import DEFAULT_PREFIX
-from export_pipeline.metric_source import MetricSource
-from export_pipeline.parquet_source import ParquetMetricSource
-from export_pipeline.branding import Branding
-from export_pipeline.s3_upload import PART_SIZE
+from export_pipeline.publishing.keys import DEFAULT_PREFIX
+from export_pipeline.store.source import MetricSource
+from export_pipeline.store.parquet import ParquetMetricSource
+from export_pipeline.formats.branding import Branding
+from export_pipeline.publishing.s3_upload import PART_SIZE
 
 
 class MetricSourceResource(dg.ConfigurableResource, ABC):

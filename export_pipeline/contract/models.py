@@ -1,0 +1,410 @@
+"""The export request: the body of seed 000 (``csvFormat`` + ``metricRequests``) as pydantic models.
+
+Field names are the seed's camelCase on the wire and snake_case in Python. Unknown fields are
+refused, so a misspelt ``sortby`` is reported instead of silently ignored. These models check
+shape and local rules only; rules that look across the request or at the metric store live in
+``validation``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NamedTuple
+
+import yaml
+from dateutil.relativedelta import relativedelta
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from export_pipeline.timeline.periods import (
+    ISO_DURATION,
+    AggregationPeriod,
+    Granularity,
+    canonical_zone,
+    parse_granularity,
+)
+
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+ROUTE = "external-service/csv-generator"
+RANGE_MESSAGE = "needs a range: start and end, from and to, or either bound with a period"
+
+
+class Problem(NamedTuple):
+    """One thing wrong with a request: where (a JSON path into the submitted document) and why."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class InvalidRequest(ValueError):
+    """A request that must not run; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+def _sort_index_hint(value: Any) -> Any:
+    if isinstance(value, dict):
+        raise ValueError(
+            "sortBy takes column indices (integers into csvFormat.columns), not objects; "
+            "e.g. [0, 1]"
+        )
+    return value
+
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+SortIndex = Annotated[StrictInt, BeforeValidator(_sort_index_hint)]
+
+FILENAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+class DecimationFunction(str, Enum):
+    """How the samples of one bucket become its value (seed 004 ``dsf``)."""
+
+    avg = "avg"
+    max = "max"
+    min = "min"
+    sum = "sum"
+    stddev = "stddev"
+    variance = "variance"
+
+
+class Transform(str, Enum):
+    delta = "delta"
+
+
+class FileFormat(str, Enum):
+    csv = "csv"
+    xlsx = "xlsx"
+    pdf = "pdf"
+
+
+class Layout(str, Enum):
+    """``long``: a row per bucket and row keys. ``wide``: a row per bucket, a column per row
+    key and metric column. ``crosstab``: a row per row key (and metric), a column per bucket."""
+
+    long = "long"
+    wide = "wide"
+    crosstab = "crosstab"
+
+
+class Template(str, Enum):
+    """``expanded`` adds a column per requested facet, so facets break rows out."""
+
+    tabular = "tabular"
+    expanded = "expanded"
+
+
+class CsvProfile(str, Enum):
+    """``rfc4180``: the plain file. ``excel``: a UTF-8 BOM so Excel reads UTF-8, CRLF."""
+
+    rfc4180 = "rfc4180"
+    excel = "excel"
+
+
+def _check_zone(value: str) -> str:
+    return canonical_zone(value)
+
+
+def _check_delimiter(value: str) -> str:
+    if len(value) != 1 or value in "\"\r\n":
+        raise ValueError("must be one character, not a quote or a line break (e.g. ',', ';', '\\t')")
+    return value
+
+
+def _check_ds(value: str) -> str:
+    parse_granularity(value)
+    return value
+
+
+class OutputOptions(_Model):
+    """The file's format and layout (seed 004's ``format`` object; a string is ``extension``)."""
+
+    extension: Annotated[FileFormat, BeforeValidator(_lower)] = FileFormat.csv
+    filename: Annotated[str, Field(pattern=FILENAME_PATTERN)] | None = None
+    timezone: Annotated[str, AfterValidator(_check_zone)] = "UTC"
+    template: Template = Template.tabular
+    output_format: Layout = Layout.long
+    csv_delimiter: Annotated[str, AfterValidator(_check_delimiter)] = ","
+    bom: StrictBool | None = None
+    profile: Annotated[CsvProfile, BeforeValidator(_lower)] = CsvProfile.rfc4180
+    formula_guard: StrictBool = True
+    title: Annotated[str, Field(max_length=200)] | None = None
+    compare_previous: StrictBool = False
+
+    @property
+    def with_bom(self) -> bool:
+        return self.bom if self.bom is not None else self.profile is CsvProfile.excel
+
+
+def _format_shorthand(value: Any) -> Any:
+    return {"extension": value} if isinstance(value, str) else value
+
+
+class Decimation(_Model):
+    """Seed 004 decimation: buckets of ``ds`` (``15m``, ``PT1H``…), each the ``dsf`` of its samples."""
+
+    ds: Annotated[str, AfterValidator(_check_ds)]
+    dsf: Annotated[DecimationFunction, BeforeValidator(_lower)] = DecimationFunction.sum
+
+    @property
+    def granularity(self) -> Granularity:
+        return parse_granularity(self.ds)
+
+
+def parse_iso_duration(text: str) -> relativedelta:
+    match = ISO_DURATION.match(text.strip().upper()) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(f"{text!r} is not an ISO 8601 duration such as P30D or P1Y6M4DT12H30M5S")
+    years, months, weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return relativedelta(
+        years=years, months=months, weeks=weeks, days=days, hours=hours, minutes=minutes,
+        seconds=seconds,
+    )
+
+
+def _check_period(value: str) -> str:
+    parse_iso_duration(value)
+    return value
+
+
+UnixSeconds = Annotated[int | float, Field(ge=0, le=253402300799)]
+
+
+class Column(_Model):
+    """One CSV column: a dimension (no ``metricId``) or a value bound to a metric request."""
+
+    heading: str
+    metric_id: NonEmptyStr | None = None
+    fetch_value: NonEmptyStr | None = None
+    field: NonEmptyStr | None = None
+    dsf: Annotated[DecimationFunction, BeforeValidator(_lower)] | None = None
+    filter: dict[NonEmptyStr, NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1)]] | None = None
+
+    @property
+    def is_metric(self) -> bool:
+        return self.metric_id is not None
+
+    @property
+    def dimension_name(self) -> str:
+        """What a dimension column shows: its ``field``, else its heading lower-cased."""
+        return self.field if self.field is not None else self.heading.strip().lower()
+
+    def filter_values(self) -> dict[str, tuple[str, ...]]:
+        return {
+            k: (v,) if isinstance(v, str) else tuple(v) for k, v in (self.filter or {}).items()
+        }
+
+
+class CsvFormat(_Model):
+    columns: Annotated[list[Column], Field(min_length=1)]
+    sort_by: list[SortIndex]
+    row_filters: Annotated[list[NonEmptyStr], Field(min_length=1)]
+
+
+class MetricRequest(_Model):
+    """A standard metric body plus the two labelling fields of seed 000.
+
+    The range is ``start``/``end`` (ISO instants), or seed 004's ``from``/``to`` (Unix
+    seconds), or either bound with a ``period`` (ISO 8601 duration) for the other; a ``period``
+    alone ends now. Both bounds are inclusive; a bound derived from a ``period`` stops one
+    microsecond short, so ``P1D`` from a midnight is exactly that day.
+    """
+
+    metric_id: NonEmptyStr | None = None
+    name: str | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    from_: Annotated[UnixSeconds | None, Field(alias="from")] = None
+    to: UnixSeconds | None = None
+    period: Annotated[str, AfterValidator(_check_period)] | None = None
+    decimation: Decimation | None = None
+    transform: Transform | None = None
+    entities: Annotated[list[NonEmptyStr], Field(min_length=1)] | None = None
+    entity_type: NonEmptyStr | None = None
+    facets: list[NonEmptyStr] = []
+    aggregation_period: AggregationPeriod = AggregationPeriod.day
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _instant_only(cls, value: Any) -> Any:
+        if value is None:  # absent: the range rules say what is missing
+            return None
+        if not isinstance(value, str) or "T" not in value.upper():
+            raise ValueError(
+                "must be an ISO 8601 instant with a time and an offset, "
+                "e.g. 2024-04-01T00:00:00Z"
+            )
+        return value
+
+    @field_validator("start", "end", mode="after")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    @model_validator(mode="after")
+    def _resolve_range(self) -> "MetricRequest":
+        """Fill ``start``/``end`` from ``from``/``to``/``period`` (checked in ``validation``)."""
+        start, end = self.start, self.end
+        if start is None and self.from_ is not None:
+            start = datetime.fromtimestamp(self.from_, timezone.utc)
+        if end is None and self.to is not None:
+            end = datetime.fromtimestamp(self.to, timezone.utc)
+        if self.period is not None:
+            length = parse_iso_duration(self.period)
+            tick = timedelta(microseconds=1)
+            if start is not None and end is None:
+                end = start + length - tick
+            elif start is None:
+                end = end if end is not None else datetime.now(timezone.utc).replace(microsecond=0)
+                start = end - length + tick
+        if start is None or end is None:
+            raise ValueError(RANGE_MESSAGE)
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+        return self
+
+    @property
+    def granularity(self) -> Granularity:
+        """The bucket width: the decimation's ``ds`` when given, else ``aggregationPeriod``."""
+        if self.decimation is not None:
+            return self.decimation.granularity
+        return Granularity(self.aggregation_period)
+
+    def decimation_function(self, column: "Column") -> DecimationFunction:
+        if column.dsf is not None:
+            return column.dsf
+        return self.decimation.dsf if self.decimation is not None else DecimationFunction.sum
+
+
+class DestinationType(str, Enum):
+    """Seed 003's destination types (any case on the wire), plus ``ftps`` (FTP over explicit
+    TLS), which the seed does not name."""
+
+    aws = "aws"
+    s3 = "s3"
+    sftp = "sftp"
+    ftp = "ftp"
+    ftps = "ftps"
+    gcs = "gcs"
+
+
+def _port(value: Any) -> Any:
+    """Seed 003 sends the port as a string (``"21"``); a number is fine too."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError("must be a port number (1 to 65535)")
+    return value
+
+
+class DestinationSpec(BaseModel):
+    """Where to deliver the file, with seed 003's field names as they are on the wire.
+
+    Credentials are ``SecretStr`` so no repr or log line shows them; in run config they are
+    sealed (see ``destinations.sealing``), which this model does not need to know.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    type: Annotated[DestinationType, BeforeValidator(_lower)] = DestinationType.aws
+    server: NonEmptyStr | None = None
+    port: Annotated[int, BeforeValidator(_port)] | None = None
+    username: NonEmptyStr | None = None
+    password: SecretStr | None = None
+    saved_key: NonEmptyStr | None = Field(default=None, alias="savedKey")
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_bucket: NonEmptyStr | None = None
+    aws_region: NonEmptyStr | None = None
+    gcs_bucket: NonEmptyStr | None = None
+    path: str | None = None
+
+
+class ExportRequest(_Model):
+    """The request body: what to fetch, how to lay it out, and where to deliver it."""
+
+    csv_format: CsvFormat
+    metric_requests: Annotated[list[MetricRequest], Field(min_length=1)]
+    format: Annotated[OutputOptions, BeforeValidator(_format_shorthand)] = OutputOptions()
+
+    @property
+    def timezone(self) -> str:
+        return self.format.timezone
+
+    def needs_samples(self, index: int) -> bool:
+        """Whether metric request ``index`` is fetched as samples (a non-sum decimation)."""
+        metric_request = self.metric_requests[index]
+        return any(
+            metric_request.decimation_function(c) is not DecimationFunction.sum
+            for _, c in self.columns_of(metric_request.metric_id)
+        )
+
+    destination: DestinationSpec | None = None
+    destinations: Annotated[list[DestinationSpec], Field(min_length=1)] | None = None
+
+    def deliveries(self) -> list[DestinationSpec]:
+        """Destinations beyond the export bucket (type ``aws`` is the bucket itself)."""
+        specs = [self.destination] if self.destination else list(self.destinations or [])
+        return [d for d in specs if d.type is not DestinationType.aws]
+
+    def columns_of(self, metric_id: str | None) -> list[tuple[int, Column]]:
+        return [
+            (i, c) for i, c in enumerate(self.csv_format.columns)
+            if metric_id is not None and c.metric_id == metric_id
+        ]
+
+
+def load_document(text: str, source: str = "<request>") -> Any:
+    """Parse a request document: JSON, or YAML (a superset, as the Launchpad takes it)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as json_error:
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise InvalidRequest(
+                [Problem("", f"{source} is neither JSON nor YAML: {json_error}")]
+            ) from None
+
+
+def read_document(path: str) -> Any:
+    """Read a request file; ``-`` reads standard input."""
+    if path == "-":
+        import sys
+
+        return load_document(sys.stdin.read(), "standard input")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidRequest([Problem("", f"cannot read {path}: {error.strerror}")]) from None
+    return load_document(text, path)

@@ -1,0 +1,1 @@
+"""File formats: CSV, XLSX and the PDF report, with the formula guard and report branding."""

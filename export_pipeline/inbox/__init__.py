@@ -1,0 +1,1 @@
+"""The request inbox: request files in a bucket prefix, run keys, result documents."""

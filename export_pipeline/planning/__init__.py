@@ -1,0 +1,1 @@
+"""Planning: a validated request becomes the list of store reads."""

@@ -1,0 +1,1 @@
+"""Publishing: object keys, the streamed multipart upload, signed URLs."""

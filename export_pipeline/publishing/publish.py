@@ -1,0 +1,81 @@
+"""Deliver an export table to the export bucket: write it in the requested format (CSV, XLSX or
+the PDF report), stream it up, then sign a link to it.
+
+The XLSX and PDF writers are imported when a request asks for them: xlsxwriter and reportlab
+would otherwise add about 0.1 s to every export's start-up."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from export_pipeline.formats import csv_writer
+from export_pipeline.formats.branding import Branding
+from export_pipeline.table.combine import ExportTable
+from export_pipeline.formats.csv_writer import CsvOptions, iter_csv
+from export_pipeline.contract.models import ExportRequest, FileFormat
+from export_pipeline.publishing.s3_upload import PART_SIZE, presign_get, upload_stream
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The seed-000 response body (bucket, key, signedUrl) plus what a client polls for."""
+
+    request_id: str
+    bucket: str
+    key: str
+    signed_url: str
+    rows: int
+    bytes: int
+
+    def to_response(self) -> dict[str, Any]:
+        fields = asdict(self)
+        return {
+            "requestId": fields.pop("request_id"),
+            "signedUrl": fields.pop("signed_url"),
+            **fields,
+        }
+
+
+def csv_options(request: ExportRequest) -> CsvOptions:
+    fmt = request.format
+    return CsvOptions(delimiter=fmt.csv_delimiter, bom=fmt.with_bom, formula_guard=fmt.formula_guard)
+
+
+def deliver(
+    table: ExportTable,
+    request: ExportRequest,
+    *,
+    request_id: str,
+    client: Any,
+    presign_client: Any,
+    bucket: str,
+    key: str,
+    url_ttl_seconds: int,
+    part_size: int = PART_SIZE,
+    branding: Branding = Branding(),
+) -> ExportResult:
+    """Write ``table`` as ``request.format`` asks and upload it to ``key``."""
+    extension = request.format.extension
+
+    def upload(chunks, content_type: str) -> int:
+        return upload_stream(client, bucket, key, chunks, content_type, part_size).bytes
+
+    if extension is FileFormat.xlsx:
+        from export_pipeline.formats import xlsx_writer
+
+        with xlsx_writer.xlsx_file(table) as path:
+            size = upload(xlsx_writer.iter_file(path), xlsx_writer.CONTENT_TYPE)
+    elif extension is FileFormat.pdf:
+        from export_pipeline.formats import pdf_report
+
+        pdf = pdf_report.render_pdf(
+            request, table, request_id=request_id, branding=branding, previous=table.previous
+        )
+        size = upload([pdf], pdf_report.CONTENT_TYPE)
+    else:
+        size = upload(iter_csv(table, options=csv_options(request)), csv_writer.CONTENT_TYPE)
+    url = presign_get(presign_client, bucket, key, url_ttl_seconds)
+    return ExportResult(
+        request_id=request_id, bucket=bucket, key=key, signed_url=url, rows=table.rows, bytes=size,
+    )

@@ -1,0 +1,1 @@
+"""Saved exports: definitions from YAML files and their partition windows."""

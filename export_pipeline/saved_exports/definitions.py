@@ -1,0 +1,257 @@
+"""Saved export definitions: a request plus a name, a cadence and a timezone, kept as YAML or
+JSON files in a folder. Each one is exported again for every period (partition) of its cadence.
+
+The request's window is relative: ``metricRequests[].start``/``end`` are left out and each
+partition fills them with its own window, ``[partition start, partition end)`` (the request's
+``end`` is inclusive, so it is the partition end minus one microsecond). Seed 004's
+``type: recurring`` + ISO 8601 ``periodicity`` + ``periodStart`` (a Unix timestamp) is accepted
+in place of ``cadence`` + ``start``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import date, datetime, timedelta, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from export_pipeline.notifications.messages import Notification, parse_notification
+from export_pipeline.contract.models import InvalidRequest, Problem, load_document
+from export_pipeline.contract.validation import validate_document
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+SUFFIXES = (".yaml", ".yml", ".json")
+END_OFFSET = timedelta(microseconds=1)
+
+
+class Cadence(str, Enum):
+    hourly = "hourly"
+    daily = "daily"
+    weekly = "weekly"  # ISO weeks, Monday to Sunday, like the `week` aggregation period
+    monthly = "monthly"
+
+
+PERIODICITIES = {
+    "PT1H": Cadence.hourly, "PT60M": Cadence.hourly,
+    "P1D": Cadence.daily, "PT24H": Cadence.daily,
+    "P1W": Cadence.weekly, "P7D": Cadence.weekly,
+    "P1M": Cadence.monthly,
+}
+
+
+class _Definition(BaseModel):
+    """The file as written; ``SavedExport`` is what it means."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    cadence: Cadence | None = None
+    start: date | datetime | None = None
+    type: str | None = None
+    periodicity: str | None = None
+    period_start: int | float | None = None
+    timezone: str = "UTC"
+    enabled: bool = True
+    request: dict[str, Any]
+    notification: dict[str, Any] | None = None
+
+
+class SavedExport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str
+    cadence: Cadence
+    start: datetime  # naive: a wall-clock time in ``timezone``
+    timezone: str
+    enabled: bool
+    body: dict[str, Any]
+    notification: Notification | None
+    source: str
+
+    @property
+    def job_name(self) -> str:
+        return "saved_export_" + self.name.replace("-", "_")
+
+    def request_for_window(self, start: datetime, end: datetime) -> dict[str, Any]:
+        """The export request (an envelope whose id is the definition's name) for the window
+        ``start <= t < end``."""
+        body = copy.deepcopy(self.body)
+        # Buckets are cut in the definition's timezone unless the request says otherwise, so a
+        # daily partition is one local day and one row per entity, not two partial UTC dates.
+        output = body.get("format")
+        if output is None or isinstance(output, str):
+            body["format"] = {"extension": output or "csv", "timezone": self.timezone}
+        elif isinstance(output, dict):
+            output.setdefault("timezone", self.timezone)
+        for metric_request in body.get("metricRequests") or []:
+            if isinstance(metric_request, dict):
+                metric_request["start"] = _utc_iso(start)
+                # in UTC first: arithmetic on zoned datetimes is wall-clock arithmetic, which is
+                # wrong across a DST change (02:00 CET minus 1 us is not 01:59:59 CET)
+                metric_request["end"] = _utc_iso(end.astimezone(timezone.utc) - END_OFFSET)
+        return {"data": {"id": self.name, "body": body}}
+
+
+def _utc_iso(instant: datetime) -> str:
+    return instant.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_saved_export(document: Any, source: str = "<definition>") -> SavedExport:
+    """The saved export in ``document``, or ``InvalidRequest`` naming every problem."""
+    if not isinstance(document, dict):
+        raise InvalidRequest([Problem("", "a saved export definition is a JSON/YAML object")])
+    problems: list[Problem] = []
+    try:
+        raw = _Definition.model_validate(document)
+    except ValidationError as error:
+        problems = [
+            Problem(".".join(str(p) for p in e["loc"]), _message(e)) for e in error.errors()
+        ]
+        # go on without the fields in error, so the other fields' problems are reported too
+        bad = {e["loc"][0] for e in error.errors() if e["loc"]}
+        rest = {k: v for k, v in document.items() if k not in bad}
+        rest.setdefault("name", "invalid")
+        if "cadence" in bad:  # reported; a stand-in that contradicts nothing else
+            periodicity = str(rest.get("periodicity", "")).upper()
+            rest["cadence"] = PERIODICITIES.get(periodicity, Cadence.daily).value
+        try:
+            raw = _Definition.model_validate(rest)
+        except ValidationError:
+            raise InvalidRequest(problems) from None
+    if not re.match(NAME_PATTERN, raw.name):
+        problems.append(Problem(
+            "name", "must be 1 to 64 letters, digits, '_' or '-', starting with a letter or digit"
+        ))
+    cadence, start = _cadence_and_start(raw, problems)
+    try:
+        ZoneInfo(raw.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(Problem("timezone", f"{raw.timezone!r} is not an IANA timezone (e.g. Europe/Berlin)"))
+    body, prefix = _body(raw.request, problems)
+    if body is not None:
+        for i, metric_request in enumerate(body.get("metricRequests") or []):
+            for key in ("start", "end"):
+                if isinstance(metric_request, dict) and key in metric_request:
+                    problems.append(Problem(
+                        f"{prefix}metricRequests[{i}].{key}",
+                        "leave it out: each partition's window sets start and end",
+                    ))
+    notification = None
+    if raw.notification is not None:
+        notification, notification_problems = parse_notification(raw.notification)
+        problems += notification_problems
+    if body is not None:
+        problems += _request_problems(body, prefix)
+    if problems:
+        raise InvalidRequest(problems)
+    saved = SavedExport(
+        name=raw.name, description=raw.description, cadence=cadence, start=start,
+        timezone=raw.timezone, enabled=raw.enabled, body=body, notification=notification,
+        source=source,
+    )
+    return saved
+
+
+def _request_problems(body: dict, prefix: str) -> list[Problem]:
+    """The request's own rules, checked with a sample window in place of the partition's."""
+    sample = SavedExport.model_construct(name="sample", body=body, timezone="UTC").request_for_window(
+        datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 1, 2, tzinfo=timezone.utc)
+    )
+    try:
+        validate_document(sample)
+    except InvalidRequest as error:
+        return [Problem(p.path.replace("data.body.", prefix, 1), p.message) for p in error.problems]
+    return []
+
+
+def _message(error: dict) -> str:
+    if error["type"] == "missing":
+        return "required"
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "enum":
+        return f"{error['input']!r} is not one of {error['ctx']['expected']}"
+    return error["msg"]
+
+
+def _cadence_and_start(raw: _Definition, problems: list[Problem]) -> tuple[Cadence, datetime]:
+    cadence = raw.cadence
+    if raw.type is not None and raw.type != "recurring":
+        problems.append(Problem("type", f"a saved export is 'recurring', not {raw.type!r}"))
+    if raw.periodicity is not None:
+        mapped = PERIODICITIES.get(raw.periodicity.upper())
+        if mapped is None:
+            problems.append(Problem(
+                "periodicity",
+                f"{raw.periodicity!r} is not a supported period: PT1H (hourly), P1D (daily), "
+                "P1W or P7D (weekly), P1M (monthly)",
+            ))
+        elif cadence is not None and cadence is not mapped:
+            problems.append(Problem("periodicity", f"contradicts cadence {cadence.value!r}"))
+        cadence = cadence or mapped
+    if cadence is None and raw.periodicity is None:
+        problems.append(Problem("cadence", "required: hourly, daily, weekly or monthly (or periodicity)"))
+    start: datetime | None = None
+    if raw.start is not None and raw.period_start is not None:
+        problems.append(Problem("periodStart", "give start or periodStart, not both"))
+    if raw.start is not None:
+        start = raw.start if isinstance(raw.start, datetime) else datetime.combine(raw.start, datetime.min.time())
+        if start.tzinfo is not None:
+            start = _wall_clock(start, raw.timezone)
+    elif raw.period_start is not None:
+        start = _wall_clock(datetime.fromtimestamp(raw.period_start, timezone.utc), raw.timezone)
+    else:
+        problems.append(Problem("start", "required: the first period, e.g. 2024-04-01 (or periodStart)"))
+    return cadence or Cadence.daily, start or datetime(1970, 1, 1)
+
+
+def _wall_clock(instant: datetime, tz: str) -> datetime:
+    try:
+        return instant.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+    except (ZoneInfoNotFoundError, ValueError):
+        return instant.replace(tzinfo=None)
+
+
+def _body(request: dict, problems: list[Problem]) -> tuple[dict | None, str]:
+    if "data" in request and "csvFormat" not in request:
+        data = request.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("body"), dict):
+            problems.append(Problem("request.data.body", "required: the request body"))
+            return None, "request.data.body."
+        return data["body"], "request.data.body."
+    return request, "request."
+
+
+def load_saved_exports(folder: str | Path) -> list[SavedExport]:
+    """Every definition under ``folder`` (``*.yaml``, ``*.yml``, ``*.json``, recursively), sorted
+    by file name. Problems in any file are all reported at once, each prefixed by its file."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InvalidRequest([Problem("", f"EXPORT_DEFINITIONS_PATH {root} is not a folder")])
+    saved: list[SavedExport] = []
+    problems: list[Problem] = []
+    names: dict[str, str] = {}
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()):
+        where = str(path.relative_to(root))
+        try:
+            item = parse_saved_export(load_document(path.read_text(encoding="utf-8"), where), where)
+        except InvalidRequest as error:
+            problems += [Problem(f"{where}: {p.path}" if p.path else where, p.message) for p in error.problems]
+            continue
+        job_name = item.job_name
+        if job_name in names:
+            problems.append(Problem(f"{where}: name", f"{item.name!r} is already used by {names[job_name]}"))
+            continue
+        names[job_name] = where
+        saved.append(item)
+    if problems:
+        raise InvalidRequest(problems)
+    return saved

@@ -1,0 +1,146 @@
+"""The embedded metric store: every ``*.parquet`` file under a folder is one table.
+
+Layout: ``timestamp`` (a UTC instant; a naive timestamp is read as UTC), ``entity_id`` and
+``entity_type`` (strings), any number of string dimension columns and any number of numeric
+measure columns. Reads are lazy: the window, entity and entity-type filters reach the Parquet
+reader, only the needed columns are read, and each query (or each bucket-aligned slice of a
+long one, see ``_slices``) is collected once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from export_pipeline.store.source import (
+    BUCKET,
+    ENTITY_ID,
+    ENTITY_TYPE,
+    TIMESTAMP,
+    MetricQuery,
+    MetricSourceError,
+    StoreSchema,
+    ordered_sum,
+    sum_or_null,
+)
+from export_pipeline.timeline.periods import AggregationPeriod, as_granularity, bucket_expr
+from export_pipeline.timeline.windows import Window, split_range
+
+_TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum)
+
+
+class ParquetMetricSource:
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+
+    def _scan(self) -> pl.LazyFrame:
+        if not self.path.is_dir():
+            raise MetricSourceError(f"metric store {self.path} is not a folder")
+        if next(self.path.rglob("*.parquet"), None) is None:
+            raise MetricSourceError(f"metric store {self.path} holds no *.parquet files")
+        return pl.scan_parquet(self.path / "**" / "*.parquet", hive_partitioning=False)
+
+    def _raw_schema(self) -> pl.Schema:
+        try:
+            return self._scan().collect_schema()
+        except (pl.exceptions.PolarsError, OSError) as error:
+            raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
+
+    def schema(self) -> StoreSchema:
+        raw = self._raw_schema()
+        problems = []
+        if not isinstance(raw.get(TIMESTAMP), pl.Datetime):
+            problems.append(f"'{TIMESTAMP}' must be a datetime column (found {raw.get(TIMESTAMP)})")
+        for name in (ENTITY_ID, ENTITY_TYPE):
+            if not isinstance(raw.get(name), _TEXT_TYPES):
+                problems.append(f"'{name}' must be a string column (found {raw.get(name)})")
+        if problems:
+            raise MetricSourceError(
+                f"metric store {self.path} does not follow the layout: " + "; ".join(problems)
+            )
+        dimensions = tuple(
+            n for n, t in raw.items() if n != ENTITY_ID and isinstance(t, _TEXT_TYPES)
+        )
+        measures = tuple(n for n, t in raw.items() if t.is_numeric())
+        return StoreSchema(dimensions=dimensions, measures=measures)
+
+    def fetch(self, query: MetricQuery) -> pl.DataFrame:
+        slices = _slices(query)
+        if len(slices) > 1:
+            return pl.concat([self.fetch(replace(query, window=w)) for w in slices])
+        scan = self._scan()
+        ts_type = self._raw_schema()[TIMESTAMP]
+        window = query.window
+        # Compare the stored column with bounds in its own time zone, so the predicate can use
+        # the Parquet row-group statistics.
+        start, end = (_as_stored(t, ts_type) for t in (window.start, window.end))
+        predicate = pl.col(TIMESTAMP).is_between(start, end, closed=window.closed)
+        if query.entities is not None:
+            predicate &= pl.col(ENTITY_ID).is_in(list(query.entities))
+        if query.entity_type is not None:
+            predicate &= pl.col(ENTITY_TYPE) == query.entity_type
+        ts = pl.col(TIMESTAMP)
+        ts_utc = ts.dt.replace_time_zone("UTC") if ts_type.time_zone is None else ts.dt.convert_time_zone("UTC")
+        if query.samples:
+            bucket = ts_utc if query.time_zone == "UTC" else ts_utc.dt.convert_time_zone(query.time_zone)
+        else:
+            bucket = bucket_expr(ts_utc, query.period, query.time_zone)
+        keys = [
+            bucket.alias(BUCKET),
+            pl.col(ENTITY_ID).cast(pl.String),
+            *(pl.col(d).cast(pl.String) for d in query.dimensions),
+        ]
+        total = ordered_sum if query.samples else sum_or_null
+        lazy = (
+            scan.filter(predicate)
+            .select(*keys, *(pl.col(m) for m in query.measures))
+            .group_by(query.key_columns)
+            .agg(total(pl.col(m)).alias(m) for m in query.measures)
+            .sort(query.key_columns, nulls_last=True)
+        )
+        try:
+            # The streaming engine reads the files in morsels and aggregates as it goes: the
+            # store's rows are never all in memory at once. Samples are summed in row order
+            # (``ordered_sum``), which only the in-memory engine keeps within a group.
+            return lazy.collect(engine="in-memory" if query.samples else "streaming")
+        except (pl.exceptions.PolarsError, OSError) as error:
+            raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
+
+
+# A query's window is read in slices of at most this span, so the group-by holds the groups
+# of one slice at a time (memory stays flat however long the window); see ``_slices``.
+SLICE_SPAN = timedelta(days=8)
+_SLICED_PERIODS = (
+    AggregationPeriod.minute, AggregationPeriod.hour, AggregationPeriod.day, AggregationPeriod.week
+)
+
+
+def _slices(query: MetricQuery) -> list[Window]:
+    """The query's window cut on bucket boundaries of the query's time zone (a local midnight
+    for days) into slices of at most ``SLICE_SPAN``, by the same rule as the range guard:
+    every bucket falls whole in one slice, so the slices' sums stack without being added up
+    again and the frame keeps one row per key. Read in one piece: periods longer than a
+    slice, multiples such as ``2h`` (cut on whole hours, a bucket could straddle two slices)
+    and samples (a decimation's per-timestamp rows, summed in order)."""
+    window = query.window
+    granularity = as_granularity(query.period)
+    if (
+        query.samples
+        or granularity.count != 1
+        or granularity.unit not in _SLICED_PERIODS
+        or window.end - window.start <= SLICE_SPAN
+    ):
+        return [window]
+    slices = split_range(window.start, window.end, granularity.unit, SLICE_SPAN, query.time_zone)
+    return [*slices[:-1], replace(slices[-1], end_inclusive=window.end_inclusive)]
+
+
+def _as_stored(t: datetime, ts_type: pl.Datetime) -> datetime:
+    """``t`` in the stored column's time zone (naive UTC for a naive column)."""
+    if ts_type.time_zone is None:
+        return t.astimezone(timezone.utc).replace(tzinfo=None)
+    return t.astimezone(ZoneInfo(ts_type.time_zone))

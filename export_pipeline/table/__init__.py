@@ -1,0 +1,1 @@
+"""The table: fetched frames joined into the export table, and its layouts (wide, crosstab)."""

@@ -1,0 +1,194 @@
+"""The UI path: ``dagster dev`` (webserver and daemon) on loopback, the export job launched
+through Dagster's GraphQL API, the way the Launchpad does, with the seed 000 body as config;
+then the daemon's inbox sensor picking up a request file, and a saved export's backfill
+launched through GraphQL (as the UI's backfill dialog does) with its notifications."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+from dagster_graphql import DagsterGraphQLClient
+
+import yaml
+
+from export_pipeline.orchestration.ops import EXPORT_ASSET_KEY
+from export_pipeline.saved_exports.definitions import parse_saved_export
+from export_pipeline.contract.validation import validate_document
+from export_pipeline_tests.support.notification_servers import WebhookServer
+from export_pipeline_tests.support.helpers import free_port, wait_for_http, wait_for_run
+from export_pipeline_tests.support.reference import reference_csv_rows
+from export_pipeline_tests.support.requests import SEED_BODY, SEED_ENVELOPE, parse_csv
+
+from export_pipeline_tests.support.requests import REPO
+
+
+SAVED_NAME = "daily-entries"
+SAVED_JOB = "saved_export_daily_entries"
+LOCATION = "export_pipeline.orchestration.definitions"
+
+
+def saved_definition() -> dict:
+    body = copy.deepcopy(SEED_BODY)
+    for metric_request in body["metricRequests"]:
+        del metric_request["start"], metric_request["end"]
+    return {
+        "name": SAVED_NAME, "cadence": "daily", "start": "2024-04-01", "timezone": "Europe/Berlin",
+        "enabled": False, "request": body,
+        "notification": {"messages": [{
+            "policy": "onSuccess", "medium": "slack", "title": "{{name}} {{partition}}",
+            "text": "{{rows}} rows: {{signedUrl}}",
+        }]},
+    }
+
+
+@pytest.fixture
+def webhooks():
+    with WebhookServer() as server:
+        yield server
+
+
+@pytest.fixture
+def dagster_dev(tmp_path, demo_store_path, bucket, webhooks):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    port = free_port()
+    definitions = tmp_path / "definitions"
+    definitions.mkdir()
+    (definitions / "daily.yaml").write_text(yaml.safe_dump(saved_definition()))
+    env = {
+        **os.environ, "DAGSTER_HOME": str(home), "EXPORT_METRICS_PATH": str(demo_store_path),
+        "EXPORT_DEFINITIONS_PATH": str(definitions), "EXPORT_SENSOR_INTERVAL_SECONDS": "1",
+        "EXPORT_SLACK_WEBHOOK_URL": webhooks.url("/slack/hook"),
+    }
+    log = open(tmp_path / "dagster_dev.log", "w")
+    process = subprocess.Popen(
+        ["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/server_info", process, 120, "dagster dev")
+    except RuntimeError:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise RuntimeError((tmp_path / "dagster_dev.log").read_text()) from None
+    try:
+        yield port, home
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+
+
+def test_launchpad_launch_through_graphql(dagster_dev, monkeypatch):
+    port, home = dagster_dev
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    run_id = client.submit_job_execution("export_job", run_config=SEED_BODY)
+    assert wait_for_run(client, run_id) == dg.DagsterRunStatus.SUCCESS
+
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(EXPORT_ASSET_KEY)
+    metadata = event.asset_materialization.metadata
+    assert event.run_id == run_id
+    with urllib.request.urlopen(metadata["signed_url"].value, timeout=30) as response:
+        body = response.read()
+    assert body.startswith(b"Date,Entries\r\n2024-04-01,")
+    assert len(body) == metadata["bytes"].value
+
+
+def wait_for(what: str, check, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(1)
+
+
+def result_object(s3_client, bucket, request_id):
+    try:
+        body = s3_client.get_object(Bucket=bucket, Key=f"results/{request_id}.json")["Body"]
+    except s3_client.exceptions.NoSuchKey:
+        return None
+    return json.loads(body.read())
+
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_daemon_sensor_picks_up_an_inbox_file_and_a_ui_backfill_runs(
+    dagster_dev, s3_client, bucket, demo_store_path, webhooks
+):
+    port, home = dagster_dev
+    # a client drops a request into the inbox; the daemon's sensor launches it
+    s3_client.put_object(
+        Bucket=bucket, Key="requests/from-a-client.json", Body=json.dumps(SEED_ENVELOPE).encode()
+    )
+    done = wait_for("the inbox request's result", lambda: (
+        (r := result_object(s3_client, bucket, "req-csv-001")) and r["status"] in ("complete", "failed") and r
+    ))
+    assert done["status"] == "complete", done
+    with urllib.request.urlopen(done["body"][0]["signedUrl"], timeout=30) as response:
+        rows = parse_csv(response.read())
+    assert rows[1:] == reference_csv_rows(demo_store_path, validate_document(SEED_BODY).request)
+
+    # a backfill of three partitions of the saved export, as the UI launches it
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    partitions = ["2024-04-01", "2024-04-02", "2024-04-03"]
+    response = client._execute(LAUNCH_BACKFILL, {"params": {
+        "selector": {
+            "partitionSetName": f"{SAVED_JOB}_partition_set",
+            "repositorySelector": {"repositoryName": "__repository__", "repositoryLocationName": LOCATION},
+        },
+        "partitionNames": partitions,
+    }})
+    assert response["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", response
+    keys = [f"exports/{SAVED_NAME}/{p}.csv" for p in partitions]
+
+    def files():
+        listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=f"exports/{SAVED_NAME}/")
+        found = sorted(o["Key"] for o in listed.get("Contents", []))
+        return found if found == keys else None
+
+    wait_for("one file per partition", files)
+    saved = saved_definition()
+    for partition, key in zip(partitions, keys):
+        data = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        rows = parse_csv(data)
+        assert [r[0] for r in rows[1:]] == [partition]
+        start = datetime.fromisoformat(partition).replace(tzinfo=ZoneInfo("Europe/Berlin"))
+        document = parse_saved_export(saved).request_for_window(start, start + timedelta(days=1))
+        assert rows[1:] == reference_csv_rows(demo_store_path, validate_document(document).request)
+
+    # the daemon's notification sensor posts one Slack message per partition, with its link
+    wait_for("three Slack messages", lambda: len(webhooks.to("/slack/hook")) >= 3)
+    texts = sorted(r.body["text"] for r in webhooks.to("/slack/hook"))
+    for partition, text in zip(partitions, texts):
+        assert text.startswith(f"*{SAVED_NAME} {partition}*\n1 rows: http://127.0.0.1:")
+        assert f"exports/{SAVED_NAME}/{partition}.csv" in text

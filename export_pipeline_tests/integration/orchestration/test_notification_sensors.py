@@ -1,0 +1,191 @@
+"""Notifications end to end on a real Dagster instance: a saved export's partition run, then the
+run-status sensors deliver its messages to a real SMTP server and a real HTTP server standing
+in for Slack, Discord and Telegram. Secrets come from the environment."""
+
+from __future__ import annotations
+
+import copy
+import json
+import urllib.request
+
+import dagster as dg
+import pytest
+import yaml
+
+from export_pipeline.orchestration.definitions import build_definitions
+from export_pipeline.orchestration.inbox_sensors import RUN_KEY_TAG
+from export_pipeline_tests.support.notification_servers import (
+    SMTP_PASSWORD,
+    SMTP_USER,
+    SmtpServer,
+    WebhookServer,
+    free_port,
+)
+from export_pipeline_tests.support.requests import SEED_BODY, SEED_ENVELOPE
+
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
+MESSAGES = [
+    {"policy": "onSuccess", "medium": "email", "target": "ops@example.com",
+     "title": "Export {{name}} ready", "text": "{{rows}} rows ({{bytes}} bytes) for {{window}}: {{signedUrl}}"},
+    {"policy": "onSuccess", "medium": "slack", "title": "{{name}} ready", "text": "<{{signedUrl}}|download>"},
+    {"policy": "onSuccess", "medium": "discord", "title": "{{name}} {{partition}}", "text": "{{signedUrl}}"},
+    {"policy": "onSuccess", "medium": "telegram", "target": "-1001234",
+     "title": "{{name}}", "text": "{{rows}} rows: {{signedUrl}}"},
+    {"policy": "onFailure", "medium": "email", "target": "ops@example.com",
+     "title": "Export {{name}} FAILED", "text": "{{window}}: {{error}}"},
+    {"policy": "onFailure", "medium": "slack", "title": "{{name}} failed", "text": "{{error}}"},
+    {"policy": "onFailure", "medium": "discord", "title": "{{name}} failed", "text": "{{error}}"},
+    {"policy": "onFailure", "medium": "telegram", "target": "-1001234", "title": "{{name}} failed",
+     "text": "{{error}}"},
+]
+
+
+@pytest.fixture
+def servers(monkeypatch, bucket, demo_store_path, tmp_path):
+    with SmtpServer() as smtp, WebhookServer() as hooks:
+        monkeypatch.setenv("EXPORT_METRICS_PATH", str(demo_store_path))
+        monkeypatch.setenv("EXPORT_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("EXPORT_SMTP_PORT", str(smtp.port))
+        monkeypatch.setenv("EXPORT_SMTP_SECURITY", "none")
+        monkeypatch.setenv("EXPORT_SMTP_USERNAME", SMTP_USER)
+        monkeypatch.setenv("EXPORT_SMTP_PASSWORD", SMTP_PASSWORD)
+        monkeypatch.setenv("EXPORT_SMTP_FROM", "exports@example.com")
+        monkeypatch.setenv("EXPORT_SLACK_WEBHOOK_URL", hooks.url("/slack/T0/B0/secret"))
+        monkeypatch.setenv("EXPORT_DISCORD_WEBHOOK_URL", hooks.url("/discord/api/webhooks/1/tok"))
+        monkeypatch.setenv("EXPORT_TELEGRAM_BOT_TOKEN", "4242:SECRET")
+        monkeypatch.setenv("EXPORT_TELEGRAM_API_URL", hooks.url("/telegram"))
+        monkeypatch.setenv("EXPORT_NOTIFY_BACKOFF_SECONDS", "0.05")
+        body = copy.deepcopy(SEED_BODY)
+        for metric_request in body["metricRequests"]:
+            del metric_request["start"], metric_request["end"]
+        folder = tmp_path / "definitions"
+        folder.mkdir()
+        (folder / "daily.yaml").write_text(yaml.safe_dump({
+            "name": "daily-entries", "cadence": "daily", "start": "2024-04-01",
+            "timezone": "Europe/Berlin", "request": body, "notification": {"messages": MESSAGES},
+        }))
+        monkeypatch.setenv("EXPORT_DEFINITIONS_PATH", str(folder))
+        yield smtp, hooks
+
+
+def run_sensor(defs, instance, result, log_handler=None):
+    """Evaluate the success or failure notification sensor for the finished run."""
+    run = instance.get_run_by_id(result.run_id)
+    resources = {k: defs.resources[k] for k in ("notifier", "request_inbox", "metric_source")}
+    if result.success:
+        name, event = "export_success_notifications", result.get_run_success_event()
+    else:
+        name, event = "export_failure_notifications", result.get_run_failure_event()
+    with dg.build_run_status_sensor_context(
+        sensor_name=name, dagster_event=event, dagster_instance=instance, dagster_run=run,
+        resources=resources,
+    ) as context:
+        if log_handler is not None:
+            context.log.addHandler(log_handler)
+        sensor = defs.resolve_sensor_def(name)
+        sensor(context if result.success else context.for_run_failure())
+
+
+def test_success_messages_carry_the_signed_url(servers, instance):
+    smtp, hooks = servers
+    defs = build_definitions()
+    result = defs.resolve_job_def("saved_export_daily_entries").execute_in_process(
+        partition_key="2024-04-02", instance=instance
+    )
+    assert result.success
+    export = result.output_for_node("materialize_export")
+    run_sensor(defs, instance, result)
+
+    [mail] = smtp.messages
+    text = mail.get_payload(decode=True).decode()
+    assert mail["Subject"] == "Export daily-entries ready"
+    assert mail["From"] == "exports@example.com" and mail["To"] == "ops@example.com"
+    assert text.strip() == (
+        f"1 rows ({export.bytes} bytes) for 2024-04-02T00:00:00+02:00/2024-04-03T00:00:00+02:00: "
+        f"{export.signed_url}"
+    )
+    with urllib.request.urlopen(text.rsplit(": ", 1)[1].strip(), timeout=30) as response:
+        assert response.read().startswith(b"Date,Entries\r\n2024-04-02,")
+    assert hooks.to("/slack/T0/B0/secret")[0].body == {
+        "text": f"*daily-entries ready*\n<{export.signed_url}|download>"
+    }
+    assert hooks.to("/discord")[0].body == {"content": f"**daily-entries 2024-04-02**\n{export.signed_url}"}
+    [telegram] = hooks.to("/telegram")
+    assert telegram.path == "/telegram/bot4242:SECRET/sendMessage"
+    assert telegram.body == {"chat_id": "-1001234", "text": f"daily-entries\n\n1 rows: {export.signed_url}"}
+    assert len(hooks.requests) == 3  # no onFailure message went out
+    # the secrets stayed out of the run's config and tags
+    run = instance.get_run_by_id(result.run_id)
+    assert "SECRET" not in json.dumps(run.run_config) + json.dumps(run.tags)
+    assert SMTP_PASSWORD not in json.dumps(run.run_config) + json.dumps(run.tags)
+
+
+def test_failure_messages_carry_the_error(servers, instance, tmp_path, monkeypatch):
+    smtp, hooks = servers
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(tmp_path / "missing-store"))
+    defs = build_definitions()
+    result = defs.resolve_job_def("saved_export_daily_entries").execute_in_process(
+        partition_key="2024-04-02", instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    run_sensor(defs, instance, result)
+    [mail] = smtp.messages
+    assert mail["Subject"] == "Export daily-entries FAILED"
+    assert "missing-store" in mail.get_payload(decode=True).decode()
+    for prefix in ("/slack", "/discord", "/telegram"):
+        [received] = hooks.to(prefix)
+        assert "missing-store" in json.dumps(received.body)
+
+
+def test_a_failing_medium_is_retried_and_never_stops_the_others(servers, instance, monkeypatch, caplog):
+    smtp, hooks = servers
+    hooks.fail_next = 1  # the first webhook call (Slack) gets a 500, then succeeds on retry
+    monkeypatch.setenv("EXPORT_TELEGRAM_API_URL", f"http://127.0.0.1:{free_port()}")  # nobody there
+    defs = build_definitions()
+    result = defs.resolve_job_def("saved_export_daily_entries").execute_in_process(
+        partition_key="2024-04-02", instance=instance
+    )
+    run_sensor(defs, instance, result, caplog.handler)  # does not raise
+    assert len(smtp.messages) == 1
+    assert [r.path.split("/")[1] for r in hooks.requests] == ["slack", "discord"]
+    logged = caplog.text
+    assert "slack delivery attempt 1 failed: HTTP 500" in logged
+    assert "onSuccess notification to telegram -1001234 not delivered" in logged
+    assert "4242:SECRET" not in logged
+
+
+def test_inbox_requests_can_ask_for_notifications(servers, instance, s3_client, bucket):
+    smtp, hooks = servers
+    defs = build_definitions()
+    document = {**SEED_ENVELOPE, "notification": {"messages": [MESSAGES[1]]}}
+    s3_client.put_object(Bucket=bucket, Key="requests/n.json", Body=json.dumps(document).encode())
+    resources = {k: defs.resources[k] for k in ("request_inbox", "metric_source")}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        [request] = defs.resolve_sensor_def("request_inbox_sensor").evaluate_tick(context).run_requests
+    assert "notification" not in request.run_config
+    result = defs.resolve_job_def("export_job").execute_in_process(
+        run_config=request.run_config, instance=instance,
+        tags={**request.tags, RUN_KEY_TAG: request.run_key},
+    )
+    run_sensor(defs, instance, result)
+    export = result.output_for_node("materialize_export")
+    assert hooks.requests[0].body == {"text": f"*req-csv-001 ready*\n<{export.signed_url}|download>"}
+
+
+def test_a_medium_that_stays_down_gets_one_try_per_message_after_that(servers, instance, monkeypatch):
+    from export_pipeline.orchestration import notifications
+
+    monkeypatch.setattr(notifications, "_down_until", {})
+    smtp, hooks = servers
+    with WebhookServer(fail_next=100) as broken:
+        monkeypatch.setenv("EXPORT_SLACK_WEBHOOK_URL", broken.url("/slack/down"))
+        defs = build_definitions()
+        job = defs.resolve_job_def("saved_export_daily_entries")
+        first = job.execute_in_process(partition_key="2024-04-02", instance=instance)
+        run_sensor(defs, instance, first)
+        assert broken.fail_next == 100 - 3  # all three attempts
+        second = job.execute_in_process(partition_key="2024-04-03", instance=instance)
+        run_sensor(defs, instance, second)
+        assert broken.fail_next == 100 - 4  # one try: the medium is known to be down
+    assert len(smtp.messages) == 2  # the other media were not held up

@@ -1,0 +1,174 @@
+"""Saved exports as partitioned jobs on a real Dagster instance: each partition exports exactly
+its own window (DST included) to its own key, a re-run replaces the file, a failed re-run
+leaves it alone, and the schedule asks for the newest complete partition."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+
+from export_pipeline.orchestration.definitions import build_definitions
+from export_pipeline.saved_exports.definitions import parse_saved_export
+from export_pipeline.contract.validation import validate_document
+from export_pipeline_tests.support.helpers import all_objects, write_store
+from export_pipeline_tests.support.reference import reference_csv_rows
+from export_pipeline_tests.support.requests import SEED_BODY, parse_csv
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def relative(body: dict) -> dict:
+    body = copy.deepcopy(body)
+    for metric_request in body["metricRequests"]:
+        metric_request.pop("start", None), metric_request.pop("end", None)
+    return body
+
+
+def definitions(tmp_path, monkeypatch, *saved: dict) -> dg.Definitions:
+    folder = tmp_path / "definitions"
+    folder.mkdir(exist_ok=True)
+    for item in saved:
+        (folder / f"{item['name']}.yaml").write_text(yaml.safe_dump(item))
+    monkeypatch.setenv("EXPORT_DEFINITIONS_PATH", str(folder))
+    return build_definitions()
+
+
+def read_object(s3_client, bucket, key) -> bytes:
+    return s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def check_partition(s3_client, bucket, store, definition, key, window) -> list[list[str]]:
+    """The partition's file holds exactly what the reference computes for its window."""
+    data = read_object(s3_client, bucket, key)
+    rows = parse_csv(data)
+    document = parse_saved_export(definition).request_for_window(*window)
+    request = validate_document(document).request
+    assert rows[0] == [c.heading for c in request.csv_format.columns]
+    assert rows[1:] == reference_csv_rows(store, request)
+    return rows
+
+
+def test_daily_partitions_backfill_one_file_each(tmp_path, monkeypatch, demo_store_path, bucket, s3_client, instance):
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(demo_store_path))
+    body = relative(SEED_BODY)
+    body["csvFormat"]["columns"].append({"heading": "Entity", "field": "entity"})
+    body["metricRequests"][0].pop("entities")
+    body["metricRequests"][0]["aggregationPeriod"] = "hour"
+    definition = {"name": "daily-footfall", "cadence": "daily", "start": "2024-03-30",
+                  "timezone": "Europe/Berlin", "request": body}
+    defs = definitions(tmp_path, monkeypatch, definition)
+    job = defs.resolve_job_def("saved_export_daily_footfall")
+    keys = ["2024-03-30", "2024-03-31", "2024-04-01"]  # 2024-03-31 is 23 hours long in Berlin
+    assert job.partitions_def.get_partition_keys()[:3] == keys
+    for partition in keys:
+        result = job.execute_in_process(partition_key=partition, instance=instance)
+        assert result.success
+        run = instance.get_run_by_id(result.run_id)
+        assert run.tags["dagster/partition"] == partition
+    assert sorted(all_objects(s3_client, bucket)) == [f"exports/daily-footfall/{k}.csv" for k in keys]
+    hours = []
+    for partition in keys:
+        start = datetime.fromisoformat(partition).replace(tzinfo=BERLIN)
+        end = (start + timedelta(days=1)).replace(tzinfo=BERLIN)
+        rows = check_partition(
+            s3_client, bucket, demo_store_path, definition,
+            f"exports/daily-footfall/{partition}.csv", (start, end),
+        )
+        hours.append(len({r[0] for r in rows[1:]}))
+        first_hour = datetime.fromisoformat(rows[1][0])
+        assert first_hour >= start.astimezone(timezone.utc)
+    # open hours 08:00-21:00 UTC; a Berlin day ends at 22:00 or 23:00 UTC: all 14 hours each day
+    assert hours == [14, 14, 14]
+
+
+def test_hourly_partitions_across_the_autumn_dst_change(tmp_path, monkeypatch, bucket, s3_client, instance):
+    times = pl.datetime_range(
+        datetime(2024, 10, 26, 22), datetime(2024, 10, 27, 3, 45), "15m", eager=True, time_zone="UTC"
+    )
+    store = write_store(tmp_path / "store", pl.DataFrame({
+        "timestamp": times,
+        "entity_id": ["e1"] * len(times),
+        "entity_type": ["location"] * len(times),
+        "entries": list(range(len(times))),
+    }))
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(store))
+    body = {
+        "csvFormat": {"columns": [{"heading": "Hour", "field": "date"},
+                                  {"heading": "Entries", "metricId": "m", "fetchValue": "entries"}],
+                      "sortBy": [0], "rowFilters": ["entity"]},
+        "metricRequests": [{"metricId": "m", "aggregationPeriod": "hour"}],
+    }
+    definition = {"name": "hourly", "cadence": "hourly", "start": "2024-10-27T00:00:00",
+                  "timezone": "Europe/Berlin", "request": body}
+    job = definitions(tmp_path, monkeypatch, definition).resolve_job_def("saved_export_hourly")
+    keys = job.partitions_def.get_partition_keys()[1:5]
+    assert keys == ["2024-10-27T01-00", "2024-10-27T02-00", "2024-10-27T02-00+0100", "2024-10-27T03-00"]
+    for partition in keys:
+        assert job.execute_in_process(partition_key=partition, instance=instance).success
+    # buckets are cut and written in the definition's timezone: the repeated 02:00 comes twice,
+    # once at +02:00 and once at +01:00
+    expected_hours = ["2024-10-27T01:00:00+02:00", "2024-10-27T02:00:00+02:00",
+                      "2024-10-27T02:00:00+01:00", "2024-10-27T03:00:00+01:00"]
+    for partition, hour in zip(keys, expected_hours):
+        window = job.partitions_def.time_window_for_partition_key(partition)
+        rows = check_partition(s3_client, bucket, store, definition,
+                               f"exports/hourly/{partition}.csv", (window.start, window.end))
+        assert [r[0] for r in rows[1:]] == [hour]
+        first = int((datetime.fromisoformat(hour) - datetime(2024, 10, 26, 22, tzinfo=timezone.utc)).total_seconds() // 900)
+        assert rows[1][1] == str(sum(range(first, first + 4)))
+
+
+def test_rerun_replaces_and_failed_rerun_keeps_the_file(tmp_path, monkeypatch, demo_store_path, bucket, s3_client, instance):
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(demo_store_path))
+    definition = {"name": "weekly", "periodicity": "P1W", "type": "recurring",
+                  "periodStart": int(datetime(2024, 4, 1, tzinfo=timezone.utc).timestamp()),
+                  "request": relative(SEED_BODY)}
+    job = definitions(tmp_path, monkeypatch, definition).resolve_job_def("saved_export_weekly")
+    key = "exports/weekly/2024-04-08.csv"
+    assert job.execute_in_process(partition_key="2024-04-08", instance=instance).success
+    first = read_object(s3_client, bucket, key)
+    assert [r[0] for r in parse_csv(first)[1:]] == [f"2024-04-{d:02d}" for d in range(8, 15)]
+    assert job.execute_in_process(partition_key="2024-04-08", instance=instance).success
+    assert read_object(s3_client, bucket, key) == first
+    assert all_objects(s3_client, bucket) == [key]
+
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(tmp_path / "gone"))
+    job = build_definitions().resolve_job_def("saved_export_weekly")
+    result = job.execute_in_process(partition_key="2024-04-08", instance=instance, raise_on_error=False)
+    assert not result.success
+    assert read_object(s3_client, bucket, key) == first
+
+
+def test_schedule_runs_the_newest_complete_partition(tmp_path, monkeypatch, bucket):
+    definition = {"name": "monthly", "cadence": "monthly", "start": "2024-01-01",
+                  "timezone": "America/New_York", "request": relative(SEED_BODY), "enabled": False}
+    defs = definitions(tmp_path, monkeypatch, definition)
+    schedule = defs.resolve_schedule_def("saved_export_monthly_schedule")
+    assert schedule.execution_timezone == "America/New_York"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    moment = datetime(2024, 5, 1, 0, 0, tzinfo=ZoneInfo("America/New_York"))
+    with dg.build_schedule_context(scheduled_execution_time=moment) as context:
+        [request] = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2024-04-01"
+    config = defs.resolve_job_def("saved_export_monthly").get_run_config_for_partition_key("2024-04-01")
+    document = json.loads(config["ops"]["plan_export"]["config"]["request_json"])
+    [metric_request] = document["data"]["body"]["metricRequests"]
+    assert (metric_request["start"], metric_request["end"]) == (
+        "2024-04-01T04:00:00Z", "2024-05-01T03:59:59.999999Z"
+    )
+    assert config["ops"]["materialize_export"]["config"]["fixed_key"] == "monthly/2024-04-01"
+
+
+def test_a_broken_definition_stops_the_load_with_every_problem(tmp_path, monkeypatch, bucket):
+    with pytest.raises(Exception) as caught:
+        definitions(tmp_path, monkeypatch, {"name": "x", "cadence": "yearly", "start": "2024-01-01",
+                                            "request": SEED_BODY})
+    text = str(caught.value)
+    assert "x.yaml: cadence" in text and "x.yaml: request.metricRequests[0].start" in text

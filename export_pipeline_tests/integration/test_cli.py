@@ -1,0 +1,256 @@
+"""The ``export-pipeline`` command as a user runs it: a real process, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from export_pipeline_tests.support.helpers import all_objects
+from export_pipeline_tests.support.requests import SEED_BODY, SEED_ENVELOPE
+
+
+@pytest.fixture
+def cli_env(demo_store_path, bucket) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env["EXPORT_METRICS_PATH"] = str(demo_store_path)
+    return env
+
+
+def cli(*args: str, env: dict, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "export_pipeline", *args],
+        input=stdin, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def write(tmp_path: Path, document) -> str:
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+def test_run_prints_the_result_as_the_last_stdout_line(tmp_path, cli_env, bucket, s3_client):
+    done = cli("run", write(tmp_path, SEED_ENVELOPE), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"run_id", "bucket", "key", "signedUrl", "rows", "bytes"} <= set(result)
+    assert result["bucket"] == bucket and result["rows"] == 30
+    assert result["key"].startswith("exports/req-csv-001/")
+    with urllib.request.urlopen(result["signedUrl"], timeout=30) as response:
+        body = response.read()
+    assert body.startswith(b"Date,Entries\r\n2024-04-01,")
+    assert len(body) == result["bytes"]
+    assert "combined: 30 rows" in done.stderr  # progress goes to stderr
+
+
+def test_run_reads_standard_input(cli_env):
+    done = cli("run", "-", env=cli_env, stdin=json.dumps(SEED_BODY))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["rows"] == 30
+
+
+def test_invalid_request_exits_2_with_every_problem_and_writes_nothing(
+    tmp_path, cli_env, bucket, s3_client
+):
+    document = json.loads(json.dumps(SEED_BODY))
+    document["csvFormat"]["sortBy"] = [{"column": 0}]
+    document["metricRequests"][0]["aggregationPeriod"] = "fortnight"
+    document["csvFormat"]["columns"][1]["fetchValue"] = "footfall"
+    done = cli("run", write(tmp_path, document), env=cli_env)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "csvFormat.sortBy[0]: sortBy takes column indices" in done.stderr
+    assert "metricRequests[0].aggregationPeriod: 'fortnight' is not one of" in done.stderr
+    assert "csvFormat.columns[1].fetchValue: unknown measure 'footfall'" in done.stderr
+    assert done.stdout == ""
+    assert all_objects(s3_client, bucket) == []
+
+
+def test_unreadable_request_exits_2(tmp_path, cli_env):
+    done = cli("run", str(tmp_path / "missing.json"), env=cli_env)
+    assert done.returncode == 2 and "cannot read" in done.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json: [")
+    done = cli("run", str(bad), env=cli_env)
+    assert done.returncode == 2 and "neither JSON nor YAML" in done.stderr
+
+
+def test_failed_export_exits_1_with_the_reason(tmp_path, cli_env):
+    cli_env["EXPORT_BUCKET"] = "no-such-bucket-here"
+    done = cli("run", write(tmp_path, SEED_BODY), env=cli_env)
+    assert done.returncode == 1
+    assert "NoSuchBucket" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_bucket_setting_exits_1(tmp_path, cli_env):
+    del cli_env["EXPORT_BUCKET"]
+    done = cli("run", write(tmp_path, SEED_BODY), env=cli_env)
+    assert done.returncode == 1 and "EXPORT_BUCKET is not set" in done.stderr
+
+
+def test_validate_prints_the_plan_without_running(tmp_path, cli_env, bucket, s3_client):
+    document = json.loads(json.dumps(SEED_ENVELOPE))
+    document["data"]["body"]["metricRequests"][0]["start"] = "2024-01-01T00:00:00Z"
+    done = cli("validate", write(tmp_path, document), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["requestId"] == "req-csv-001"
+    assert [f["key"] for f in plan["fetches"]] == ["request0_window0", "request0_window1"]
+    assert plan["fetches"][0]["end"] == "2024-03-31T00:00:00+00:00"
+    assert all_objects(s3_client, bucket) == []
+
+
+def test_run_is_recorded_in_dagster_home(tmp_path, cli_env):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    cli_env["DAGSTER_HOME"] = str(home)
+    done = cli("run", write(tmp_path, SEED_BODY), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout.strip().splitlines()[-1])["run_id"]
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            run = instance.get_run_by_id(run_id)
+            assert run is not None and run.is_success
+    finally:
+        if previous is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = previous
+
+
+def test_demo_runs_end_to_end_on_its_own_server(tmp_path):
+    """A new user's first command: no endpoint configured, so it brings its own server."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_") and not k.startswith("EXPORT_")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-m", "export_pipeline", "demo"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Exported 30 rows" in done.stdout
+    assert "Date,Entries" in done.stdout
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in done.stdout
+    assert (tmp_path / "data" / "export-pipeline" / "demo-store").is_dir()
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
+def test_run_with_reads_started_ahead_equals_the_reference(tmp_path, cli_env, demo_store_path, tz):
+    """The CLI starts the store reads while Dagster starts; the file must still equal the
+    independent computation (several requests, a shared scan, a split 90-day window, weeks
+    cut in the request's time zone)."""
+    from export_pipeline.contract.validation import validate_document
+    from export_pipeline_tests.support.reference import reference_csv_rows
+    from export_pipeline_tests.support.requests import parse_csv
+
+    window = {"start": "2024-01-15T00:00:00Z", "end": "2024-06-10T23:59:59Z",
+              "aggregationPeriod": "week"}
+    document = {
+        "csvFormat": {
+            "columns": [{"heading": "Date"}, {"heading": "Entity"},
+                        {"heading": "In", "metricId": "in", "fetchValue": "entries"},
+                        {"heading": "Out", "metricId": "out", "fetchValue": "exits"},
+                        {"heading": "Zone in", "metricId": "zones", "fetchValue": "entries"}],
+            "sortBy": [1, 0],
+            "rowFilters": ["entity"],
+        },
+        "metricRequests": [
+            {"metricId": "in", **window}, {"metricId": "out", **window},
+            {"metricId": "zones", **window, "entityType": "zone"},
+        ],
+        "format": {"timezone": tz},
+    }
+    done = cli("run", write(tmp_path, document), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    with urllib.request.urlopen(result["signedUrl"], timeout=30) as response:
+        rows = parse_csv(response.read())
+    request = validate_document(document).request
+    assert rows[1:] == reference_csv_rows(demo_store_path, request)
+    assert "in 4 store reads" in done.stderr  # 2 windows x (in+out shared, zones)
+    assert done.stderr.count("rows (read ahead)") == 4  # the op took every read-ahead
+
+
+def _with_sftp(password: str) -> dict:
+    document = json.loads(json.dumps(SEED_ENVELOPE))
+    document["data"]["body"]["destination"] = {
+        "type": "sftp", "server": "sftp.example.com", "username": "u", "password": password,
+        "path": "/in",
+    }
+    return document
+
+
+def test_validate_shows_deliveries_without_credentials(tmp_path, cli_env):
+    done = cli("validate", write(tmp_path, _with_sftp("hunter2-cli")), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["deliveries"] == [
+        {"type": "sftp", "server": "sftp.example.com", "username": "u", "path": "/in"}
+    ]
+    assert "hunter2-cli" not in done.stdout + done.stderr
+
+
+def test_seal_prints_the_request_sealed_for_the_launchpad(tmp_path, cli_env):
+    from export_pipeline.destinations.sealing import Sealer
+
+    key = cli("seal", "--new-key", env=cli_env).stdout.strip()
+    missing = cli("seal", write(tmp_path, _with_sftp("hunter2-cli")), env=cli_env)
+    assert missing.returncode == 1 and "EXPORT_SEALING_KEY is not set" in missing.stderr
+    done = cli("seal", write(tmp_path, _with_sftp("hunter2-cli")),
+               env={**cli_env, "EXPORT_SEALING_KEY": key})
+    assert done.returncode == 0, done.stderr
+    assert "hunter2-cli" not in done.stdout
+    sealed = json.loads(done.stdout)["data"]["body"]["destination"]["password"]
+    assert Sealer(key).unseal(sealed, "") == "hunter2-cli"
+
+
+def test_run_loads_only_the_export_job_and_the_csv_writer(tmp_path, cli_env):
+    """One export's start-up: not the code location's sensors, schedules and saved exports, nor
+    the XLSX and PDF writers for a CSV."""
+    code = (
+        "import json, sys; from export_pipeline.cli import main; "
+        f"code = main(['run', {write(tmp_path, SEED_BODY)!r}]); "
+        "print(json.dumps([code, sorted(sys.modules)]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    code, modules = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == 0
+    assert "export_pipeline.formats.csv_writer" in modules
+    for absent in (
+        "export_pipeline.orchestration.definitions", "export_pipeline.orchestration.inbox_sensors",
+        "export_pipeline.orchestration.notification_sensors", "export_pipeline.orchestration.saved_export_jobs",
+        "export_pipeline.formats.pdf_report", "export_pipeline.formats.xlsx_writer", "reportlab", "xlsxwriter",
+    ):
+        assert absent not in modules, absent
+
+
+def test_the_collector_runs_from_the_export_on_and_nothing_stays_frozen():
+    """Off while modules load (the command line), on from the run on: ``demo --serve`` keeps
+    a server running after it."""
+    import gc
+
+    from export_pipeline.cli import _long_lived_objects_frozen
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with _long_lived_objects_frozen():
+            assert gc.isenabled()
+            assert gc.get_freeze_count() > 0
+        assert gc.isenabled()
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+        if not was_enabled:
+            gc.disable()

@@ -1,0 +1,115 @@
+"""RFC 4180 CSV in UTF-8, written in slices that add up to one file."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import polars as pl
+import pytest
+
+from export_pipeline.table.combine import ExportTable
+from export_pipeline.formats.csv_writer import CONTENT_TYPE, header_line, iter_csv
+
+AWKWARD = [
+    "plain",
+    "comma, inside",
+    'a "quoted" word',
+    "two\nlines",
+    "carriage\rreturn",
+    "crlf\r\nline",
+    "Zürich – café 東京 😀",
+    "",
+    None,
+    " padded ",
+]
+
+
+def table(rows: int = len(AWKWARD)) -> ExportTable:
+    frame = pl.DataFrame({
+        "c0": [AWKWARD[i % len(AWKWARD)] for i in range(rows)],
+        "c1": [None if i % 3 == 0 else i for i in range(rows)],
+        "c2": [None if i % 4 == 1 else i / 4 for i in range(rows)],
+    })
+    return ExportTable(frame=frame, headings=["Name, full", 'Say "hi"', "Ünïcode\nheading"])
+
+
+def read_back(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+
+
+def test_content_type():
+    assert CONTENT_TYPE == "text/csv; charset=utf-8"
+
+
+def test_header_line_quotes_what_needs_it():
+    assert header_line(["Date", "Entries"]) == b"Date,Entries\r\n"
+    assert header_line(["a,b", 'say "x"', "two\nlines", "é"]) == (
+        b'"a,b","say ""x""","two\nlines",\xc3\xa9\r\n'
+    )
+
+
+def test_round_trip_through_the_csv_module():
+    data = b"".join(iter_csv(table()))
+    rows = read_back(data)
+    assert rows[0] == ["Name, full", 'Say "hi"', "Ünïcode\nheading"]
+    expected_names = ["" if v is None else v for v in AWKWARD]
+    assert [r[0] for r in rows[1:]] == expected_names
+    assert [r[1] for r in rows[1:]] == ["" if i % 3 == 0 else str(i) for i in range(len(AWKWARD))]
+    assert [float(r[2]) if r[2] else None for r in rows[1:]] == [
+        None if i % 4 == 1 else i / 4 for i in range(len(AWKWARD))
+    ]
+    assert all(len(r) == 3 for r in rows)
+
+
+def test_fields_are_quoted_as_rfc_4180_says():
+    data = b"".join(iter_csv(table()))
+    assert b'"comma, inside"' in data
+    assert b'"a ""quoted"" word"' in data
+    assert b'"two\nlines"' in data
+    assert b'"carriage\rreturn"' in data
+    assert b'"crlf\r\nline"' in data
+    assert b"\r\nplain," in data  # nothing to quote: not quoted
+
+
+def test_utf_8_without_a_byte_order_mark():
+    data = b"".join(iter_csv(table()))
+    assert not data.startswith(b"\xef\xbb\xbf")
+    assert "Zürich – café 東京 😀".encode("utf-8") in data
+
+
+def test_records_end_with_crlf():
+    frame = pl.DataFrame({"c0": ["a", "b", "c"], "c1": [1, None, 3]})
+    data = b"".join(iter_csv(ExportTable(frame, ["X", "Y"])))
+    assert data == b"X,Y\r\na,1\r\nb,\r\nc,3\r\n"
+    assert data.count(b"\n") == data.count(b"\r\n") == 4
+
+
+def test_nulls_are_empty_cells():
+    frame = pl.DataFrame(
+        {"c0": [None, "x"], "c1": [None, 1], "c2": [None, 1.5]},
+        schema={"c0": pl.String, "c1": pl.Int64, "c2": pl.Float64},
+    )
+    data = b"".join(iter_csv(ExportTable(frame, ["A", "B", "C"])))
+    assert data == b"A,B,C\r\n,,\r\nx,1,1.5\r\n"
+
+
+def test_an_empty_table_is_its_header():
+    frame = pl.DataFrame({"c0": []}, schema={"c0": pl.String})
+    assert list(iter_csv(ExportTable(frame, ["Only"]))) == [b"Only\r\n"]
+
+
+@pytest.mark.parametrize("rows_per_slice", [1, 2, 3, 7, 25, 26, 1000])
+def test_slices_add_up_to_the_same_bytes(rows_per_slice):
+    whole = table(25)
+    chunks = list(iter_csv(whole, rows_per_slice=rows_per_slice))
+    assert b"".join(chunks) == b"".join(iter_csv(whole))  # one slice holds every row
+    assert len(chunks) == 1 + -(-25 // rows_per_slice)
+    assert chunks[0] == header_line(whole.headings)
+    for chunk in chunks[1:]:
+        assert chunk.endswith(b"\r\n")
+        assert len(read_back(chunk)) <= rows_per_slice
+
+
+def test_every_chunk_is_bytes():
+    assert all(isinstance(c, bytes) for c in iter_csv(table(5), rows_per_slice=2))

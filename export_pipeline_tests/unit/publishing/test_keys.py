@@ -1,0 +1,84 @@
+"""Export keys: ``<prefix>/<request id>/<UTC timestamp>_<run>.csv``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from export_pipeline.publishing.keys import DEFAULT_PREFIX, export_key
+from export_pipeline_tests.support.helpers import utc
+
+CREATED = utc(2024, 4, 15, 10, 15, 0)
+RUN_ID = "3f2a9c1e-7b44-4d0a-9e1f-0a1b2c3d4e5f"
+
+
+def test_default_key():
+    assert DEFAULT_PREFIX == "exports"
+    assert export_key("req-csv-001", CREATED, RUN_ID) == (
+        "exports/req-csv-001/2024-04-15T10-15-00Z_3f2a9c1e.csv"
+    )
+
+
+def test_the_timestamp_is_utc_whatever_the_offset():
+    tokyo = timezone(timedelta(hours=9))
+    created = datetime(2024, 4, 16, 1, 15, 0, tzinfo=tokyo)  # 16:15 UTC the day before
+    assert export_key("r", created, RUN_ID) == "exports/r/2024-04-15T16-15-00Z_3f2a9c1e.csv"
+
+
+def test_sub_second_precision_is_dropped():
+    created = utc(2024, 4, 15, 10, 15, 0, 999999)
+    assert export_key("r", created, RUN_ID) == "exports/r/2024-04-15T10-15-00Z_3f2a9c1e.csv"
+
+
+def test_no_colons_in_the_key():
+    assert ":" not in export_key("r", CREATED, RUN_ID)
+
+
+def test_two_runs_in_the_same_second_get_two_keys():
+    assert export_key("r", CREATED, "aaaaaaaa-1") != export_key("r", CREATED, "bbbbbbbb-1")
+
+
+def test_a_short_run_id_is_kept_whole():
+    assert export_key("r", CREATED, "abc") == "exports/r/2024-04-15T10-15-00Z_abc.csv"
+
+
+@pytest.mark.parametrize("prefix", ["custom/exports", "/custom/exports", "custom/exports/", "/custom/exports/"])
+def test_the_prefix_is_one_folder_without_stray_slashes(prefix):
+    key = export_key("r", CREATED, RUN_ID, prefix=prefix)
+    assert key == "custom/exports/r/2024-04-15T10-15-00Z_3f2a9c1e.csv"
+
+
+def test_the_extension():
+    assert export_key("r", CREATED, RUN_ID, extension="csv.gz").endswith("_3f2a9c1e.csv.gz")
+
+
+@pytest.mark.parametrize("prefix", ["", "/"])
+def test_an_empty_prefix_puts_the_request_folder_at_the_root(prefix):
+    assert export_key("r", CREATED, RUN_ID, prefix=prefix) == "r/2024-04-15T10-15-00Z_3f2a9c1e.csv"
+
+
+WHEN = utc(2024, 5, 1, 12, 30, 5)
+RUN = "0123456789abcdef"
+
+
+def test_default_key_is_unchanged():
+    assert export_key("req-1", WHEN, RUN) == "exports/req-1/2024-05-01T12-30-05Z_01234567.csv"
+
+
+@pytest.mark.parametrize("extension", ["csv", "xlsx", "pdf"])
+def test_extension_and_file_name(extension):
+    key = export_key("req-1", WHEN, RUN, "/exports/", extension=extension, filename="april-footfall")
+    assert key == f"exports/req-1/2024-05-01T12-30-05Z_01234567/april-footfall.{extension}"
+
+
+@pytest.mark.parametrize("filename", ["../x", "a/b", "..", ".", "a.csv", "", "-x", "a\\b"])
+def test_names_that_could_leave_the_prefix_are_refused(filename):
+    with pytest.raises(ValueError):
+        export_key("req-1", WHEN, RUN, filename=filename)
+
+
+@pytest.mark.parametrize("request_id", ["..", "../x", "a/b", ""])
+def test_request_ids_that_could_leave_the_prefix_are_refused(request_id):
+    with pytest.raises(ValueError):
+        export_key(request_id, WHEN, RUN)
