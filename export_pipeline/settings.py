@@ -1,0 +1,34 @@
+"""Every setting of the product, read from the environment in one place (pydantic-settings).
+
+Each field has its type, default and description; the README's settings tables are checked
+against this module by a test. Dagster resources take their values from here (as ``EnvVar``
+where the UI should show where a value came from); plain modules are handed values, they never
+read the environment themselves.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LimitSettings(BaseSettings):
+    """What one request may cost, estimated at validation and refused above these numbers,
+    before anything runs. The same limits hold for the CLI, the Launchpad, the inbox, saved
+    exports and the API."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPORT_MAX_", extra="ignore")
+
+    rows: int = Field(10_000_000, ge=1, description="estimated rows of one export file")
+    columns: int = Field(10_000, ge=1, description="columns of one export file (XLSX allows at most 16,384)")
+    cells: int = Field(200_000_000, ge=1, description="estimated cells (rows x columns) of one export file")
+    windows: int = Field(2_000, ge=1, description="store reads (90-day windows x metric requests) of one export")
+    entities: int = Field(10_000, ge=1, description="entity ids named in one metric request")
+    metric_requests: int = Field(100, ge=1, description="metric requests in one export")
+
+
+@lru_cache(maxsize=1)
+def get_limits() -> LimitSettings:
+    return LimitSettings()
