@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from export_pipeline.table.combine import ExportTable
+from export_pipeline.table.model import ExportTable
 from export_pipeline.formats.formula_guard import guard_frame, guard_text
 
 CONTENT_TYPE = "text/csv; charset=utf-8"

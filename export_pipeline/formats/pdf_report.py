@@ -36,7 +36,7 @@ from reportlab.platypus import (
 )
 
 from export_pipeline.formats.branding import Branding
-from export_pipeline.table.combine import ExportTable, column_name
+from export_pipeline.table.model import ExportTable, column_name
 from export_pipeline.store.source import sum_or_null
 from export_pipeline.timeline.periods import zone
 from export_pipeline.contract.models import DecimationFunction, ExportRequest

@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 import xlsxwriter
 
-from export_pipeline.table.combine import ExportTable
+from export_pipeline.table.model import ExportTable
 
 CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows per sheet, less the header

@@ -13,6 +13,7 @@ import dagster as dg
 import polars as pl
 
 from export_pipeline.table import combine
+from export_pipeline.table.model import ExportTable
 from export_pipeline.planning import plan as planning
 from export_pipeline.store import prefetch
 from export_pipeline.publishing.publish import deliver
@@ -122,7 +123,7 @@ def fetch_metrics(
 @dg.op(description="Join the metric requests on the row keys and map the column descriptors.")
 def combine_metrics(
     context: dg.OpExecutionContext, plan: planning.ExportPlan, fetched: list[list[FetchedFrame]]
-) -> combine.ExportTable:
+) -> ExportTable:
     by_request: dict[int, list[pl.DataFrame]] = defaultdict(list)
     previous: dict[int, list[pl.DataFrame]] = defaultdict(list)
     items = (item for scan in fetched for item in scan)
@@ -145,7 +146,7 @@ def combine_metrics(
 def materialize_export(
     context: dg.OpExecutionContext,
     plan: planning.ExportPlan,
-    table: combine.ExportTable,
+    table: ExportTable,
     export_storage: ExportStorage,
     report_branding: ReportBranding,
     config: ExportKeyConfig,

@@ -11,7 +11,7 @@ from typing import Any
 
 from export_pipeline.formats import csv_writer
 from export_pipeline.formats.branding import Branding
-from export_pipeline.table.combine import ExportTable
+from export_pipeline.table.model import ExportTable
 from export_pipeline.formats.csv_writer import CsvOptions, iter_csv
 from export_pipeline.contract.models import ExportRequest, FileFormat
 from export_pipeline.publishing.s3_upload import PART_SIZE, presign_get, upload_stream

@@ -15,18 +15,23 @@ delta`` is the difference from the previous bucket of the same series. The ``wid
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import polars as pl
 
 from export_pipeline.store.source import (
     BUCKET,
-    ENTITY_DIMENSION,
     ordered_sum,
     store_column,
     sum_or_null,
 )
 from export_pipeline.timeline.periods import AggregationPeriod, Granularity
+from export_pipeline.table.model import (
+    ExportTable,
+    column_name,
+    dimension_expr,
+    dimension_key,
+    facet_column,
+    format_bucket,
+)
 from export_pipeline.contract.models import (
     Column,
     DecimationFunction,
@@ -37,27 +42,6 @@ from export_pipeline.contract.models import (
 )
 
 _KEY_PREFIX = "__key_"
-
-
-@dataclass(frozen=True)
-class ExportTable:
-    """The export's cells, in column order, with the headings to write above them."""
-
-    frame: pl.DataFrame
-    headings: list[str]
-    date_columns: tuple[str, ...] = ()
-    time_zone: str = "UTC"
-    subdaily: bool = False
-    previous: "ExportTable | None" = field(default=None, compare=False)
-
-    @property
-    def rows(self) -> int:
-        return self.frame.height
-
-
-def column_name(index: int) -> str:
-    """Internal column names: headings may repeat characters polars dislikes, or each other."""
-    return f"c{index}"
 
 
 def filter_expr(column: Column) -> pl.Expr:
@@ -225,25 +209,6 @@ def _delta(
     )
 
 
-def format_bucket(column: str, period: AggregationPeriod | Granularity) -> pl.Expr:
-    """``YYYY-MM-DD`` for a day or longer; ISO 8601 with its offset below a day."""
-    if period.is_subdaily:
-        return pl.col(column).dt.strftime("%Y-%m-%dT%H:%M:%S%:z")
-    return pl.col(column).dt.strftime("%Y-%m-%d")
-
-
-def _dimension_key(column: Column) -> str:
-    """The row key a dimension column shows."""
-    name = column.dimension_name
-    if name == "date":
-        return BUCKET
-    return store_column(ENTITY_DIMENSION if name == "entity" else name)
-
-
-def _dimension_expr(column: Column) -> pl.Expr:
-    return pl.col(_dimension_key(column))
-
-
 def _sort_columns(request: ExportRequest, keys: list[str], key_aliases: list[str]) -> list[str]:
     """The ``sortBy`` columns, then the row keys as tie-breakers; a key the ``sortBy`` already
     sorted on (through its dimension column) is left out, as a repeated sort key cannot
@@ -252,7 +217,7 @@ def _sort_columns(request: ExportRequest, keys: list[str], key_aliases: list[str
     sort_by: list[str] = []
     covered: set[str] = set()
     for i in request.csv_format.sort_by:
-        key = None if columns[i].is_metric else _dimension_key(columns[i])
+        key = None if columns[i].is_metric else dimension_key(columns[i])
         if key is not None:
             if key in covered:
                 continue
@@ -319,7 +284,7 @@ def combine(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> E
     columns = request.csv_format.columns
     facets = expanded_facets(request)
     cells = [
-        pl.col(column_name(i)) if c.is_metric else _dimension_expr(c).alias(column_name(i))
+        pl.col(column_name(i)) if c.is_metric else dimension_expr(c).alias(column_name(i))
         for i, c in enumerate(columns)
     ] + [pl.col(store_column(f)).alias(facet_column(j)) for j, f in enumerate(facets)]
     key_aliases = [f"{_KEY_PREFIX}{k}" for k in keys]
@@ -335,7 +300,3 @@ def combine(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> E
         frame=frame, headings=[c.heading for c in columns] + facets,
         date_columns=tuple(dates), time_zone=request.timezone, subdaily=period.is_subdaily,
     )
-
-
-def facet_column(index: int) -> str:
-    return f"f{index}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from export_pipeline.table.combine import ExportTable, _dimension_expr, column_name, format_bucket
+from export_pipeline.table.model import ExportTable, column_name, dimension_expr, format_bucket
 from export_pipeline.store.source import BUCKET
 from export_pipeline.timeline.periods import bucket_expr
 from export_pipeline.contract.models import ExportRequest
@@ -116,7 +116,7 @@ def crosstab(request: ExportRequest, long: pl.DataFrame, keys: list[str]) -> Exp
             frame = frame.with_columns(pl.lit(None, value_type).alias(label))
     frame = frame.sort([*others, "__order"], nulls_last=True)
     bucket_headings = pl.DataFrame({BUCKET: buckets}).select(format_bucket(BUCKET, period)).to_series().to_list()
-    row_cells = [_dimension_expr(c).alias(name) for name, c in dims]
+    row_cells = [dimension_expr(c).alias(name) for name, c in dims]
     headings = [c.heading for _, c in dims]
     if len(metrics) > 1:
         row_cells.append(pl.col(metric_label).alias("__metric_cell"))

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from pypdf import PdfReader
 
-from export_pipeline.table.combine import ExportTable
+from export_pipeline.table.model import ExportTable
 from export_pipeline.formats.csv_writer import BOM
 from export_pipeline.formats.xlsx_writer import write_xlsx
 from export_pipeline_tests.support.helpers import all_objects, utc, write_store

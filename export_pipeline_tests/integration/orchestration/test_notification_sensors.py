@@ -174,7 +174,7 @@ def test_inbox_requests_can_ask_for_notifications(servers, instance, s3_client, 
 
 
 def test_a_medium_that_stays_down_gets_one_try_per_message_after_that(servers, instance, monkeypatch):
-    from export_pipeline.orchestration import notifications
+    from export_pipeline.orchestration import notification_sensors as notifications
 
     monkeypatch.setattr(notifications, "_down_until", {})
     smtp, hooks = servers

@@ -8,7 +8,7 @@ import io
 import polars as pl
 import pytest
 
-from export_pipeline.table.combine import ExportTable
+from export_pipeline.table.model import ExportTable
 from export_pipeline.formats.csv_writer import CONTENT_TYPE, header_line, iter_csv
 
 AWKWARD = [
