@@ -401,3 +401,22 @@ def test_other_inbox_and_results_prefixes(env, instance, s3_client, bucket, monk
     assert (done["status"], done["runId"], done["id"]) == ("complete", run.run_id, "req-csv-001")
     listed = s3_client.list_objects_v2(Bucket=bucket)["Contents"]
     assert not any(o["Key"].startswith("results/") for o in listed)
+
+
+def test_a_file_s3_will_not_serve_fails_alone(env, instance, s3_client, bucket):
+    """An archived object cannot be read until it is restored: a lasting error about that file
+    alone, so it gets its own failed result instead of holding the inbox at it for ever."""
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("a.json", body_named("first"))
+    s3_client.put_object(
+        Bucket=bucket, Key="requests/b-archived.json", Body=json.dumps(SEED_BODY).encode(),
+        StorageClass="GLACIER",
+    )
+    inbox.put("c.json", body_named("last"))
+    assert request_ids(inbox.tick()) == ["a", "c"]
+    archived = inbox.result("b-archived.json")
+    assert archived["status"] == "failed" and archived["runId"] is None
+    assert archived["errors"] == [
+        {"path": "", "message": "the request file cannot be read (InvalidObjectState)"}
+    ]
+    assert inbox.tick() == []
