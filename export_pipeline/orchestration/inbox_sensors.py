@@ -5,6 +5,7 @@ changed request file, and run-status sensors that keep each request's result obj
 
 import json
 import time
+import traceback
 from typing import Any
 
 import dagster as dg
@@ -220,8 +221,15 @@ def _evaluate(
             return request_id, None, [Problem("destination", str(error))]
         return request_id, _run_request(item, request_id, request_document, validated, notification), []
     except Exception as error:
-        context.log.error(f"{item.key}: handling it failed: {type(error).__name__}: {str(error)[:500]}")
+        context.log.error(f"{item.key}: handling it failed: {type(error).__name__} at {_where(error)}")
         return request_id, None, [inbox.unexpected_problem(error)]
+
+
+def _where(error: BaseException) -> str:
+    """Where an error was raised, for the log; never its message, which may quote the file's
+    values (credentials among them)."""
+    frames = traceback.extract_tb(error.__traceback__, limit=-1)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
 
 
 def _run_request(
