@@ -9,6 +9,9 @@ previous pass started (minus a margin for clock skew), and a small set of recent
 ``key@etag`` run keys keeps a candidate from being handled twice; that set only holds objects
 newer than the watermark, so it stays as small as the recent inflow. Old files cost one listed
 key per pass and nothing else.
+
+One file, one result: a file's result lies at its own path under the results prefix, so no
+file can overwrite another's result, whatever request id it claims.
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+import time
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from export_pipeline.contract.models import REQUEST_ID_PATTERN, Problem
 
 REQUEST_SUFFIXES = (".json", ".yaml", ".yml")
 CLOCK_MARGIN_SECONDS = 300.0
 LIST_PAGE = 1000
+MAX_KEY_BYTES = 1024  # the longest key S3 stores
 
 
 class Status:
@@ -91,17 +98,23 @@ class Scan:
 def scan(
     client: Any, bucket: str, prefix: str, cursor: InboxCursor, now: float,
     max_listed: int = 10_000, max_candidates: int = 50, exclude_prefix: str | None = None,
+    deadline: float | None = None, page_size: int = LIST_PAGE,
 ) -> Scan:
     """List on from ``cursor``: at most ``max_listed`` keys, at most ``max_candidates`` of them
-    new or changed request files. Keys under ``exclude_prefix`` (the results, should they lie
-    inside the inbox) are never requests."""
+    new or changed request files, and no further page once ``time.monotonic()`` has passed
+    ``deadline`` (the first page is always listed, so every tick moves on). Keys under
+    ``exclude_prefix`` (the results, should they lie inside the inbox) are never requests."""
     after = cursor.after
     candidates: list[InboxFile] = []
     listed = 0
+    pages = 0
     completed = False
     full = False
     while not full and not completed and listed < max_listed:
-        kwargs = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": min(LIST_PAGE, max_listed - listed)}
+        if pages and deadline is not None and time.monotonic() > deadline:
+            break
+        pages += 1
+        kwargs = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": min(page_size, max_listed - listed)}
         if after:
             kwargs["StartAfter"] = after
         page = client.list_objects_v2(**kwargs)
@@ -163,8 +176,41 @@ def split_notification(document: Any) -> tuple[Any, Any]:
     return document, None
 
 
-def result_key(results_prefix: str, request_id: str) -> str:
-    return f"{results_prefix}{request_id}.json"
+def result_key(results_prefix: str, prefix: str, key: str) -> str | None:
+    """Where the result of the request file ``key`` lies: the file's path under the inbox, under
+    the results prefix instead (``requests/team/april.json`` -> ``results/team/april.json``).
+    Distinct files have distinct paths, so they never share a result; None when that key would
+    be longer than S3 stores."""
+    relative = key[len(prefix):] if key.startswith(prefix) else key
+    result = f"{results_prefix}{relative}"
+    return result if len(result.encode()) <= MAX_KEY_BYTES else None
+
+
+def unexpected_problem(error: BaseException) -> Problem:
+    """A plain reason for a file whose handling raised where no rule foresaw it. Only the kind
+    of error reaches the client; its text (which may quote internals) stays in the sensor log."""
+    if isinstance(error, RecursionError):
+        reason = "it is nested too deeply"
+    elif isinstance(error, OverflowError):
+        reason = "a number or date in it is out of range"
+    elif isinstance(error, UnicodeError):
+        reason = "it is not UTF-8 text"
+    else:
+        reason = f"handling it failed unexpectedly ({type(error).__name__})"
+    return Problem("", f"the request file cannot be handled: {reason}")
+
+
+TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded"}
+
+
+def is_transient(error: BotoCoreError | ClientError) -> bool:
+    """An S3 error worth retrying next tick (the store is unreachable or busy), as opposed to
+    one about this object (denied, archived, key too long), which retrying cannot cure."""
+    if isinstance(error, BotoCoreError):
+        return True
+    response = error.response or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return status >= 500 or status == 429 or response.get("Error", {}).get("Code") in TRANSIENT_CODES
 
 
 def result_document(

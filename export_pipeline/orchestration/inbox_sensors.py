@@ -5,6 +5,7 @@ changed request file, and run-status sensors that keep each request's result obj
 
 import json
 import time
+import traceback
 from typing import Any
 
 import dagster as dg
@@ -13,9 +14,8 @@ from dagster_aws.s3 import S3Resource
 
 from export_pipeline.inbox import requests as inbox
 from export_pipeline.destinations.sealing import seal_for_run_config
-from export_pipeline.store.source import MetricSourceError
 from export_pipeline.notifications.messages import parse_notification
-from export_pipeline.orchestration.jobs import export_job
+from export_pipeline.orchestration.jobs import export_job, request_run_config
 from export_pipeline.orchestration.resources import MetricSourceResource
 from export_pipeline.orchestration.run_outcomes import (
     NAME_TAG,
@@ -48,8 +48,9 @@ class RequestInbox(dg.ConfigurableResource):
     def get_client(self) -> Any:
         return self.s3.get_client()
 
-    def result_key(self, request_id: str) -> str:
-        return inbox.result_key(self.results_prefix, request_id)
+    def result_key(self, key: str) -> str | None:
+        """The result object of the request file ``key``."""
+        return inbox.result_key(self.results_prefix, self.prefix, key)
 
 
 def build_inbox_sensor(
@@ -67,7 +68,9 @@ def build_inbox_sensor(
         request_inbox: RequestInbox,
         metric_source: MetricSourceResource,
     ):
-        started = time.monotonic()
+        """Only an unreachable inbox (its listing fails) fails a tick: whatever goes wrong with
+        one file ends as that file's ``failed`` result, and the tick goes on with the others."""
+        deadline = time.monotonic() + request_inbox.tick_budget_seconds
         cursor = inbox.InboxCursor.from_json(context.cursor, time.time())
         client = request_inbox.get_client()
         scan = inbox.scan(
@@ -75,6 +78,7 @@ def build_inbox_sensor(
             max_listed=request_inbox.max_listed_per_tick,
             max_candidates=request_inbox.max_requests_per_tick,
             exclude_prefix=request_inbox.results_prefix,
+            deadline=deadline,
         )
         schema_cache: list = []
 
@@ -82,7 +86,7 @@ def build_inbox_sensor(
             if not schema_cache:
                 try:
                     schema_cache.append(metric_source.get_source().schema())
-                except MetricSourceError as error:  # the run's plan step reports it again
+                except Exception as error:  # the run's plan step reports it again
                     context.log.warning(f"validating without the store schema: {error}")
                     schema_cache.append(None)
             return schema_cache[0]
@@ -91,13 +95,13 @@ def build_inbox_sensor(
         seen = dict(scan.cursor.seen)
         next_cursor = scan.cursor
         for i, item in enumerate(scan.candidates):
-            if time.monotonic() - started > request_inbox.tick_budget_seconds:
+            if i and time.monotonic() > deadline:
                 next_cursor = _resume_before(cursor, scan, i, seen)
                 context.log.info(f"tick budget spent; resuming at {item.key} next tick")
                 break
             try:
                 run_request = _handle(context, request_inbox, client, item, schema)
-            except (BotoCoreError, ClientError) as error:
+            except (BotoCoreError, ClientError) as error:  # only transient ones get here
                 context.log.warning(f"{item.key}: {error}; retrying next tick")
                 next_cursor = _resume_before(cursor, scan, i, seen)
                 break
@@ -136,53 +140,103 @@ def _handle(
     context: dg.SensorEvaluationContext, request_inbox: RequestInbox, client: Any,
     item: inbox.InboxFile, schema,
 ) -> dg.RunRequest | None:
-    """One candidate file: skip it if it already ran, else validate it and either request a
-    run (result ``queued``) or write a ``failed`` result naming every problem."""
+    """One candidate file: skip it if it already ran, else read and check it and either
+    request a run (result ``queued``) or write a ``failed`` result naming every problem.
+
+    Raises only a transient S3 error (the file is tried again next tick); an S3 error about
+    this file alone becomes its result, or, when not even its result can be written, a log
+    line."""
     if context.instance.get_run_ids(filters=dg.RunsFilter(tags={RUN_KEY_TAG: item.run_key}), limit=1):
         return None
+    result_key = request_inbox.result_key(item.key)
+    if result_key is None:
+        context.log.error(f"{item.key}: its result key would be too long for S3; skipped")
+        return None
+    request_id = inbox.id_from_key(item.key, request_inbox.prefix)
+    run_request = None
     try:
         obj = client.get_object(Bucket=request_inbox.bucket, Key=item.key)
+        if obj["ETag"].strip('"') != item.etag:
+            obj["Body"].close()
+            return None  # replaced since it was listed: the next pass sees the new version
+        if obj["ContentLength"] > MAX_REQUEST_BYTES:
+            obj["Body"].close()
+            problems = [Problem("", f"a request file is at most {MAX_REQUEST_BYTES} bytes")]
+        else:
+            data = obj["Body"].read()
+            request_id, run_request, problems = _evaluate(context, request_inbox, item, data, schema)
     except client.exceptions.NoSuchKey:
         return None  # deleted since it was listed
-    if obj["ETag"].strip('"') != item.etag:
-        obj["Body"].close()
-        return None  # replaced since it was listed: the next pass sees the new version
-    document: Any = None
-    notification = None
-    problems: list[Problem] = []
-    if obj["ContentLength"] > MAX_REQUEST_BYTES:
-        problems.append(Problem("", f"a request file is at most {MAX_REQUEST_BYTES} bytes"))
-    else:
+    except (BotoCoreError, ClientError) as error:
+        if inbox.is_transient(error):
+            raise
+        code = getattr(error, "response", {}).get("Error", {}).get("Code", type(error).__name__)
+        problems = [Problem("", f"the request file cannot be read ({code})")]
+    status = inbox.Status.failed if problems else inbox.Status.queued
+    document = inbox.result_document(
+        request_id, status, source=item, bucket=request_inbox.bucket, errors=problems or None,
+    )
+    try:
+        inbox.put_result(client, request_inbox.bucket, result_key, document)
+    except (BotoCoreError, ClientError) as error:
+        if inbox.is_transient(error):
+            raise
+        context.log.error(f"{item.key}: its result cannot be written to {result_key} ({error}); skipped")
+        return None
+    if problems:
+        context.log.info(f"{item.key}: {len(problems)} problems; see {result_key}")
+        return None
+    context.log.info(f"{item.key}: requesting a run for {request_id}; see {result_key}")
+    return run_request
+
+
+def _evaluate(
+    context: dg.SensorEvaluationContext, request_inbox: RequestInbox, item: inbox.InboxFile,
+    data: bytes, schema,
+) -> tuple[str, dg.RunRequest | None, list[Problem]]:
+    """The file's request id and either its run request or its problems. Never raises: a
+    file that breaks a parser or a rule in a way nobody foresaw fails alone."""
+    request_id = inbox.id_from_key(item.key, request_inbox.prefix)
+    try:
         try:
-            document = load_document(obj["Body"].read().decode("utf-8"), item.key)
-        except (InvalidRequest, UnicodeDecodeError) as error:
-            problems += getattr(error, "problems", [Problem("", f"{item.key} is not UTF-8 text")])
-    request_document, notification_document = inbox.split_notification(document)
-    request_id = inbox.request_id_for(item.key, request_inbox.prefix, request_document)
-    validated = None
-    if not problems:
+            document = load_document(data.decode("utf-8"), item.key)
+        except InvalidRequest as error:
+            return request_id, None, list(error.problems)
+        request_document, notification_document = inbox.split_notification(document)
+        request_id = inbox.request_id_for(item.key, request_inbox.prefix, request_document)
+        problems: list[Problem] = []
         try:
             validated = validate_document(request_document, schema())
         except InvalidRequest as error:
             problems += error.problems
+        notification = None
         if notification_document is not None:
             notification, notification_problems = parse_notification(notification_document)
             problems += notification_problems
-    if not problems:
+        if problems:
+            return request_id, None, problems
         try:  # inline credentials never enter run config in plaintext
             request_document = seal_for_run_config(request_document)
         except ValueError as error:
-            problems.append(Problem("destination", str(error)))
-    result_key = request_inbox.result_key(request_id)
-    if problems:
-        context.log.info(f"{item.key}: invalid request, {len(problems)} problems; see {result_key}")
-        inbox.put_result(client, request_inbox.bucket, result_key, inbox.result_document(
-            request_id, inbox.Status.failed, source=item, bucket=request_inbox.bucket, errors=problems,
-        ))
-        return None
-    inbox.put_result(client, request_inbox.bucket, result_key, inbox.result_document(
-        request_id, inbox.Status.queued, source=item, bucket=request_inbox.bucket,
-    ))
+            return request_id, None, [Problem("destination", str(error))]
+        return request_id, _run_request(item, request_id, request_document, validated, notification), []
+    except Exception as error:
+        context.log.error(f"{item.key}: handling it failed: {type(error).__name__} at {_where(error)}")
+        return request_id, None, [inbox.unexpected_problem(error)]
+
+
+def _where(error: BaseException) -> str:
+    """Where an error was raised, for the log; never its message, which may quote the file's
+    values (credentials among them)."""
+    frames = traceback.extract_tb(error.__traceback__, limit=-1)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
+def _run_request(
+    item: inbox.InboxFile, request_id: str, request_document: Any, validated, notification
+) -> dg.RunRequest:
+    """The run request, checked as the daemon will use it: the job's config mapping must take
+    it and it must serialize, or launching it would fail the whole tick."""
     metric_requests = validated.request.metric_requests
     window = (
         f"{min(m.start for m in metric_requests).isoformat()}/"
@@ -197,8 +251,10 @@ def _handle(
     }
     if notification is not None:
         tags[NOTIFICATION_TAG] = json.dumps(notification.model_dump(mode="json"))
-    context.log.info(f"{item.key}: requesting a run for {request_id}")
-    return dg.RunRequest(run_key=item.run_key, run_config=request_document, tags=tags)
+    request_run_config(request_document)
+    run_request = dg.RunRequest(run_key=item.run_key, run_config=request_document, tags=tags)
+    dg.serialize_value(run_request)
+    return run_request
 
 
 def _write_status(
@@ -208,8 +264,10 @@ def _write_status(
     request_id = run.tags.get(REQUEST_ID_TAG)
     if request_id is None or INBOX_KEY_TAG not in run.tags:
         return
+    key = request_inbox.result_key(run.tags[INBOX_KEY_TAG])
+    if key is None:
+        return
     client = request_inbox.get_client()
-    key = request_inbox.result_key(request_id)
     current = inbox.get_result(client, request_inbox.bucket, key)
     if current is not None:
         source = current.get("request") or {}

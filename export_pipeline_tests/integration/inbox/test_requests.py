@@ -6,9 +6,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from export_pipeline.inbox import requests as inbox
 from export_pipeline.inbox.requests import InboxCursor, scan
-from export_pipeline.contract.models import Problem
 
 
 def put(s3_client, bucket, key, body=b"{}"):
@@ -74,33 +72,25 @@ def test_thousands_of_old_files_cost_only_their_listing(s3_client, bucket):
     assert ticks == 3  # 2502 keys, at most 1000 listed per tick
 
 
-def test_run_key_and_request_ids():
-    item = inbox.InboxFile("requests/a.json", "abc", 0.0, 2)
-    assert item.run_key == "requests/a.json@abc"
-    assert inbox.request_id_for("requests/team/april.json", "requests/", {}) == "team.april"
-    assert inbox.request_id_for("requests/x y!.yaml", "requests/", None) == "x-y"
-    envelope = {"data": {"id": "req-1", "body": {}}}
-    assert inbox.request_id_for("requests/whatever.json", "requests/", envelope) == "req-1"
-    bad = {"data": {"id": "../../etc", "body": {}}}
-    assert inbox.request_id_for("requests/w.json", "requests/", bad) == "w"
-
-
-def test_result_documents():
-    item = inbox.InboxFile("requests/a.json", "abc", 0.0, 2)
-    failed = inbox.result_document(
-        "a", "failed", source=item, bucket="b", errors=[Problem("csvFormat.sortBy[0]", "bad")]
-    )
-    assert failed["errors"] == [{"path": "csvFormat.sortBy[0]", "message": "bad"}]
-    assert failed["request"] == {"bucket": "b", "key": "requests/a.json", "etag": "abc"}
-    complete = inbox.result_document("a", "complete", run_id="r", response={
-        "bucket": "b", "key": "k", "signedUrl": "u", "rows": 3, "bytes": 9, "requestId": "a"})
-    assert complete["body"] == [{"bucket": "b", "key": "k", "signedUrl": "u"}]
-    assert (complete["rows"], complete["bytes"], complete["errors"]) == (3, 9, None)
-
-
 def test_results_inside_the_inbox_are_not_requests(s3_client, bucket):
     put(s3_client, bucket, "requests/a.json")
     put(s3_client, bucket, "requests/results/a.json")
     result = scan(s3_client, bucket, "requests/", InboxCursor(), time.time(),
                   exclude_prefix="requests/results/")
     assert [f.key for f in result.candidates] == ["requests/a.json"]
+
+
+def test_a_spent_deadline_stops_listing_after_one_page(s3_client, bucket):
+    for i in range(5):
+        put(s3_client, bucket, f"requests/{i}.json")
+    spent = time.monotonic() - 1
+    result = scan(s3_client, bucket, "requests/", InboxCursor(), time.time(),
+                  deadline=spent, page_size=2)
+    assert [f.key for f in result.candidates] == ["requests/0.json", "requests/1.json"]
+    assert result.listed == 2 and not result.pass_completed
+    assert result.cursor.after == "requests/1.json"
+    # with time left, the next tick lists on to the end of the pass
+    result = scan(s3_client, bucket, "requests/", result.cursor, time.time(),
+                  deadline=time.monotonic() + 3600, page_size=2)
+    assert [f.key for f in result.candidates] == [f"requests/{i}.json" for i in (2, 3, 4)]
+    assert result.pass_completed

@@ -123,9 +123,9 @@ def wait_for(what: str, check, timeout: float = 240):
         time.sleep(1)
 
 
-def result_object(s3_client, bucket, request_id):
+def result_object(s3_client, bucket, name):
     try:
-        body = s3_client.get_object(Bucket=bucket, Key=f"results/{request_id}.json")["Body"]
+        body = s3_client.get_object(Bucket=bucket, Key=f"results/{name}")["Body"]
     except s3_client.exceptions.NoSuchKey:
         return None
     return json.loads(body.read())
@@ -151,7 +151,7 @@ def test_daemon_sensor_picks_up_an_inbox_file_and_a_ui_backfill_runs(
         Bucket=bucket, Key="requests/from-a-client.json", Body=json.dumps(SEED_ENVELOPE).encode()
     )
     done = wait_for("the inbox request's result", lambda: (
-        (r := result_object(s3_client, bucket, "req-csv-001")) and r["status"] in ("complete", "failed") and r
+        (r := result_object(s3_client, bucket, "from-a-client.json")) and r["status"] in ("complete", "failed") and r
     ))
     assert done["status"] == "complete", done
     with urllib.request.urlopen(done["body"][0]["signedUrl"], timeout=30) as response:

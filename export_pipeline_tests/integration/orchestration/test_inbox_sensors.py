@@ -31,17 +31,26 @@ def sensor_resources(defs: dg.Definitions) -> dict:
 class Inbox:
     """The definitions, the instance and the bucket, driven tick by tick as the daemon would."""
 
-    def __init__(self, instance, s3_client, bucket):
+    def __init__(self, instance, s3_client, bucket, prefix="requests/", results_prefix="results/"):
         self.defs = build_definitions()
         self.instance = instance
         self.s3 = s3_client
         self.bucket = bucket
+        self.prefix = prefix
+        self.results_prefix = results_prefix
         self.cursor = None
         self.resources = sensor_resources(self.defs)
 
     def put(self, name: str, document) -> None:
         body = document if isinstance(document, bytes) else json.dumps(document).encode()
-        self.s3.put_object(Bucket=self.bucket, Key=f"requests/{name}", Body=body)
+        self.s3.put_object(Bucket=self.bucket, Key=f"{self.prefix}{name}", Body=body)
+
+    def configure(self, **settings) -> None:
+        """The inbox resource built again with some of its settings changed, as a deployment
+        would set them (a copy of the resource would keep the original's config)."""
+        current = self.resources["request_inbox"]
+        fields = {name: getattr(current, name) for name in type(current).model_fields}
+        self.resources = {**self.resources, "request_inbox": type(current)(**{**fields, **settings})}
 
     def tick(self, cursor="keep") -> list[dg.RunRequest]:
         sensor = self.defs.resolve_sensor_def("request_inbox_sensor")
@@ -50,13 +59,22 @@ class Inbox:
             resources=self.resources,
         ) as context:
             data = sensor.evaluate_tick(context)
+        dg.serialize_value(data)  # the code server ships every tick's result to the daemon so
         self.cursor = data.cursor
         return list(data.run_requests)
 
-    def result(self, request_id: str) -> dict:
-        return json.loads(
-            self.s3.get_object(Bucket=self.bucket, Key=f"results/{request_id}.json")["Body"].read()
-        )
+    def result(self, name: str) -> dict:
+        """The result of the request file ``name`` (its path under the inbox)."""
+        key = f"{self.results_prefix}{name}"
+        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def results(self) -> dict[str, dict]:
+        """Every result object, by key."""
+        listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.results_prefix)
+        return {
+            o["Key"]: json.loads(self.s3.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read())
+            for o in listed.get("Contents", [])
+        }
 
     def launch(self, run_request: dg.RunRequest) -> dg.ExecuteInProcessResult:
         """Run the request as the daemon would (its config and tags, its run key), then let
@@ -97,15 +115,15 @@ def test_new_duplicate_changed_and_invalid_files(env, instance, s3_client, bucke
     requests = inbox.tick()
     assert [r.tags["export_pipeline/request_id"] for r in requests] == ["req-csv-001", "body-only"]
     assert requests[0].run_config == SEED_ENVELOPE
-    assert inbox.result("req-csv-001")["status"] == "queued"
-    failed = inbox.result("0-invalid")
+    assert inbox.result("april.json")["status"] == "queued"
+    failed = inbox.result("0-invalid.json")
     assert failed["status"] == "failed" and failed["runId"] is None
     assert {(e["path"], e["message"]) for e in failed["errors"]} == {
         ("csvFormat.sortBy[0]", "index 9 is out of range (2 columns)"),
         ("metricRequests[0].facets[0]",
          "unknown dimension 'weather' (the store has: entity, entity_type, segments, age, taxonomy)"),
     }
-    assert "neither JSON nor YAML" in inbox.result("1-broken")["errors"][0]["message"]
+    assert "neither JSON nor YAML" in inbox.result("1-broken.yaml")["errors"][0]["message"]
 
     # repeated ticks launch nothing more
     assert inbox.tick() == []
@@ -113,7 +131,7 @@ def test_new_duplicate_changed_and_invalid_files(env, instance, s3_client, bucke
     # the runs, as the daemon would launch them, and the results the run-status sensors write
     result = inbox.launch(requests[0])
     assert result.success
-    done = inbox.result("req-csv-001")
+    done = inbox.result("april.json")
     assert done["status"] == "complete" and done["runId"] == result.run_id
     assert done["request"]["key"] == "requests/april.json"
     [file] = done["body"]
@@ -129,7 +147,7 @@ def test_new_duplicate_changed_and_invalid_files(env, instance, s3_client, bucke
     inbox.put("april.json", SEED_ENVELOPE)
     assert inbox.tick() == []
     assert [r.tags["export_pipeline/request_id"] for r in inbox.tick(cursor=None)] == ["body-only"]
-    assert inbox.result("req-csv-001")["status"] == "complete"
+    assert inbox.result("april.json")["status"] == "complete"
 
     # a changed file runs again and its result starts over
     changed = copy.deepcopy(SEED_ENVELOPE)
@@ -137,9 +155,9 @@ def test_new_duplicate_changed_and_invalid_files(env, instance, s3_client, bucke
     inbox.put("april.json", changed)
     [again] = inbox.tick()
     assert again.run_key != requests[0].run_key
-    assert inbox.result("req-csv-001")["status"] == "queued"
+    assert inbox.result("april.json")["status"] == "queued"
     inbox.launch(again)
-    assert inbox.result("req-csv-001")["rows"] == 10
+    assert inbox.result("april.json")["rows"] == 10
 
 
 def test_a_failed_run_writes_its_errors(env, instance, s3_client, bucket, tmp_path, monkeypatch):
@@ -151,7 +169,7 @@ def test_a_failed_run_writes_its_errors(env, instance, s3_client, bucket, tmp_pa
     inbox.resources = sensor_resources(inbox.defs)
     result = inbox.launch(request)
     assert not result.success
-    failed = inbox.result("req-csv-001")
+    failed = inbox.result("q.json")
     assert failed["status"] == "failed" and failed["runId"] == result.run_id
     assert "no-store" in failed["errors"][0]["message"]
     assert failed["body"] is None and failed["rows"] is None
@@ -165,25 +183,20 @@ def test_a_late_started_event_never_overwrites_a_final_status(env, instance, s3_
     run = instance.get_run_by_id(result.run_id)
     start = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_START)[0]
     inbox.status_sensor("inbox_result_running", start.dagster_event, run)
-    assert inbox.result("q")["status"] == "complete"
+    assert inbox.result("q.json")["status"] == "complete"
 
 
 def test_a_tick_is_bounded(env, instance, s3_client, bucket, monkeypatch):
     inbox = Inbox(instance, s3_client, bucket)
-    inbox.resources = {
-        **inbox.resources,
-        "request_inbox": inbox.resources["request_inbox"].model_copy(
-            update={"max_requests_per_tick": 2}
-        ),
-    }
+    inbox.configure(max_requests_per_tick=2)
     for i in range(5):
         body = copy.deepcopy(SEED_BODY)
         body["metricRequests"][0]["name"] = f"copy {i}"
         inbox.put(f"r{i}.json", body)
     launched = []
     for _ in range(3):
-        launched += [r.tags["export_pipeline/request_id"] for r in inbox.tick()]
-    assert launched == ["r0", "r1", "r2", "r3", "r4"]
+        launched.append(request_ids(inbox.tick()))
+    assert launched == [["r0", "r1"], ["r2", "r3"], ["r4"]]
     assert inbox.tick() == []
 
 
@@ -201,7 +214,7 @@ def test_inline_credentials_are_sealed_before_they_become_run_config(
     inbox = Inbox(instance, s3_client, bucket)
     inbox.put("no-key.json", document)
     assert inbox.tick() == []
-    failed = inbox.result("no-key")
+    failed = inbox.result("no-key.json")
     assert failed["status"] == "failed"
     assert "EXPORT_SEALING_KEY is not set" in failed["errors"][0]["message"]
     assert "hunter2-inline-secret" not in json.dumps(failed)
@@ -211,3 +224,199 @@ def test_inline_credentials_are_sealed_before_they_become_run_config(
     [request] = inbox.tick()
     password = request.run_config["destination"]["password"]
     assert is_sealed(password) and "hunter2-inline-secret" not in json.dumps(request.run_config)
+
+
+def body_named(name: str) -> dict:
+    body = copy.deepcopy(SEED_BODY)
+    body["metricRequests"][0]["name"] = name
+    return body
+
+
+def request_ids(run_requests) -> list[str]:
+    return [r.tags["export_pipeline/request_id"] for r in run_requests]
+
+
+def test_a_poison_file_never_stops_the_inbox(env, instance, s3_client, bucket):
+    """Files whose handling raises (a date that overflows, brackets nested past the parser's
+    depth, a run config the daemon could not ship) fail on their own; the files around them
+    run, the cursor moves on, and the next tick redoes nothing."""
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("a-good.json", body_named("first"))
+    overflow = body_named("overflow")
+    overflow["metricRequests"][0]["end"] = "9999-12-31T23:59:59-01:00"
+    inbox.put("b-overflow.json", overflow)
+    nested = b"[" * 100_000 + b"]" * 100_000
+    assert len(nested) < 1024 * 1024
+    inbox.put("c-nested.json", nested)
+    deep = copy.deepcopy(SEED_ENVELOPE)
+    deep["data"]["id"] = "deep"
+    deep["action"] = json.loads("[" * 600 + "]" * 600)  # parses, validates, but cannot be shipped
+    inbox.put("d-deep.json", deep)
+    inbox.put("e-good.yaml", body_named("last"))
+
+    requests = inbox.tick()
+    assert request_ids(requests) == ["a-good", "e-good"]
+    results = inbox.results()
+    assert {k: r["status"] for k, r in results.items()} == {
+        "results/a-good.json": "queued",
+        "results/b-overflow.json": "failed",
+        "results/c-nested.json": "failed",
+        "results/d-deep.json": "failed",
+        "results/e-good.yaml": "queued",
+    }
+    for name in ("b-overflow.json", "c-nested.json", "d-deep.json"):
+        failed = results[f"results/{name}"]
+        assert failed["runId"] is None and failed["errors"], failed
+        assert all(e["message"] for e in failed["errors"])
+        assert failed["request"]["key"] == f"requests/{name}"
+    assert results["results/d-deep.json"]["id"] == "deep"
+
+    state = json.loads(inbox.cursor)  # the pass went on to its end, every file handled once
+    assert state["after"] == "" and len(state["seen"]) == 5
+    assert inbox.tick() == []
+    assert inbox.results() == results  # nothing written again
+    [done] = [inbox.launch(r) for r in requests[:1]]
+    assert done.success and inbox.result("a-good.json")["status"] == "complete"
+
+
+def test_each_file_owns_its_result(env, instance, s3_client, bucket):
+    """A result is keyed by its request file, so no file can write over another's result,
+    whatever ``data.id`` it claims and however its path reads as an id."""
+    inbox = Inbox(instance, s3_client, bucket)
+    victim = copy.deepcopy(SEED_ENVELOPE)
+    victim["data"]["id"] = "shared"
+    inbox.put("victim.json", victim)
+    [request] = inbox.tick()
+    assert request.tags["export_pipeline/request_id"] == "shared"
+
+    # another client reuses the id: once with an invalid file, once with a valid one
+    squatter = copy.deepcopy(victim)
+    squatter["data"]["body"]["csvFormat"]["sortBy"] = [9]
+    inbox.put("squatter.json", squatter)
+    twin = copy.deepcopy(victim)
+    twin["data"]["body"]["metricRequests"][0]["end"] = "2024-04-10T23:59:59Z"
+    inbox.put("twin.json", twin)
+    [twin_request] = inbox.tick()
+    assert inbox.result("victim.json")["status"] == "queued"
+    squatted = inbox.result("squatter.json")
+    assert (squatted["id"], squatted["status"]) == ("shared", "failed")
+    assert squatted["errors"][0]["path"] == "data.body.csvFormat.sortBy[0]"
+
+    # both runs write their own results, whatever order they finish in
+    twin_run = inbox.launch(twin_request)
+    run = inbox.launch(request)
+    mine = inbox.result("victim.json")
+    assert (mine["id"], mine["status"], mine["runId"], mine["rows"]) == ("shared", "complete", run.run_id, 30)
+    assert mine["request"]["key"] == "requests/victim.json"
+    theirs = inbox.result("twin.json")
+    assert (theirs["status"], theirs["runId"], theirs["rows"]) == ("complete", twin_run.run_id, 10)
+    assert inbox.result("squatter.json")["status"] == "failed"
+
+    # paths that read as one id: four files, four results, each about its own file
+    inbox.put("team/april.json", body_named("slash"))
+    inbox.put("team.april.json", body_named("dot"))
+    invalid = body_named("space")
+    invalid["csvFormat"]["sortBy"] = [7]
+    inbox.put("team april.json", invalid)
+    inbox.put("team-april.json", body_named("dash"))
+    requests = inbox.tick()
+    assert sorted(r.tags["export_pipeline/inbox_key"] for r in requests) == [
+        "requests/team-april.json", "requests/team.april.json", "requests/team/april.json",
+    ]
+    for name, status in [("team/april.json", "queued"), ("team.april.json", "queued"),
+                         ("team april.json", "failed"), ("team-april.json", "queued")]:
+        result = inbox.result(name)
+        assert (result["status"], result["request"]["key"]) == (status, f"requests/{name}")
+    for r in requests:
+        inbox.launch(r)
+    names = {
+        name: inbox.result(name)["runId"]
+        for name in ("team/april.json", "team.april.json", "team-april.json")
+    }
+    assert len(set(names.values())) == 3 and None not in names.values()
+    assert inbox.result("team april.json")["status"] == "failed"
+
+
+def test_a_tick_stops_when_its_budget_is_spent(env, instance, s3_client, bucket):
+    """The budget is checked before each file after the first: with none left, every tick
+    still handles one file, and the rest wait for the next ticks."""
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.configure(tick_budget_seconds=0.0)
+    for i in range(3):
+        inbox.put(f"r{i}.json", body_named(f"copy {i}"))
+    assert [request_ids(inbox.tick()) for _ in range(3)] == [["r0"], ["r1"], ["r2"]]
+    assert inbox.tick() == []
+    assert sorted(inbox.results()) == ["results/r0.json", "results/r1.json", "results/r2.json"]
+
+
+def test_a_canceled_run_fails_its_result(env, instance, s3_client, bucket):
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("q.json", SEED_BODY)
+    [request] = inbox.tick()
+    job = inbox.defs.resolve_job_def("export_job")
+    run = instance.create_run_for_job(
+        job_def=job, run_config=request.run_config,
+        tags={**request.tags, RUN_KEY_TAG: request.run_key},
+    )
+    instance.report_run_canceled(run)
+    run = instance.get_run_by_id(run.run_id)
+    assert run.status == dg.DagsterRunStatus.CANCELED
+    [canceled] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELED)
+    inbox.status_sensor("inbox_result_canceled", canceled.dagster_event, run)
+    result = inbox.result("q.json")
+    assert (result["status"], result["runId"]) == ("failed", run.run_id)
+    assert result["errors"] == [{"path": "", "message": "the run was canceled"}]
+    assert result["body"] is None
+
+
+@pytest.mark.parametrize("setting", ["stopped", " Stopped ", "running", None])
+def test_the_inbox_sensor_can_start_stopped(env, monkeypatch, setting):
+    if setting is None:
+        monkeypatch.delenv("EXPORT_INBOX_SENSOR", raising=False)
+    else:
+        monkeypatch.setenv("EXPORT_INBOX_SENSOR", setting)
+    defs = build_definitions()
+    stopped = setting is not None and setting.strip().lower() == "stopped"
+    expected = dg.DefaultSensorStatus.STOPPED if stopped else dg.DefaultSensorStatus.RUNNING
+    assert defs.resolve_sensor_def("request_inbox_sensor").default_status == expected
+    for name in ("inbox_result_running", "inbox_result_complete", "inbox_result_failed",
+                 "inbox_result_canceled"):  # results of runs already requested still arrive
+        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_other_inbox_and_results_prefixes(env, instance, s3_client, bucket, monkeypatch):
+    monkeypatch.setenv("EXPORT_INBOX_PREFIX", "clients/in/")
+    monkeypatch.setenv("EXPORT_RESULTS_PREFIX", "clients/out/")
+    inbox = Inbox(instance, s3_client, bucket, prefix="clients/in/", results_prefix="clients/out/")
+    s3_client.put_object(Bucket=bucket, Key="requests/ignored.json", Body=json.dumps(SEED_BODY).encode())
+    inbox.put("team/april.json", SEED_ENVELOPE)
+    invalid = copy.deepcopy(SEED_BODY)
+    invalid["csvFormat"]["sortBy"] = [9]
+    inbox.put("bad.json", invalid)
+    [request] = inbox.tick()
+    assert request.tags["export_pipeline/inbox_key"] == "clients/in/team/april.json"
+    assert sorted(inbox.results()) == ["clients/out/bad.json", "clients/out/team/april.json"]
+    run = inbox.launch(request)
+    done = inbox.result("team/april.json")
+    assert (done["status"], done["runId"], done["id"]) == ("complete", run.run_id, "req-csv-001")
+    listed = s3_client.list_objects_v2(Bucket=bucket)["Contents"]
+    assert not any(o["Key"].startswith("results/") for o in listed)
+
+
+def test_a_file_s3_will_not_serve_fails_alone(env, instance, s3_client, bucket):
+    """An archived object cannot be read until it is restored: a lasting error about that file
+    alone, so it gets its own failed result instead of holding the inbox at it for ever."""
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("a.json", body_named("first"))
+    s3_client.put_object(
+        Bucket=bucket, Key="requests/b-archived.json", Body=json.dumps(SEED_BODY).encode(),
+        StorageClass="GLACIER",
+    )
+    inbox.put("c.json", body_named("last"))
+    assert request_ids(inbox.tick()) == ["a", "c"]
+    archived = inbox.result("b-archived.json")
+    assert archived["status"] == "failed" and archived["runId"] is None
+    assert archived["errors"] == [
+        {"path": "", "message": "the request file cannot be read (InvalidObjectState)"}
+    ]
+    assert inbox.tick() == []
