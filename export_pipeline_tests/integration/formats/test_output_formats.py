@@ -184,6 +184,11 @@ def test_csv_delimiter_bom_and_excel_profile(store_env):
         assert data.startswith(BOM) and b"\r\n" in data and rows(data[len(BOM):]) == want
 
 
+def use_store(tmp_path, monkeypatch, frame: pl.DataFrame) -> None:
+    """``frame`` as the metric store the export job reads."""
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(write_store(tmp_path / "store", frame)))
+
+
 @pytest.fixture
 def hostile_store(tmp_path, monkeypatch, bucket):
     names = ["=HYPERLINK(\"http://x\")", "+1+2", "-3+4", "@SUM(A1)", "\tcmd", "\rcmd", "plain", "-"]
@@ -193,8 +198,7 @@ def hostile_store(tmp_path, monkeypatch, bucket):
         "entity_type": ["location"] * len(names),
         "value": [-5.5, -3, 0, 7, -1, 2, -100, 1],
     })
-    store = write_store(tmp_path / "store", frame)
-    monkeypatch.setenv("EXPORT_METRICS_PATH", str(store))
+    use_store(tmp_path, monkeypatch, frame)
     return names
 
 
@@ -310,8 +314,7 @@ def refunds_store(tmp_path, monkeypatch, bucket):
                 -400.0, -25.25, 60.0, -90.0, -5.0, 10.0,
                 10.0, -10.0, 0.0, 0.0, 0.0, 0.0],
     })
-    store = write_store(tmp_path / "store", frame)
-    monkeypatch.setenv("EXPORT_METRICS_PATH", str(store))
+    use_store(tmp_path, monkeypatch, frame)
     return frame
 
 
