@@ -1,20 +1,30 @@
 """Every request example in the README runs on the demo store and gives meaningful output:
-rows, and no column that is empty from top to bottom."""
+rows, and no column that is empty from top to bottom. Examples are the JSON requests in fenced
+json blocks and heredocs, the request files the README names, and the saved exports in its
+yaml blocks (their first partition)."""
 
 from __future__ import annotations
 
 import io
 import json
 import re
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
+import yaml
 from pypdf import PdfReader
+
+from export_pipeline.saved_exports.definitions import parse_saved_export
 
 from export_pipeline_tests.support.requests import REPO, download, parse_csv, run_job
 
 FENCED = re.compile(r"^```json\n(.*?)^```", re.S | re.M)
 HEREDOC = re.compile(r"<<'JSON'\n(.*?)^JSON$", re.S | re.M)
+YAML = re.compile(r"^```yaml\n(.*?)^```", re.S | re.M)
+FILES = re.compile(r"export_pipeline/examples/[\w./-]+\.json")
+PARTITION = {"hourly": timedelta(hours=1), "daily": timedelta(days=1), "weekly": timedelta(weeks=1)}
 
 
 def is_request(document) -> bool:
@@ -40,6 +50,15 @@ def readme_requests() -> list[tuple[str, dict]]:
                 continue  # a fragment (`"format": {…}`), not a whole document
             if is_request(document):
                 found.append((f"README.md:{text.count(chr(10), 0, match.start()) + 1}", document))
+    for path in sorted(set(FILES.findall(text))):
+        found.append((path, json.loads((REPO / path).read_text())))
+    for match in YAML.finditer(text):
+        definition = yaml.safe_load(match.group(1))
+        if isinstance(definition, dict) and "request" in definition and "name" in definition:
+            saved = parse_saved_export(definition)
+            start = saved.start.replace(tzinfo=ZoneInfo(saved.timezone))
+            where = f"README.md:{text.count(chr(10), 0, match.start()) + 1}"
+            found.append((where, saved.request_for_window(start, start + PARTITION[saved.cadence.value])))
     return found
 
 
