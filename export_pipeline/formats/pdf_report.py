@@ -284,12 +284,13 @@ def _trend(report: _Report, metric: _Metric) -> Image:
     date = report.date_column
     series = report.frame.group_by(date).agg(metric.total().alias("v")).sort(date)
     values = [float(v) if v is not None else math.nan for v in series["v"].to_list()]
+    labels = [_label(d) for d in series[date].to_list()]
     figure, axis = _pyplot().subplots(figsize=(7.2, 2.4))
-    axis.plot(series[date].to_list(), values, color=report.branding.primary_color, linewidth=1.6,
+    axis.plot(range(series.height), values, color=report.branding.primary_color, linewidth=1.6,
               marker="o" if series.height == 1 else None)
     axis.set_title(f"{metric.heading} per bucket", fontsize=10)
     ticks = list(range(0, series.height, max(1, -(-series.height // 6))))
-    axis.set_xticks([series[date][i] for i in ticks], [series[date][i] for i in ticks], fontsize=7, rotation=20)
+    axis.set_xticks(ticks, [labels[i] for i in ticks], fontsize=7, rotation=20)
     axis.tick_params(axis="y", labelsize=7)
     axis.spines[["top", "right"]].set_visible(False)
     axis.grid(axis="y", alpha=0.3)
@@ -348,7 +349,7 @@ def _share_chart(report: _Report, breakdown: pl.DataFrame, dimension: str, headi
     values = [float(v) for v in charted[lead.name].to_list()]
     title = f"{lead.heading} by {heading}"
     if not values or not _finite(total):
-        reason = "no total to chart" if not values else f"the total of {lead.heading} is not a number"
+        reason = "no total to chart" if not values else f"the total of {lead.heading} is not a finite number"
         return [Paragraph(f"No share chart: {markup(reason)}.", styles.body)]
     if min(values) < 0:
         top = charted.sort(pl.col(lead.name).abs(), descending=True).head(BAR_ROWS)

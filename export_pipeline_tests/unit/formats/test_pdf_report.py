@@ -59,11 +59,13 @@ def test_negative_totals_are_charted_as_bars_and_added_up():
     ({"c0": ["2024-04-01"] * 2, "c1": ["a", "b"], "c2": [0.0, 0.0], "c3": [0.0, 0.0]},
      "No share chart: the total of Net is zero."),
     ({"c0": ["2024-04-01"] * 2, "c1": ["a", "b"], "c2": [float("nan"), 2.0], "c3": [None, 1.0]},
-     "No share chart: the total of Net is not a number."),
+     "No share chart: the total of Net is not a finite number."),
     ({"c0": ["2024-04-01"] * 2, "c1": ["a", None], "c2": [None, None], "c3": [None, None]},
      "No share chart: no total to chart."),
     ({"c0": [], "c1": [], "c2": [], "c3": []}, "No data in the requested range."),
     ({"c0": ["2024-04-02"], "c1": ["only"], "c2": [7.0], "c3": [-1.0]}, "Share of total Net"),
+    ({"c0": [None, "2024-04-02"], "c1": [None, "x"], "c2": [-1.0, float("inf")], "c3": [None, 2.0]},
+     "No share chart: the total of Net is not a finite number."),
 ])
 def test_zero_nan_empty_and_single_row_tables_make_a_report(rows, says):
     text = text_of(report(rows))
@@ -81,6 +83,7 @@ STORED = [
     "tab\there",
     "bell\x07end",
 ]
+RIGHT_TO_LEFT = ["مرحبا بكم", "שלום"]
 
 
 def font_runs(data: bytes) -> list[tuple[str, dict]]:
@@ -105,11 +108,14 @@ def drawn_characters(font) -> set[str]:
     return drawn
 
 
+ALL = STORED + RIGHT_TO_LEFT
+
+
 def test_text_prints_as_stored_in_fonts_that_have_its_glyphs():
     heading = "Umsatz & <Netto> Δ"
     data = report(
-        {"c0": ["2024-04-01"] * len(STORED), "c1": STORED, "c2": [float(i + 1) for i in range(len(STORED))],
-         "c3": [1.0] * len(STORED)},
+        {"c0": ["2024-04-01"] * len(ALL), "c1": ALL, "c2": [float(i + 1) for i in range(len(ALL))],
+         "c3": [1.0] * len(ALL)},
         headings=["Date", "Entity", heading, "Refunds"], title="Rapport 東京 & Cie",
     )
     text = text_of(data)
@@ -119,6 +125,9 @@ def test_text_prints_as_stored_in_fonts_that_have_its_glyphs():
     # control characters are shown, as U+FFFD, never dropped or passed through
     assert "tab\ufffdhere" in text and "bell\ufffdend" in text
     assert "\x07" not in text
+    # right-to-left text is drawn unshaped, left to right; a reader may give it back reversed
+    for value in RIGHT_TO_LEFT:
+        assert all(word in text or word[::-1] in text for word in value.split()), value
     # every character is drawn by a font that has it: the embedded subset's own glyph, or a
     # CJK font the reader supplies
     missing = []
