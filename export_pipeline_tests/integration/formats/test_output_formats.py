@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import io
 import shutil
 import subprocess
@@ -13,10 +14,13 @@ import polars as pl
 import pytest
 from pypdf import PdfReader
 
-from export_pipeline.table.model import ExportTable
+from export_pipeline.contract.validation import validate_document
 from export_pipeline.formats.csv_writer import BOM
 from export_pipeline.formats.xlsx_writer import write_xlsx
+from export_pipeline.store.parquet import ParquetMetricSource
+from export_pipeline.table.model import ExportTable
 from export_pipeline_tests.support.helpers import all_objects, utc, write_store
+from export_pipeline_tests.support.reference import reference_csv_rows
 from export_pipeline_tests.support.requests import SEED_BODY, download, parse_csv, run_job
 
 
@@ -33,6 +37,11 @@ def export(document):
     return out, download(out.signed_url)
 
 
+def reference(store, body) -> list[list[str]]:
+    """The expected rows of ``body``, computed from the store's raw rows (support/reference)."""
+    return reference_csv_rows(store, validate_document(body, ParquetMetricSource(store).schema()).request)
+
+
 def multi_entity_body(**format_options) -> dict:
     body = copy.deepcopy(SEED_BODY)
     body["csvFormat"]["columns"] = [
@@ -46,8 +55,7 @@ def multi_entity_body(**format_options) -> dict:
     return body
 
 
-def test_xlsx_reads_back_equal_to_the_csv_of_the_same_request(store_env, s3_client, bucket):
-    csv_export, csv_data = export(multi_entity_body())
+def test_xlsx_cells_are_typed_and_equal_the_reference(store_env, s3_client, bucket):
     xlsx_export, xlsx_data = export(multi_entity_body(extension="xlsx"))
     assert xlsx_export.key.endswith(".xlsx")
     head = s3_client.head_object(Bucket=bucket, Key=xlsx_export.key)
@@ -55,14 +63,14 @@ def test_xlsx_reads_back_equal_to_the_csv_of_the_same_request(store_env, s3_clie
     workbook = openpyxl.load_workbook(io.BytesIO(xlsx_data))
     sheet = workbook.active
     rows = list(sheet.iter_rows(values_only=True))
-    csv_rows = parse_csv(csv_data)
-    assert list(rows[0]) == csv_rows[0]
-    assert len(rows) == len(csv_rows) == csv_export.rows + 1
-    for got, want in zip(rows[1:], csv_rows[1:]):
-        assert got[0].date() == date.fromisoformat(want[0])  # an Excel date, not text
-        assert got[1] == want[1]
-        assert isinstance(got[2], int) and got[2] == int(want[2])
-        assert float(got[3]) == float(want[3])
+    want = reference(store_env, multi_entity_body())
+    assert list(rows[0]) == ["Date", "Entity", "Entries", "Sales"]
+    assert len(rows) - 1 == len(want) == xlsx_export.rows == 30 * 12
+    for got, expected in zip(rows[1:], want):
+        assert got[0].date() == date.fromisoformat(expected[0])  # an Excel date, not text
+        assert got[1] == expected[1]
+        assert isinstance(got[2], int) and got[2] == int(expected[2])
+        assert got[3] == int(expected[3])
     assert sheet.freeze_panes == "A2"
     assert sheet["A1"].font.b and sheet["C1"].font.b
     assert sheet["A2"].number_format == "yyyy-mm-dd"
@@ -123,17 +131,15 @@ def test_pdf_report_has_every_section(store_env, s3_client, bucket, monkeypatch,
                     "Comparison with the previous period", "Appendix", "Date range", "Time zone",
                     "Europe/Paris", "Filters", "Units", "entity type: location"):
         assert section in text, section
-    # the KPI total is the exact sum of the CSV export of the same request
-    csv_out, csv_data = export(multi_entity_body(timezone="Europe/Paris"))
-    total = sum(int(r[2]) for r in parse_csv(csv_data)[1:])
-    assert f"{total:,}" in text
+    # the KPI total is the sum of the stored entries in the range, computed from the raw rows
+    total = sum(int(r[2]) for r in reference(store_env, multi_entity_body(timezone="Europe/Paris")))
+    assert total > 0 and f"{total:,}" in text
     # the previous period (March 2 to 31, 30 days) was fetched and compared
     previous = copy.deepcopy(multi_entity_body(timezone="Europe/Paris"))
     previous["metricRequests"][0]["start"] = "2024-03-02T00:00:00Z"
     previous["metricRequests"][0]["end"] = "2024-03-31T23:59:59Z"
-    _, previous_csv = export(previous)
-    previous_total = sum(int(r[2]) for r in parse_csv(previous_csv)[1:])
-    assert f"{previous_total:,}" in text
+    previous_total = sum(int(r[2]) for r in reference(store_env, previous))
+    assert previous_total > 0 and f"{previous_total:,}" in text
     assert f"{(total - previous_total) / previous_total * 100:+.1f}%" in text
 
 
@@ -163,13 +169,24 @@ def csv_body(**format_options) -> dict:
 
 
 def test_csv_delimiter_bom_and_excel_profile(store_env):
+    want = [["Date", "Entries"], *reference(store_env, csv_body())]
+    assert len(want) == 31
+
+    def rows(data: bytes, delimiter: str = ",") -> list[list[str]]:
+        return list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=delimiter))
+
     _, plain = export(csv_body())
+    assert not plain.startswith(BOM) and rows(plain) == want
     _, semicolon = export(csv_body(csvDelimiter=";"))
-    assert semicolon == plain.replace(b",", b";")
-    _, excel = export(csv_body(profile="excel"))
-    assert excel == BOM + plain
-    _, bom = export(csv_body(bom=True))
-    assert bom == BOM + plain
+    assert b"," not in semicolon and rows(semicolon, ";") == want
+    for options in ({"profile": "excel"}, {"bom": True}):
+        _, data = export(csv_body(**options))
+        assert data.startswith(BOM) and b"\r\n" in data and rows(data[len(BOM):]) == want
+
+
+def use_store(tmp_path, monkeypatch, frame: pl.DataFrame) -> None:
+    """``frame`` as the metric store the export job reads."""
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(write_store(tmp_path / "store", frame)))
 
 
 @pytest.fixture
@@ -181,8 +198,7 @@ def hostile_store(tmp_path, monkeypatch, bucket):
         "entity_type": ["location"] * len(names),
         "value": [-5.5, -3, 0, 7, -1, 2, -100, 1],
     })
-    store = write_store(tmp_path / "store", frame)
-    monkeypatch.setenv("EXPORT_METRICS_PATH", str(store))
+    use_store(tmp_path, monkeypatch, frame)
     return names
 
 
@@ -212,9 +228,31 @@ def test_formula_guard_neutralises_text_and_never_numbers(hostile_store):
     assert {r[0] for r in parse_csv(raw)[1:]} == set(hostile_store)
 
 
+HOSTILE_HEADING = "=cmd|' /C calc'!A0"
+
+
+def test_formula_guard_neutralises_headings_as_it_does_cells(hostile_store):
+    body = hostile_body()
+    body["csvFormat"]["columns"][1]["heading"] = HOSTILE_HEADING
+    rows = parse_csv(export(body)[1])
+    # csv: the heading gets the same quote prefix as a cell that would run as a formula
+    assert rows[0] == ["Entity", "'" + HOSTILE_HEADING]
+    assert "'" + hostile_store[0] in {r[0] for r in rows[1:]}
+    body["format"] = {"formulaGuard": False}
+    assert parse_csv(export(body)[1])[0] == ["Entity", HOSTILE_HEADING]
+    # xlsx: cells are text cells, never formulas, and so is the heading
+    body["format"] = {"extension": "xlsx"}
+    sheet = openpyxl.load_workbook(io.BytesIO(export(body)[1])).active
+    assert (sheet["B1"].data_type, sheet["B1"].value) == ("s", HOSTILE_HEADING)
+    assert [c.data_type for c in sheet["A"][1:]] == ["s"] * len(hostile_store)
+    assert hostile_store[0] in [c.value for c in sheet["A"][1:]]
+
+
 @pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice (soffice) is not installed; .ci/run installs it")
 def test_guarded_cells_open_as_text_in_libreoffice(hostile_store, tmp_path):
-    _, data = export(hostile_body(profile="excel"))
+    body = hostile_body(profile="excel")
+    body["csvFormat"]["columns"][1]["heading"] = HOSTILE_HEADING
+    _, data = export(body)
     source = tmp_path / "export.csv"
     source.write_bytes(data)
     profile = tmp_path / "lo-profile"
@@ -224,6 +262,8 @@ def test_guarded_cells_open_as_text_in_libreoffice(hostile_store, tmp_path):
         check=True, capture_output=True, timeout=180,
     )
     sheet = openpyxl.load_workbook(tmp_path / "export.xlsx").active
+    heading = sheet["B1"]
+    assert heading.data_type == "s" and not str(heading.value).startswith("="), heading.value
     rows = list(sheet.iter_rows(min_row=2))
     names = [r[0] for r in rows]
     values = [r[1] for r in rows]
@@ -239,20 +279,18 @@ def test_named_file_key_and_extension(store_env, s3_client, bucket):
     assert all_objects(s3_client, bucket) == [out.key]
 
 
-def test_xlsx_subdaily_cells_are_local_datetimes_of_the_csv(store_env):
+def test_xlsx_subdaily_cells_are_local_datetimes(store_env):
     body = copy.deepcopy(SEED_BODY)
     body["metricRequests"][0]["aggregationPeriod"] = "hour"
     body["metricRequests"][0]["end"] = "2024-04-02T23:59:59Z"
-    body["format"] = {"timezone": "America/New_York"}
-    _, csv_data = export(body)
-    body["format"]["extension"] = "xlsx"
+    body["format"] = {"timezone": "America/New_York", "extension": "xlsx"}
     _, xlsx_data = export(body)
     sheet = openpyxl.load_workbook(io.BytesIO(xlsx_data)).active
     rows = list(sheet.iter_rows(min_row=2, values_only=True))
-    csv_rows = parse_csv(csv_data)[1:]
-    assert csv_rows[0][0].endswith("-04:00")
-    assert [r[0].isoformat() for r in rows] == [r[0][:19] for r in csv_rows]
-    assert [r[1] for r in rows] == [int(r[1]) for r in csv_rows]
+    want = reference(store_env, body)
+    assert want[0][0].endswith("-04:00") and len(want) == 28  # 14 open hours a day
+    assert [r[0].isoformat() for r in rows] == [w[0][:19] for w in want]  # local wall time
+    assert [r[1] for r in rows] == [int(w[1]) for w in want]
     assert sheet["A2"].number_format == "yyyy-mm-dd hh:mm"
 
 
@@ -263,3 +301,44 @@ def test_xlsx_refuses_a_table_wider_than_a_sheet(tmp_path):
     table = ExportTable(frame=frame, headings=[f"h{i}" for i in range(MAX_COLUMNS + 1)])
     with pytest.raises(ValueError, match="16,384"):
         write_xlsx(table, tmp_path / "x.xlsx")
+
+
+@pytest.fixture
+def refunds_store(tmp_path, monkeypatch, bucket):
+    """Net sales with refunds: some entities' totals are negative, one is zero."""
+    frame = pl.DataFrame({
+        "timestamp": [utc(2024, 5, d, h) for d in (1, 2, 3) for h in (10, 15)] * 3,
+        "entity_id": [e for e in ("north", "south", "east") for _ in range(6)],
+        "entity_type": ["location"] * 18,
+        "net": [120.5, -30.0, 80.0, -10.0, 5.0, 0.0,
+                -400.0, -25.25, 60.0, -90.0, -5.0, 10.0,
+                10.0, -10.0, 0.0, 0.0, 0.0, 0.0],
+    })
+    use_store(tmp_path, monkeypatch, frame)
+    return frame
+
+
+def refunds_body(**format_options) -> dict:
+    return {
+        "csvFormat": {
+            "columns": [{"heading": "Date"}, {"heading": "Store", "field": "entity"},
+                        {"heading": "Net sales", "metricId": "n", "fetchValue": "net"}],
+            "sortBy": [], "rowFilters": ["entity"],
+        },
+        "metricRequests": [{"metricId": "n", "start": "2024-05-01T00:00:00Z", "end": "2024-05-03T23:59:59Z"}],
+        **({"format": format_options} if format_options else {}),
+    }
+
+
+def test_negative_totals_export_as_csv_and_as_pdf(refunds_store):
+    total = sum(refunds_store["net"].to_list())  # -284.75
+    _, csv_data = export(refunds_body())
+    assert sum(float(r[2]) for r in parse_csv(csv_data)[1:]) == pytest.approx(total)
+    out, pdf = export(refunds_body(extension="pdf", title="Net sales & refunds"))
+    assert out.key.endswith(".pdf")
+    text = pdf_text(pdf)
+    assert "Net sales & refunds" in text and "&amp;" not in text
+    assert f"{total:,.2f}" in text
+    assert "Some totals are negative" in text
+    south = -400.0 - 25.25 + 60.0 - 90.0 - 5.0 + 10.0
+    assert f"{south:,.2f}" in text

@@ -135,15 +135,28 @@ def test_rerun_replaces_and_failed_rerun_keeps_the_file(tmp_path, monkeypatch, d
     assert job.execute_in_process(partition_key="2024-04-08", instance=instance).success
     first = read_object(s3_client, bucket, key)
     assert [r[0] for r in parse_csv(first)[1:]] == [f"2024-04-{d:02d}" for d in range(8, 15)]
+    # the store changes (late data, a correction): the re-run's file must be the new numbers
+    changed = (
+        pl.scan_parquet(sorted(demo_store_path.glob("*.parquet")))
+        .filter(pl.col("timestamp").dt.month() == 4)
+        .with_columns(entries=pl.col("entries") * 10 + 1)
+        .collect()
+    )
+    store = write_store(tmp_path / "changed", changed)
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(store))
     assert job.execute_in_process(partition_key="2024-04-08", instance=instance).success
-    assert read_object(s3_client, bucket, key) == first
+    second = read_object(s3_client, bucket, key)
+    assert second != first
+    window = job.partitions_def.time_window_for_partition_key("2024-04-08")
+    rows = check_partition(s3_client, bucket, store, definition, key, (window.start, window.end))
+    assert [int(r[1]) for r in rows[1:]] != [int(r[1]) for r in parse_csv(first)[1:]]
     assert all_objects(s3_client, bucket) == [key]
 
     monkeypatch.setenv("EXPORT_METRICS_PATH", str(tmp_path / "gone"))
     job = build_definitions().resolve_job_def("saved_export_weekly")
     result = job.execute_in_process(partition_key="2024-04-08", instance=instance, raise_on_error=False)
     assert not result.success
-    assert read_object(s3_client, bucket, key) == first
+    assert read_object(s3_client, bucket, key) == second
 
 
 def test_schedule_runs_the_newest_complete_partition(tmp_path, monkeypatch, bucket):

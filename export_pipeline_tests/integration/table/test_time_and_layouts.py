@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import copy
-import math
 import statistics
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -17,6 +16,12 @@ from export_pipeline.planning import plan as planning
 from export_pipeline.store.parquet import ParquetMetricSource
 from export_pipeline.contract.validation import validate_document
 from export_pipeline_tests.support.helpers import utc, write_store
+from export_pipeline_tests.support.reference import (
+    reference_crosstab,
+    reference_csv_rows,
+    reference_rows,
+    reference_wide,
+)
 from export_pipeline_tests.support.requests import SEED_BODY, download, parse_csv, run_job
 
 NY = ZoneInfo("America/New_York")
@@ -116,18 +121,26 @@ def run_combine(store, body, max_span=None):
     return plan, combine.combine(request, fetched)
 
 
-def reference_samples(store, tz: str, month_step: int) -> dict[str, list[float]]:
-    """Bucket -> samples, computed in plain Python: the per-timestamp sum of both segments."""
-    frame = pl.concat([pl.read_parquet(p) for p in sorted(store.glob("*.parquet"))])
-    per_timestamp: dict[datetime, float] = defaultdict(float)
-    for ts, value in zip(frame["timestamp"].to_list(), frame["value"].to_list()):
-        per_timestamp[ts] += value
-    buckets: dict[str, list[float]] = defaultdict(list)
-    for ts in sorted(per_timestamp):
-        local = ts.replace(tzinfo=timezone.utc).astimezone(ZoneInfo(tz))
-        month0 = (local.month - 1) // month_step * month_step
-        buckets[f"{local.year}-{month0 + 1:02d}-01"].append(per_timestamp[ts])
-    return buckets
+def expected_rows(store, body) -> list[list]:
+    """The reference's rows for ``body``: computed from the store's raw rows in plain Python."""
+    return reference_rows(store, validate_document(body, ParquetMetricSource(store).schema()).request)
+
+
+def assert_rows_match(got: list, want: list, rel: float = 1e-9) -> None:
+    """Row by row: dates as their text, numbers within ``rel`` (floats summed in another
+    order), empty cells empty. ``got`` may be CSV text or the table's typed values."""
+    assert len(got) == len(want), (len(got), len(want))
+    for got_row, want_row in zip(got, want):
+        assert len(got_row) == len(want_row)
+        for g, w in zip(got_row, want_row):
+            if w is None:
+                assert g in (None, ""), (got_row, want_row)
+            elif isinstance(w, datetime):
+                assert g in (w.date().isoformat(), w.isoformat()), (got_row, want_row)
+            elif isinstance(w, str):
+                assert g == w
+            else:
+                assert float(g) == pytest.approx(w, rel=rel, abs=1e-9), (got_row, want_row)
 
 
 @pytest.mark.parametrize("ds, tz, month_step", [("1q", "UTC", 3), ("P3M", "America/New_York", 3), ("P1M", "Asia/Kolkata", 1)])
@@ -142,16 +155,9 @@ def test_decimation_across_window_cuts_equals_the_unsplit_values(sample_store, d
     assert split.frame.equals(unsplit.frame)
     # the same bits on a second run (float sums are added in a fixed order)
     assert split.frame.equals(run_combine(sample_store, decimation_body(ds, tz))[1].frame)
-    expected = reference_samples(sample_store, tz, month_step)
-    assert split.frame["c0"].to_list() == sorted(expected)
-    for row in split.frame.iter_rows():
-        samples = expected[row[0]]
-        spread = len(samples) > 1  # a deviation needs two samples; one gives an empty cell
-        want = [statistics.fmean(samples), statistics.stdev(samples) if spread else None,
-                statistics.variance(samples) if spread else None,
-                min(samples), max(samples), math.fsum(samples)]
-        for got, ref in zip(row[1:], want):
-            assert got == (None if ref is None else pytest.approx(ref, rel=1e-9, abs=1e-9))
+    want = expected_rows(sample_store, decimation_body(ds, tz))
+    assert len(want) >= 12 // month_step  # every bucket of the year (and a local one before it)
+    assert_rows_match(split.frame.rows(), want)
 
 
 def test_a_filtered_column_averages_its_own_slice(sample_store):
@@ -175,10 +181,8 @@ def test_decimation_end_to_end_in_the_job(sample_store, monkeypatch, bucket):
     monkeypatch.setenv("EXPORT_METRICS_PATH", str(sample_store))
     rows = export_rows(decimation_body("1q"))
     assert rows[0] == ["Date", *FUNCTIONS]
-    _, table = run_combine(sample_store, decimation_body("1q"))
     assert [r[0] for r in rows[1:]] == ["2024-01-01", "2024-04-01", "2024-07-01", "2024-10-01"]
-    for row, frame_row in zip(rows[1:], table.frame.iter_rows()):
-        assert [float(v) for v in row[1:]] == list(frame_row[1:])
+    assert_rows_match(rows[1:], expected_rows(sample_store, decimation_body("1q")))
 
 
 def test_shorthand_decimation_matches_the_aggregation_period(sample_store):
@@ -187,23 +191,22 @@ def test_shorthand_decimation_matches_the_aggregation_period(sample_store):
         {"heading": "sum", "metricId": "v", "fetchValue": "value"}
     ]
     body["metricRequests"][0]["decimation"]["dsf"] = "sum"
-    _, decimated = run_combine(sample_store, body)
     plain = copy.deepcopy(body)
     del plain["metricRequests"][0]["decimation"]
+    daily_sums = expected_rows(sample_store, plain)  # summed per day, no samples involved
+    assert len(daily_sums) > 300
+    _, decimated = run_combine(sample_store, body)
+    assert_rows_match(decimated.frame.rows(), daily_sums, rel=1e-12)
     _, daily = run_combine(sample_store, plain)
-    assert decimated.frame.equals(daily.frame)
+    assert_rows_match(daily.frame.rows(), daily_sums, rel=1e-12)
 
 
 def test_delta_is_the_difference_from_the_previous_bucket(sample_store):
-    _, plain = run_combine(sample_store, decimation_body("P1M"))
-    _, delta = run_combine(sample_store, decimation_body("P1M", transform="delta"))
-    assert delta.frame["c0"].to_list() == plain.frame["c0"].to_list()
-    for column in ("c1", "c5", "c6"):
-        values = plain.frame[column].to_list()
-        deltas = delta.frame[column].to_list()
-        assert deltas[0] is None
-        for i in range(1, len(values)):
-            assert deltas[i] == pytest.approx(values[i] - values[i - 1], rel=1e-12)
+    body = decimation_body("P1M", transform="delta")
+    _, delta = run_combine(sample_store, body)
+    want = expected_rows(sample_store, body)
+    assert all(v is None for v in want[0][1:]) and all(v is not None for v in want[1][1:])
+    assert_rows_match(delta.frame.rows(), want, rel=1e-9)
 
 
 def run_combine_shared(store, body):
@@ -254,17 +257,11 @@ def test_shared_reads_with_decimation_delta_and_a_time_zone_equal_separate_reads
     assert windows > 1 and len(plan.scans) == 2 * windows
     assert sorted(len(scan.tasks) for scan in plan.scans) == [2] * windows + [3] * windows
     _, separate = run_combine(sample_store, body)
-    assert shared.frame.height > 300
-    assert shared.frame.equals(separate.frame)
-    sums = shared.frame["c1"].to_list()
-    deltas = shared.frame["c4"].to_list()
-    days = shared.frame["c0"].to_list()
-    adjacent = [
-        datetime.fromisoformat(b) - datetime.fromisoformat(a) == timedelta(days=1)
-        for a, b in zip(days, days[1:])
-    ]
-    for i, next_day in enumerate(adjacent, start=1):
-        assert deltas[i] == (pytest.approx(sums[i] - sums[i - 1], rel=1e-12) if next_day else None)
+    want = expected_rows(sample_store, body)
+    assert len(want) > 300
+    assert want[0][4] is None and want[1][4] is not None  # no bucket before the first
+    assert_rows_match(shared.frame.rows(), want, rel=1e-9)
+    assert_rows_match(separate.frame.rows(), want, rel=1e-9)
 
 
 @pytest.fixture
@@ -288,24 +285,18 @@ def layout_body(layout: str, **extra) -> dict:
     return body
 
 
-def test_long_and_wide_are_pivots_of_each_other(store_env):
-    long_rows = export_rows(layout_body("long"))
-    wide_rows = export_rows(layout_body("wide"))
-    header = wide_rows[0]
-    entities = sorted({r[1] for r in long_rows[1:]})
-    assert header == ["Date"] + [f"{m} ({e})" for e in entities for m in ("Entries", "Exits")]
-    from_wide = set()
-    for row in wide_rows[1:]:
-        for heading, cell in zip(header[1:], row[1:]):
-            metric, entity = heading[:-1].split(" (")
-            if cell != "":
-                from_wide.add((row[0], entity, metric, cell))
-    from_long = {
-        (r[0], r[1], metric, cell)
-        for r in long_rows[1:] for metric, cell in (("Entries", r[2]), ("Exits", r[3])) if cell != ""
-    }
-    assert from_wide == from_long
-    assert [r[0] for r in wide_rows[1:]] == sorted({r[0] for r in long_rows[1:]})
+def layout_request(store, body):
+    return validate_document(body, ParquetMetricSource(store).schema()).request
+
+
+def test_wide_layout_equals_the_reference_pivot(store_env):
+    body = layout_body("wide")
+    wide_rows = export_rows(body)
+    want = reference_wide(store_env, layout_request(store_env, body))
+    entities = sorted(body["metricRequests"][0]["entities"])
+    assert wide_rows[0] == ["Date"] + [f"{m} ({e})" for e in entities for m in ("Entries", "Exits")]
+    assert wide_rows == want
+    assert len(wide_rows) == 11 and all(cell != "" for row in wide_rows[1:] for cell in row)
 
 
 def test_crosstab_has_a_column_per_day_and_a_row_per_entity(store_env):
@@ -315,23 +306,26 @@ def test_crosstab_has_a_column_per_day_and_a_row_per_entity(store_env):
     rows = export_rows(body)
     days = [f"2024-04-{d:02d}" for d in range(1, 11)]
     assert rows[0] == ["Entity", *days]
-    long_rows = export_rows(layout_body("long"))
-    long_cells = {(r[1], r[0]): r[2] for r in long_rows[1:]}
-    assert [r[0] for r in rows[1:]] == sorted({r[1] for r in long_rows[1:]})
-    for row in rows[1:]:
-        for day, cell in zip(days, row[1:]):
-            assert cell == long_cells.get((row[0], day), "")
+    assert rows == reference_crosstab(store_env, layout_request(store_env, body))
+    assert len(rows) == 4
+
+
+def test_crosstab_with_two_metrics_and_empty_buckets(store_env):
+    body = layout_body("crosstab")
+    body["csvFormat"]["sortBy"] = []
+    body["metricRequests"][0]["start"] = "2023-12-30T00:00:00Z"  # the store starts in 2024
+    body["metricRequests"][0]["end"] = "2024-01-02T23:59:59Z"
+    rows = export_rows(body)
+    assert rows[0] == ["Entity", "Metric", "2023-12-30", "2023-12-31", "2024-01-01", "2024-01-02"]
+    assert rows == reference_crosstab(store_env, layout_request(store_env, body))
+    assert all(r[2:4] == ["", ""] and "" not in r[4:] for r in rows[1:])
 
 
 def test_expanded_template_breaks_facets_out(store_env):
     body = layout_body("long")
     body["metricRequests"][0]["facets"] = ["segments"]
-    tabular = export_rows(body)
     body["format"]["template"] = "expanded"
     expanded = export_rows(body)
-    assert expanded[0] == tabular[0] + ["segments"]
-    totals: dict[tuple, int] = defaultdict(int)
-    for r in expanded[1:]:
-        totals[(r[0], r[1])] += int(r[2])
-    assert totals == {(r[0], r[1]): int(r[2]) for r in tabular[1:]}
+    assert expanded[0] == ["Date", "Entity", "Entries", "Exits", "segments"]
+    assert expanded[1:] == reference_csv_rows(store_env, layout_request(store_env, body))
     assert len({r[4] for r in expanded[1:]}) == 3
