@@ -135,9 +135,26 @@ def _check_zone(value: str) -> str:
     return canonical_zone(value)
 
 
+CSV_DELIMITERS = "\t!#$%&'()*,/;<=>?@[\\]^_`{|}~"
+"""The delimiters a CSV may use: a tab or ASCII punctuation that no number or date contains
+(not ``.``, ``-``, ``+``, ``:``, a letter such as ``e``, or a digit), so an unquoted number
+or date is never split, and not the quote character or a space (which readers trim)."""
+
+
+def csv_delimiter_refusal(value: str) -> str | None:
+    """Why ``value`` cannot be a CSV delimiter, or None."""
+    if len(value) == 1 and value in CSV_DELIMITERS:
+        return None
+    return (
+        "must be a tab or one ASCII punctuation character that no number or date contains "
+        "(e.g. ',', ';', '|'); not a letter, digit, space, quote, '.', '-', '+' or ':'"
+    )
+
+
 def _check_delimiter(value: str) -> str:
-    if len(value) != 1 or value in "\"\r\n":
-        raise ValueError("must be one character, not a quote or a line break (e.g. ',', ';', '\\t')")
+    refusal = csv_delimiter_refusal(value)
+    if refusal:
+        raise ValueError(refusal)
     return value
 
 

@@ -151,3 +151,14 @@ def test_crosstab_rows_are_labelled_by_every_row_key():
     assert any(p.startswith("csvFormat.rowFilters[0]: the crosstab layout labels each row") for p in problems)
     document["csvFormat"]["columns"].insert(1, {"heading": "Entity"})
     validate_document(document)
+
+
+@pytest.mark.parametrize("delimiter", [".", "-", "+", ":", "e", "E", "T", "Z", "5", " ", '"', "\r", ";;", "é", ""])
+def test_csv_delimiters_that_split_numbers_or_dates_are_refused(delimiter):
+    problems = problems_of(body(csvDelimiter=delimiter))
+    assert any(p.startswith("format.csvDelimiter: must be a tab or one ASCII punctuation") for p in problems), problems
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|", "^", "~"])
+def test_usual_csv_delimiters_pass(delimiter):
+    assert validate_document(body(csvDelimiter=delimiter)).request.format.csv_delimiter == delimiter
