@@ -22,12 +22,18 @@ from export_pipeline.destinations.paths import path_problems
 from export_pipeline.store.source import StoreSchema
 from export_pipeline.timeline.periods import AggregationPeriod, Granularity, parse_granularity
 from export_pipeline.contract.models import (
+    EARLIEST_INSTANT,
+    LATEST_INSTANT,
+    MAX_HEADING_LENGTH,
     RANGE_MESSAGE,
+    SUPPORTED_INSTANTS,
     REQUEST_ID_PATTERN,
     ROUTE,
     ExportRequest,
     InvalidRequest,
     Problem,
+    has_control_characters,
+    resolve_period,
 )
 
 DATE_DIMENSION = "date"
@@ -165,7 +171,7 @@ def _instant(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return _INSTANT.validate_python(value)
+        return _utc(_INSTANT.validate_python(value))
     except ValidationError:
         return None
 
@@ -192,6 +198,11 @@ def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
 
     for i, metric_request in _items(body.get("metricRequests")):
         problems += _range_problems(metric_request, f"{prefix}metricRequests[{i}]")
+        if "decimation" in metric_request and "aggregationPeriod" in metric_request:
+            problems.append(Problem(
+                f"{prefix}metricRequests[{i}].aggregationPeriod",
+                "give decimation (its ds sets the buckets) or aggregationPeriod, not both",
+            ))
 
     periods = [(i, _bucket_width(m)) for i, m in _items(body.get("metricRequests"))]
     for i, (field_name, period, _) in periods[1:]:
@@ -230,7 +241,7 @@ def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
                     problems.append(Problem(f"{cp}.{key}", "only a column with a metricId takes one"))
             name_key = "field" if "field" in column else "heading"
             name = column.get(name_key)
-            if isinstance(name, str):
+            if isinstance(name, str) and 0 < len(name) <= MAX_HEADING_LENGTH and not has_control_characters(name):
                 name = name if name_key == "field" else name.strip().lower()
                 if name != DATE_DIMENSION and name not in row_filters:
                     known = ", ".join(repr(d) for d in dict.fromkeys((DATE_DIMENSION, *row_filters)))
@@ -311,7 +322,44 @@ def _range_problems(metric_request: dict, path: str) -> list[Problem]:
     if start is not None and end is not None and start >= end:
         field_name = "end" if given["end"] else "to"
         problems.append(Problem(f"{path}.{field_name}", "must be after start (end is inclusive)"))
+    problems += _supported_range_problems(metric_request, path, start, end)
     return problems
+
+
+def _supported_range_problems(
+    metric_request: dict, path: str, start: datetime | None, end: datetime | None
+) -> list[Problem]:
+    """A bound outside the supported instants, reported at the field that set it: ``from``,
+    ``to`` or a ``period`` (``start`` and ``end`` are checked where they are parsed)."""
+    sources = {"start": "from", "end": "to"}
+    period = metric_request.get("period")
+    if isinstance(period, str) and not (start is not None and end is not None):
+        try:
+            derived = resolve_period(start, end, period)
+        except ValueError:
+            return []  # the period itself is reported where it is parsed
+        sources = {"start": "period" if start is None else "from",
+                   "end": "period" if end is None else "to"}
+        start, end = derived
+        if start is None or end is None:
+            return [Problem(f"{path}.period", f"takes the range outside the supported instants, {SUPPORTED_INSTANTS}")]
+    problems = []
+    for bound, value in (("start", start), ("end", end)):
+        field_name = sources[bound]
+        if value is None or (field_name != "period" and field_name not in metric_request):
+            continue
+        if not EARLIEST_INSTANT <= value < LATEST_INSTANT:
+            what = "takes the range outside" if field_name == "period" else "is outside"
+            problems.append(Problem(f"{path}.{field_name}", f"{what} the supported instants, {SUPPORTED_INSTANTS}"))
+    return problems
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """``value`` in UTC, or None when that is outside the calendar (the shape pass says why)."""
+    try:
+        return value.astimezone(timezone.utc) if value is not None else None
+    except OverflowError:
+        return None
 
 
 def _unix(value: Any) -> datetime | None:

@@ -46,6 +46,13 @@ _POLARS_EVERY = {
 
 _MONTHS_PER = {AggregationPeriod.month: 1, AggregationPeriod.quarter: 3, AggregationPeriod.year: 12}
 
+MAX_BUCKET_YEARS = 100
+_PER_YEAR = {
+    AggregationPeriod.minute: 366 * 24 * 60, AggregationPeriod.hour: 366 * 24,
+    AggregationPeriod.day: 366, AggregationPeriod.week: 53, AggregationPeriod.month: 12,
+    AggregationPeriod.quarter: 4, AggregationPeriod.year: 1,
+}
+
 
 @dataclass(frozen=True)
 class Granularity:
@@ -98,7 +105,7 @@ def parse_granularity(text: str) -> Granularity:
     value = text.strip()
     match = _SHORTHAND.match(value)
     if match:
-        return Granularity(_SHORTHAND_UNITS[match.group(2)], int(match.group(1)))
+        return _bounded(Granularity(_SHORTHAND_UNITS[match.group(2)], int(match.group(1))), text)
     match = ISO_DURATION.match(value.upper())
     if not match:
         raise ValueError(
@@ -115,18 +122,28 @@ def parse_granularity(text: str) -> Granularity:
             "hours/minutes), not a mix"
         )
     if calendar:
-        if calendar % 12 == 0:
-            return Granularity(AggregationPeriod.year, calendar // 12)
-        if calendar % 3 == 0:
-            return Granularity(AggregationPeriod.quarter, calendar // 3)
-        return Granularity(AggregationPeriod.month, calendar)
-    if weeks:
-        return Granularity(AggregationPeriod.week, weeks)
-    if days:
-        return Granularity(AggregationPeriod.day, days)
-    if clock % 60 == 0:
-        return Granularity(AggregationPeriod.hour, clock // 60)
-    return Granularity(AggregationPeriod.minute, clock)
+        granularity = (
+            Granularity(AggregationPeriod.year, calendar // 12) if calendar % 12 == 0
+            else Granularity(AggregationPeriod.quarter, calendar // 3) if calendar % 3 == 0
+            else Granularity(AggregationPeriod.month, calendar)
+        )
+    elif weeks:
+        granularity = Granularity(AggregationPeriod.week, weeks)
+    elif days:
+        granularity = Granularity(AggregationPeriod.day, days)
+    elif clock % 60 == 0:
+        granularity = Granularity(AggregationPeriod.hour, clock // 60)
+    else:
+        granularity = Granularity(AggregationPeriod.minute, clock)
+    return _bounded(granularity, text)
+
+
+def _bounded(granularity: Granularity, text: str) -> Granularity:
+    """A bucket of at most ``MAX_BUCKET_YEARS``: a wider one is no bucket of any export and
+    its polars duration would overflow."""
+    if granularity.count > MAX_BUCKET_YEARS * _PER_YEAR[granularity.unit]:
+        raise ValueError(f"{text!r}: a bucket is at most {MAX_BUCKET_YEARS} years wide")
+    return granularity
 
 
 def zone(name: str) -> ZoneInfo | timezone:
