@@ -9,7 +9,7 @@ shape and local rules only; rules that look across the request or at the metric 
 from __future__ import annotations
 
 import json
-import unicodedata
+import re
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
@@ -88,8 +88,11 @@ def _sort_index_hint(value: Any) -> Any:
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's category Cc
+
+
 def has_control_characters(value: str) -> bool:
-    return any(unicodedata.category(c) == "Cc" for c in value)
+    return _CONTROL_CHARACTER.search(value) is not None
 
 
 def _plain_text(value: str) -> str:

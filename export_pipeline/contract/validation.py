@@ -19,6 +19,8 @@ from typing import Any
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from export_pipeline.destinations.paths import path_problems
+from export_pipeline.planning.cost import cost_problems
+from export_pipeline.settings import LimitSettings, get_limits
 from export_pipeline.store.source import StoreSchema
 from export_pipeline.timeline.periods import AggregationPeriod, Granularity, parse_granularity
 from export_pipeline.contract.models import (
@@ -45,8 +47,11 @@ class ValidatedRequest:
     request_id: str | None
 
 
-def validate_document(document: Any, schema: StoreSchema | None = None) -> ValidatedRequest:
-    """The request in ``document`` (a seed-000 body or its envelope), or ``InvalidRequest``."""
+def validate_document(
+    document: Any, schema: StoreSchema | None = None, limits: LimitSettings | None = None
+) -> ValidatedRequest:
+    """The request in ``document`` (a seed-000 body or its envelope), or ``InvalidRequest``.
+    ``limits`` bound what it may cost (the configured ``EXPORT_MAX_*`` when not given)."""
     body, prefix, request_id, problems = _unwrap(document)
     request = None
     if body is not None:
@@ -61,6 +66,8 @@ def validate_document(document: Any, schema: StoreSchema | None = None) -> Valid
         problems += _destination_problems(body, prefix)
         if schema is not None:
             problems += _schema_problems(body, schema, prefix)
+        if request is not None:
+            problems += cost_problems(request, limits or get_limits(), prefix)
     problems = list(dict.fromkeys(problems))
     if problems or request is None:
         raise InvalidRequest(problems)
@@ -216,13 +223,15 @@ def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
 
     problems += _format_problems(body, prefix)
 
+    listed: set[str] = set()  # a set: a list's index() would be quadratic in a huge request
     for i, f in _strings(csv_format.get("rowFilters")):
         if f == "date":
             problems.append(Problem(
                 f"{p}.rowFilters[{i}]", "'date' is always a row dimension; list only the others"
             ))
-        elif row_filters.index(f) != i:
+        elif f in listed:
             problems.append(Problem(f"{p}.rowFilters[{i}]", f"{f!r} is listed twice"))
+        listed.add(f)
 
     headings: dict[str, int] = {}
     for i, column in _items(columns):
@@ -243,7 +252,7 @@ def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
             name = column.get(name_key)
             if isinstance(name, str) and 0 < len(name) <= MAX_HEADING_LENGTH and not has_control_characters(name):
                 name = name if name_key == "field" else name.strip().lower()
-                if name != DATE_DIMENSION and name not in row_filters:
+                if name != DATE_DIMENSION and name not in listed:
                     known = ", ".join(repr(d) for d in dict.fromkeys((DATE_DIMENSION, *row_filters)))
                     problems.append(Problem(
                         f"{cp}.{name_key}",

@@ -201,3 +201,43 @@ def next_bucket_start(t: datetime, period: AggregationPeriod) -> datetime:
         return start + timedelta(days=7)
     month_index = start.year * 12 + start.month - 1 + _MONTHS_PER[period]
     return start.replace(year=month_index // 12, month=month_index % 12 + 1)
+
+
+_EPOCH = datetime(1970, 1, 1)
+_MINUTES_PER = {
+    AggregationPeriod.minute: 1, AggregationPeriod.hour: 60, AggregationPeriod.day: 1440,
+    AggregationPeriod.week: 10080,
+}
+_MONDAY_OFFSET = 3 * 1440  # 1970-01-01 was a Thursday; weeks start on Mondays
+
+
+def _bucket_index(local: datetime, granularity: Granularity) -> int:
+    """Which bucket (counted from the epoch, in local wall time) holds ``local``."""
+    unit = granularity.unit
+    if unit in _MINUTES_PER:
+        elapsed = local - _EPOCH
+        minutes = elapsed.days * 1440 + elapsed.seconds // 60
+        if unit is AggregationPeriod.week:
+            minutes += _MONDAY_OFFSET
+        return minutes // (_MINUTES_PER[unit] * granularity.count)
+    months = (local.year - 1970) * 12 + local.month - 1
+    return months // (_MONTHS_PER[unit] * granularity.count)
+
+
+def bucket_count(
+    start: datetime, end: datetime, period: AggregationPeriod | Granularity, time_zone: str = UTC
+) -> int:
+    """How many buckets of ``period`` the range ``start <= t <= end`` touches in ``time_zone``,
+    by arithmetic alone (no bucket is built), so a century of minutes costs nothing to count.
+    Buckets below a day follow real time from the first one (a daylight-saving change skips or
+    repeats an hour of them); longer ones follow the local calendar."""
+    granularity = as_granularity(period)
+    tz = zone(time_zone)
+    first = start.astimezone(tz).replace(tzinfo=None)
+    if granularity.is_subdaily:
+        width = timedelta(minutes=_MINUTES_PER[granularity.unit] * granularity.count)
+        elapsed = first - _EPOCH
+        first_bucket = start - elapsed % width  # real time back to the bucket's local start
+        return max(0, (end - first_bucket) // width + 1)
+    last = end.astimezone(tz).replace(tzinfo=None)
+    return max(0, _bucket_index(last, granularity) - _bucket_index(first, granularity) + 1)

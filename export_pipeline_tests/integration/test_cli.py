@@ -271,6 +271,15 @@ def _column(index, **fields):
     return lambda document: document["csvFormat"]["columns"][index].update(fields)
 
 
+def _crosstab(**fmt):
+    """Fifty years of days as columns: 18,263 buckets and the entity."""
+    def change(document):
+        document["metricRequests"][0].update(start="1980-01-01T00:00:00Z", end="2029-12-31T23:59:59Z")
+        document["csvFormat"]["columns"].insert(1, {"heading": "Entity"})
+        document["format"] = {"outputFormat": "crosstab", **fmt}
+    return change
+
+
 @pytest.mark.parametrize("change, expected", [
     (_metric_request(end="9999-12-31T23:59:59-01:00"), "metricRequests[0].end: is outside the supported instants"),
     (_metric_request(start="0001-01-01T00:00:00+01:00"), "metricRequests[0].start: is outside the supported instants"),
@@ -284,6 +293,12 @@ def _column(index, **fields):
     (_column(1, heading="x" * 1_000_000), "csvFormat.columns[1].heading: String should have at most 256"),
     (_metric_request(entities=["64a1b2c3d4e5f6a7b8c9d0e3\x00"]),
      "metricRequests[0].entities[0]: must not contain control characters"),
+    (_metric_request(start="1950-01-01T00:00:00Z", end="2049-12-31T23:59:59Z", aggregationPeriod="minute"),
+     "metricRequests: the long export would have about 52,596,000 rows"),
+    (_crosstab(extension="xlsx"), "format.extension: the crosstab export would have 18,264 columns and an Excel sheet holds 16,384"),
+    (_crosstab(extension="csv"), "format.outputFormat: the crosstab layout would have 18,264 columns"),
+    (_metric_request(entities=[f"e{i:07d}" for i in range(800_000)]),
+     "metricRequests[0].entities: 800,000 entity ids"),
 ])
 def test_requests_wrong_only_in_size_or_characters_exit_2_with_the_path(
     tmp_path, cli_env, bucket, s3_client, change, expected
@@ -295,4 +310,13 @@ def test_requests_wrong_only_in_size_or_characters_exit_2_with_the_path(
     assert expected in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+    assert all_objects(s3_client, bucket) == []
+
+
+def test_the_cost_limits_are_settings(tmp_path, cli_env, bucket, s3_client):
+    cli_env["EXPORT_MAX_ROWS"] = "29"  # the seed's 30 days of one entity
+    done = cli("run", write(tmp_path, SEED_ENVELOPE), env=cli_env)
+    assert done.returncode == 2, done.stderr
+    assert "data.body.metricRequests: the long export would have about 30 rows" in done.stderr
+    assert "at most 29 (EXPORT_MAX_ROWS)" in done.stderr
     assert all_objects(s3_client, bucket) == []
