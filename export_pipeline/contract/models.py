@@ -109,6 +109,7 @@ Heading = Annotated[
 Identifier = Annotated[
     str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_plain_text)
 ]
+Label = Annotated[str, Field(max_length=MAX_HEADING_LENGTH), AfterValidator(_plain_text)]
 SortIndex = Annotated[StrictInt, BeforeValidator(_sort_index_hint)]
 
 FILENAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
@@ -206,7 +207,7 @@ class OutputOptions(_Model):
     bom: StrictBool | None = None
     profile: Annotated[CsvProfile, BeforeValidator(_lower)] = CsvProfile.rfc4180
     formula_guard: StrictBool = True
-    title: Annotated[str, Field(max_length=200)] | None = None
+    title: Annotated[str, Field(max_length=200), AfterValidator(_plain_text)] | None = None
     compare_previous: StrictBool = False
 
     @property
@@ -296,7 +297,7 @@ class MetricRequest(_Model):
     """
 
     metric_id: Identifier | None = None
-    name: str | None = None
+    name: Label | None = None
     start: AwareDatetime | None = None
     end: AwareDatetime | None = None
     from_: Annotated[UnixSeconds | None, Field(alias="from")] = None
@@ -326,13 +327,10 @@ class MetricRequest(_Model):
     def _in_utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        try:
-            value = value.astimezone(timezone.utc)
-        except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
-            value = None
-        if value is None or not EARLIEST_INSTANT <= value < LATEST_INSTANT:
+        utc = in_utc(value)
+        if utc is None or not EARLIEST_INSTANT <= utc < LATEST_INSTANT:
             raise ValueError(f"is outside the supported instants, {SUPPORTED_INSTANTS}")
-        return value
+        return utc
 
     @model_validator(mode="after")
     def _resolve_range(self) -> "MetricRequest":
@@ -363,6 +361,15 @@ class MetricRequest(_Model):
         if column.dsf is not None:
             return column.dsf
         return self.decimation.dsf if self.decimation is not None else DecimationFunction.sum
+
+
+def in_utc(value: datetime) -> datetime | None:
+    """``value`` in UTC, or None when that is outside the calendar
+    (``0001-01-01T00:00:00+01:00`` is in year 0 in UTC)."""
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        return None
 
 
 def resolve_period(

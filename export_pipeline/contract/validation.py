@@ -35,6 +35,7 @@ from export_pipeline.contract.models import (
     InvalidRequest,
     Problem,
     has_control_characters,
+    in_utc,
     resolve_period,
 )
 
@@ -178,7 +179,7 @@ def _instant(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return _utc(_INSTANT.validate_python(value))
+        return in_utc(_INSTANT.validate_python(value))
     except ValidationError:
         return None
 
@@ -361,14 +362,6 @@ def _supported_range_problems(
             what = "takes the range outside" if field_name == "period" else "is outside"
             problems.append(Problem(f"{path}.{field_name}", f"{what} the supported instants, {SUPPORTED_INSTANTS}"))
     return problems
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """``value`` in UTC, or None when that is outside the calendar (the shape pass says why)."""
-    try:
-        return value.astimezone(timezone.utc) if value is not None else None
-    except OverflowError:
-        return None
 
 
 def _unix(value: Any) -> datetime | None:

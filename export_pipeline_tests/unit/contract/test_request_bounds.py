@@ -150,3 +150,12 @@ def test_unicode_text_is_fine():
     document["csvFormat"]["columns"][1]["heading"] = "Entrées – 東京 😀"
     document["metricRequests"][0]["entityType"] = "magasin é"
     validate_document(document)
+
+
+def test_control_characters_are_refused_in_labels_shown_on_the_report():
+    document = copy.deepcopy(SEED_BODY)
+    document["metricRequests"][0]["name"] = "Entries\x00"
+    document["format"] = {"extension": "pdf", "title": "Report\x1b[2J"}
+    problems = problems_of(document)
+    assert f"metricRequests[0].name: {CONTROL}" in problems
+    assert f"format.title: {CONTROL}" in problems

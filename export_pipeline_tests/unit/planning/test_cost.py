@@ -25,6 +25,7 @@ def utc(text: str) -> datetime:
     ("2024-04-01T00:00:00Z", "2024-04-30T23:59:59Z", "day", "UTC", 30),
     ("2024-04-01T00:00:00Z", "2024-04-30T23:59:59Z", "day", "America/New_York", 31),  # Mar 31 local
     ("2024-03-01T00:00:00+01:00", "2024-03-31T23:59:59+02:00", "hour", "Europe/Paris", 31 * 24 - 1),
+    ("2024-10-01T00:00:00+02:00", "2024-10-31T23:59:59+01:00", "hour", "Europe/Paris", 31 * 24 + 1),
     ("2024-01-01T00:00:00Z", "2024-12-31T23:59:59Z", "week", "UTC", 53),  # Monday to a Tuesday
     ("2024-01-03T00:00:00Z", "2024-01-07T23:59:59Z", "week", "UTC", 1),  # Wednesday to Sunday
     ("2024-01-03T00:00:00Z", "2024-01-08T00:00:00Z", "week", "UTC", 2),
@@ -225,3 +226,12 @@ def test_saved_exports_are_costed_over_their_longest_partition():
     [problem] = error.value.problems
     assert problem.path == "request.metricRequests"
     assert "(EXPORT_MAX_ROWS)" in problem.message
+
+
+def test_a_previous_period_before_year_one_is_a_problem_not_an_overflow():
+    document = body(start="1900-01-01T00:00:00Z", end="3999-12-31T00:00:00Z", aggregationPeriod="year")
+    document["format"] = {"extension": "pdf", "comparePrevious": True}
+    assert problems_of(document, LimitSettings(windows=1_000_000)) == [
+        "format.comparePrevious: the previous period of this range would begin before year 1; "
+        "compare a shorter range"
+    ]
