@@ -211,3 +211,15 @@ def test_inline_credentials_are_sealed_before_they_become_run_config(
     [request] = inbox.tick()
     password = request.run_config["destination"]["password"]
     assert is_sealed(password) and "hunter2-inline-secret" not in json.dumps(request.run_config)
+
+
+def test_a_request_above_the_cost_limits_is_refused_without_a_run(env, instance, s3_client, bucket):
+    inbox = Inbox(instance, s3_client, bucket)
+    huge = copy.deepcopy(SEED_BODY)
+    huge["metricRequests"][0]["entities"] = [f"e{i:06d}" for i in range(10_001)]
+    inbox.put("huge.json", huge)
+    assert inbox.tick() == []
+    failed = inbox.result("huge")
+    assert failed["status"] == "failed" and failed["runId"] is None
+    assert [e["path"] for e in failed["errors"]] == ["metricRequests[0].entities"]
+    assert "(EXPORT_MAX_ENTITIES)" in failed["errors"][0]["message"]
