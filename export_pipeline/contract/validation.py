@@ -4,7 +4,8 @@ Three passes run over the document, and all of them always run, so a user fixes 
 one round trip: the shape (pydantic), the rules across fields (column bindings, sort indices,
 unique ids) and the names checked against the metric store's schema. The rules read the raw
 document defensively, so a type error in one place does not hide a wrong name in another.
-Every entry point (CLI, Launchpad, sensors) goes through ``validate_document``.
+A request that parses is also costed (``planning.cost``) and refused above the limits.
+Every entry point (CLI, Launchpad, sensors, saved exports) goes through ``validate_document``.
 """
 
 from __future__ import annotations
