@@ -9,6 +9,7 @@ shape and local rules only; rules that look across the request or at the metric 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
@@ -42,6 +43,13 @@ from export_pipeline.timeline.periods import (
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ROUTE = "external-service/csv-generator"
 RANGE_MESSAGE = "needs a range: start and end, from and to, or either bound with a period"
+EARLIEST_INSTANT = datetime(1900, 1, 1, tzinfo=timezone.utc)
+LATEST_INSTANT = datetime(9999, 1, 1, tzinfo=timezone.utc)
+"""Instants a range may reach (the latest excluded): a year of margin below Python's and the
+calendar's end, so bucket, time-zone and window arithmetic on any of them stays in range."""
+SUPPORTED_INSTANTS = f"{EARLIEST_INSTANT:%Y-%m-%dT%H:%M:%SZ} up to {LATEST_INSTANT:%Y-%m-%dT%H:%M:%SZ}"
+MAX_HEADING_LENGTH = 256
+MAX_ID_LENGTH = 256
 
 
 class Problem(NamedTuple):
@@ -78,6 +86,30 @@ def _sort_index_hint(value: Any) -> Any:
 
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's category Cc
+
+
+def has_control_characters(value: str) -> bool:
+    return _CONTROL_CHARACTER.search(value) is not None
+
+
+def _plain_text(value: str) -> str:
+    """No control character (NUL, a tab, a line break, an escape…): they end strings in C
+    libraries, split log lines and CSV records, and are never part of a name."""
+    if has_control_characters(value):
+        raise ValueError("must not contain control characters (NUL, tab, line break, escape…)")
+    return value
+
+
+Heading = Annotated[
+    str, Field(min_length=1, max_length=MAX_HEADING_LENGTH), AfterValidator(_plain_text)
+]
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_plain_text)
+]
+Label = Annotated[str, Field(max_length=MAX_HEADING_LENGTH), AfterValidator(_plain_text)]
 SortIndex = Annotated[StrictInt, BeforeValidator(_sort_index_hint)]
 
 FILENAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
@@ -135,9 +167,26 @@ def _check_zone(value: str) -> str:
     return canonical_zone(value)
 
 
+CSV_DELIMITERS = "\t!#$%&'()*,/;<=>?@[\\]^_`{|}~"
+"""The delimiters a CSV may use: a tab or ASCII punctuation that no number or date contains
+(not ``.``, ``-``, ``+``, ``:``, a letter such as ``e``, or a digit), so an unquoted number
+or date is never split, and not the quote character or a space (which readers trim)."""
+
+
+def csv_delimiter_refusal(value: str) -> str | None:
+    """Why ``value`` cannot be a CSV delimiter, or None."""
+    if len(value) == 1 and value in CSV_DELIMITERS:
+        return None
+    return (
+        "must be a tab or one ASCII punctuation character that no number or date contains "
+        "(e.g. ',', ';', '|'); not a letter, digit, space, quote, '.', '-', '+' or ':'"
+    )
+
+
 def _check_delimiter(value: str) -> str:
-    if len(value) != 1 or value in "\"\r\n":
-        raise ValueError("must be one character, not a quote or a line break (e.g. ',', ';', '\\t')")
+    refusal = csv_delimiter_refusal(value)
+    if refusal:
+        raise ValueError(refusal)
     return value
 
 
@@ -158,7 +207,7 @@ class OutputOptions(_Model):
     bom: StrictBool | None = None
     profile: Annotated[CsvProfile, BeforeValidator(_lower)] = CsvProfile.rfc4180
     formula_guard: StrictBool = True
-    title: Annotated[str, Field(max_length=200)] | None = None
+    title: Annotated[str, Field(max_length=200), AfterValidator(_plain_text)] | None = None
     compare_previous: StrictBool = False
 
     @property
@@ -182,10 +231,17 @@ class Decimation(_Model):
 
 
 def parse_iso_duration(text: str) -> relativedelta:
+    """The duration ``text`` names; refused when it is zero or longer than the supported
+    instants span, so adding it to a bound can neither overflow nor make an empty range."""
     match = ISO_DURATION.match(text.strip().upper()) if isinstance(text, str) else None
     if not match:
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as P30D or P1Y6M4DT12H30M5S")
     years, months, weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    longest = (years * 366 + months * 31 + weeks * 7 + days) * 86_400 + hours * 3_600 + minutes * 60 + seconds
+    if longest == 0:
+        raise ValueError(f"{text!r} is empty: a period is longer than zero")
+    if longest > (LATEST_INSTANT - EARLIEST_INSTANT).total_seconds():
+        raise ValueError(f"{text!r} is longer than the supported instants span ({SUPPORTED_INSTANTS})")
     return relativedelta(
         years=years, months=months, weeks=weeks, days=days, hours=hours, minutes=minutes,
         seconds=seconds,
@@ -203,8 +259,8 @@ UnixSeconds = Annotated[int | float, Field(ge=0, le=253402300799)]
 class Column(_Model):
     """One CSV column: a dimension (no ``metricId``) or a value bound to a metric request."""
 
-    heading: str
-    metric_id: NonEmptyStr | None = None
+    heading: Heading
+    metric_id: Identifier | None = None
     fetch_value: NonEmptyStr | None = None
     field: NonEmptyStr | None = None
     dsf: Annotated[DecimationFunction, BeforeValidator(_lower)] | None = None
@@ -240,8 +296,8 @@ class MetricRequest(_Model):
     microsecond short, so ``P1D`` from a midnight is exactly that day.
     """
 
-    metric_id: NonEmptyStr | None = None
-    name: str | None = None
+    metric_id: Identifier | None = None
+    name: Label | None = None
     start: AwareDatetime | None = None
     end: AwareDatetime | None = None
     from_: Annotated[UnixSeconds | None, Field(alias="from")] = None
@@ -249,8 +305,8 @@ class MetricRequest(_Model):
     period: Annotated[str, AfterValidator(_check_period)] | None = None
     decimation: Decimation | None = None
     transform: Transform | None = None
-    entities: Annotated[list[NonEmptyStr], Field(min_length=1)] | None = None
-    entity_type: NonEmptyStr | None = None
+    entities: Annotated[list[Identifier], Field(min_length=1)] | None = None
+    entity_type: Identifier | None = None
     facets: list[NonEmptyStr] = []
     aggregation_period: AggregationPeriod = AggregationPeriod.day
 
@@ -269,7 +325,12 @@ class MetricRequest(_Model):
     @field_validator("start", "end", mode="after")
     @classmethod
     def _in_utc(cls, value: datetime | None) -> datetime | None:
-        return value.astimezone(timezone.utc) if value is not None else None
+        if value is None:
+            return None
+        utc = in_utc(value)
+        if utc is None or not EARLIEST_INSTANT <= utc < LATEST_INSTANT:
+            raise ValueError(f"is outside the supported instants, {SUPPORTED_INSTANTS}")
+        return utc
 
     @model_validator(mode="after")
     def _resolve_range(self) -> "MetricRequest":
@@ -280,15 +341,11 @@ class MetricRequest(_Model):
         if end is None and self.to is not None:
             end = datetime.fromtimestamp(self.to, timezone.utc)
         if self.period is not None:
-            length = parse_iso_duration(self.period)
-            tick = timedelta(microseconds=1)
-            if start is not None and end is None:
-                end = start + length - tick
-            elif start is None:
-                end = end if end is not None else datetime.now(timezone.utc).replace(microsecond=0)
-                start = end - length + tick
+            start, end = resolve_period(start, end, self.period)
         if start is None or end is None:
             raise ValueError(RANGE_MESSAGE)
+        if not EARLIEST_INSTANT <= start <= end < LATEST_INSTANT:
+            raise ValueError(f"{RANGE_MESSAGE}, inside the supported instants")  # reported per field
         object.__setattr__(self, "start", start)
         object.__setattr__(self, "end", end)
         return self
@@ -304,6 +361,33 @@ class MetricRequest(_Model):
         if column.dsf is not None:
             return column.dsf
         return self.decimation.dsf if self.decimation is not None else DecimationFunction.sum
+
+
+def in_utc(value: datetime) -> datetime | None:
+    """``value`` in UTC, or None when that is outside the calendar
+    (``0001-01-01T00:00:00+01:00`` is in year 0 in UTC)."""
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        return None
+
+
+def resolve_period(
+    start: datetime | None, end: datetime | None, period: str
+) -> tuple[datetime | None, datetime | None]:
+    """Both bounds from one bound and ``period`` (alone, it ends now); a bound past the
+    supported instants comes back as None, never as an OverflowError."""
+    length = parse_iso_duration(period)
+    tick = timedelta(microseconds=1)
+    try:
+        if start is not None and end is None:
+            end = start + length - tick
+        elif start is None:
+            end = end if end is not None else datetime.now(timezone.utc).replace(microsecond=0)
+            start = end - length + tick
+    except (OverflowError, ValueError):  # past year 9999 or before year 1
+        return (None, end) if start is None else (start, None)
+    return start, end
 
 
 class DestinationType(str, Enum):

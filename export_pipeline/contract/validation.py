@@ -4,7 +4,8 @@ Three passes run over the document, and all of them always run, so a user fixes 
 one round trip: the shape (pydantic), the rules across fields (column bindings, sort indices,
 unique ids) and the names checked against the metric store's schema. The rules read the raw
 document defensively, so a type error in one place does not hide a wrong name in another.
-Every entry point (CLI, Launchpad, sensors) goes through ``validate_document``.
+A request that parses is also costed (``planning.cost``) and refused above the limits.
+Every entry point (CLI, Launchpad, sensors, saved exports) goes through ``validate_document``.
 """
 
 from __future__ import annotations
@@ -19,15 +20,24 @@ from typing import Any
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from export_pipeline.destinations.paths import path_problems
+from export_pipeline.planning.cost import cost_problems
+from export_pipeline.settings import LimitSettings, get_limits
 from export_pipeline.store.source import StoreSchema
 from export_pipeline.timeline.periods import AggregationPeriod, Granularity, parse_granularity
 from export_pipeline.contract.models import (
+    EARLIEST_INSTANT,
+    LATEST_INSTANT,
+    MAX_HEADING_LENGTH,
     RANGE_MESSAGE,
+    SUPPORTED_INSTANTS,
     REQUEST_ID_PATTERN,
     ROUTE,
     ExportRequest,
     InvalidRequest,
     Problem,
+    has_control_characters,
+    in_utc,
+    resolve_period,
 )
 
 DATE_DIMENSION = "date"
@@ -39,8 +49,11 @@ class ValidatedRequest:
     request_id: str | None
 
 
-def validate_document(document: Any, schema: StoreSchema | None = None) -> ValidatedRequest:
-    """The request in ``document`` (a seed-000 body or its envelope), or ``InvalidRequest``."""
+def validate_document(
+    document: Any, schema: StoreSchema | None = None, limits: LimitSettings | None = None
+) -> ValidatedRequest:
+    """The request in ``document`` (a seed-000 body or its envelope), or ``InvalidRequest``.
+    ``limits`` bound what it may cost (the configured ``EXPORT_MAX_*`` when not given)."""
     body, prefix, request_id, problems = _unwrap(document)
     request = None
     if body is not None:
@@ -55,6 +68,8 @@ def validate_document(document: Any, schema: StoreSchema | None = None) -> Valid
         problems += _destination_problems(body, prefix)
         if schema is not None:
             problems += _schema_problems(body, schema, prefix)
+        if request is not None:
+            problems += cost_problems(request, limits or get_limits(), prefix)
     problems = list(dict.fromkeys(problems))
     if problems or request is None:
         raise InvalidRequest(problems)
@@ -165,7 +180,7 @@ def _instant(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return _INSTANT.validate_python(value)
+        return in_utc(_INSTANT.validate_python(value))
     except ValidationError:
         return None
 
@@ -192,6 +207,11 @@ def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
 
     for i, metric_request in _items(body.get("metricRequests")):
         problems += _range_problems(metric_request, f"{prefix}metricRequests[{i}]")
+        if "decimation" in metric_request and "aggregationPeriod" in metric_request:
+            problems.append(Problem(
+                f"{prefix}metricRequests[{i}].aggregationPeriod",
+                "give decimation (its ds sets the buckets) or aggregationPeriod, not both",
+            ))
 
     periods = [(i, _bucket_width(m)) for i, m in _items(body.get("metricRequests"))]
     for i, (field_name, period, _) in periods[1:]:
@@ -205,13 +225,15 @@ def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
 
     problems += _format_problems(body, prefix)
 
+    listed: set[str] = set()  # a set: a list's index() would be quadratic in a huge request
     for i, f in _strings(csv_format.get("rowFilters")):
         if f == "date":
             problems.append(Problem(
                 f"{p}.rowFilters[{i}]", "'date' is always a row dimension; list only the others"
             ))
-        elif row_filters.index(f) != i:
+        elif f in listed:
             problems.append(Problem(f"{p}.rowFilters[{i}]", f"{f!r} is listed twice"))
+        listed.add(f)
 
     headings: dict[str, int] = {}
     for i, column in _items(columns):
@@ -230,9 +252,9 @@ def _cross_field_problems(body: dict, prefix: str) -> list[Problem]:
                     problems.append(Problem(f"{cp}.{key}", "only a column with a metricId takes one"))
             name_key = "field" if "field" in column else "heading"
             name = column.get(name_key)
-            if isinstance(name, str):
+            if isinstance(name, str) and 0 < len(name) <= MAX_HEADING_LENGTH and not has_control_characters(name):
                 name = name if name_key == "field" else name.strip().lower()
-                if name != DATE_DIMENSION and name not in row_filters:
+                if name != DATE_DIMENSION and name not in listed:
                     known = ", ".join(repr(d) for d in dict.fromkeys((DATE_DIMENSION, *row_filters)))
                     problems.append(Problem(
                         f"{cp}.{name_key}",
@@ -311,6 +333,35 @@ def _range_problems(metric_request: dict, path: str) -> list[Problem]:
     if start is not None and end is not None and start >= end:
         field_name = "end" if given["end"] else "to"
         problems.append(Problem(f"{path}.{field_name}", "must be after start (end is inclusive)"))
+    problems += _supported_range_problems(metric_request, path, start, end)
+    return problems
+
+
+def _supported_range_problems(
+    metric_request: dict, path: str, start: datetime | None, end: datetime | None
+) -> list[Problem]:
+    """A bound outside the supported instants, reported at the field that set it: ``from``,
+    ``to`` or a ``period`` (``start`` and ``end`` are checked where they are parsed)."""
+    sources = {"start": "from", "end": "to"}
+    period = metric_request.get("period")
+    if isinstance(period, str) and not (start is not None and end is not None):
+        try:
+            derived = resolve_period(start, end, period)
+        except ValueError:
+            return []  # the period itself is reported where it is parsed
+        sources = {"start": "period" if start is None else "from",
+                   "end": "period" if end is None else "to"}
+        start, end = derived
+        if start is None or end is None:
+            return [Problem(f"{path}.period", f"takes the range outside the supported instants, {SUPPORTED_INSTANTS}")]
+    problems = []
+    for bound, value in (("start", start), ("end", end)):
+        field_name = sources[bound]
+        if value is None or (field_name != "period" and field_name not in metric_request):
+            continue
+        if not EARLIEST_INSTANT <= value < LATEST_INSTANT:
+            what = "takes the range outside" if field_name == "period" else "is outside"
+            problems.append(Problem(f"{path}.{field_name}", f"{what} the supported instants, {SUPPORTED_INSTANTS}"))
     return problems
 
 

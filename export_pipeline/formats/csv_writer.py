@@ -1,6 +1,6 @@
 """RFC 4180 CSV, UTF-8, encoded in slices so a large export is never one string in memory.
 
-Options (``format``): the delimiter, an opt-in UTF-8 BOM (the ``excel`` profile turns it on:
+Options (``format``): the delimiter (every cell holding it is quoted), an opt-in UTF-8 BOM (the ``excel`` profile turns it on:
 without it Excel reads UTF-8 as the local code page) and the formula-injection guard, on by
 default. The defaults write the plain RFC 4180 file.
 """
@@ -12,6 +12,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from export_pipeline.contract.models import csv_delimiter_refusal
 from export_pipeline.table.model import ExportTable
 from export_pipeline.formats.formula_guard import guard_frame, guard_text
 
@@ -23,9 +24,17 @@ BOM = "\ufeff".encode("utf-8")
 
 @dataclass(frozen=True)
 class CsvOptions:
+    """A delimiter is one the request contract allows: none that a number or date holds, so
+    only text cells can contain it, and those are quoted when they do."""
+
     delimiter: str = ","
     bom: bool = False
     formula_guard: bool = True
+
+    def __post_init__(self) -> None:
+        refusal = csv_delimiter_refusal(self.delimiter)
+        if refusal:
+            raise ValueError(f"csv delimiter {self.delimiter!r}: {refusal}")
 
 
 def header_line(headings: list[str], delimiter: str = ",") -> bytes:

@@ -83,6 +83,7 @@ def plan_deliveries(
     context: dg.OpExecutionContext, plan: planning.ExportPlan, destinations: DestinationsResource
 ):
     settings = destinations.settings()
+    accepted, refused = [], []
     for task in _tasks(plan):
         secrets = _secrets(task.spec, destinations)
         try:
@@ -92,12 +93,15 @@ def plan_deliveries(
             if task.spec.server:
                 settings.host_policy.resolve(task.spec.server, getattr(destination, "port", 0))
         except PermanentDeliveryError as error:
-            raise dg.Failure(
-                description=_reason(task, str(error), secrets), allow_retries=False
-            ) from None
+            refused.append(_reason(task, str(error), secrets))  # every one is named, not the first
+            continue
         except TransientDeliveryError as error:
             context.log.warning(f"{_reason(task, str(error), secrets)} (will retry on delivery)")
         context.log.info(f"{task.where}: will deliver to {destination.describe()}")
+        accepted.append(task)
+    if refused:
+        raise dg.Failure(description="\n".join(refused), allow_retries=False)
+    for task in accepted:
         yield dg.DynamicOutput(task, mapping_key=task.key)
 
 

@@ -149,7 +149,7 @@ def parse_saved_export(document: Any, source: str = "<definition>") -> SavedExpo
         notification, notification_problems = parse_notification(raw.notification)
         problems += notification_problems
     if body is not None:
-        problems += _request_problems(body, prefix)
+        problems += _request_problems(body, prefix, cadence)
     if problems:
         raise InvalidRequest(problems)
     saved = SavedExport(
@@ -160,10 +160,23 @@ def parse_saved_export(document: Any, source: str = "<definition>") -> SavedExpo
     return saved
 
 
-def _request_problems(body: dict, prefix: str) -> list[Problem]:
-    """The request's own rules, checked with a sample window in place of the partition's."""
+# The longest partition of each cadence (a day or week across a daylight-saving change, a
+# 31-day month), so a definition whose partitions would exceed the cost limits is refused
+# when it is loaded, not on the day its longest partition runs.
+_LONGEST_PARTITION = {
+    Cadence.hourly: timedelta(hours=1),
+    Cadence.daily: timedelta(hours=25),
+    Cadence.weekly: timedelta(days=7, hours=1),
+    Cadence.monthly: timedelta(days=31, hours=1),
+}
+
+
+def _request_problems(body: dict, prefix: str, cadence: Cadence) -> list[Problem]:
+    """The request's own rules and cost limits, checked with a sample window as long as the
+    cadence's longest partition in place of the partition's."""
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
     sample = SavedExport.model_construct(name="sample", body=body, timezone="UTC").request_for_window(
-        datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 1, 2, tzinfo=timezone.utc)
+        start, start + _LONGEST_PARTITION[cadence]
     )
     try:
         validate_document(sample)

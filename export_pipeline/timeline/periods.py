@@ -46,6 +46,13 @@ _POLARS_EVERY = {
 
 _MONTHS_PER = {AggregationPeriod.month: 1, AggregationPeriod.quarter: 3, AggregationPeriod.year: 12}
 
+MAX_BUCKET_YEARS = 100
+_PER_YEAR = {
+    AggregationPeriod.minute: 366 * 24 * 60, AggregationPeriod.hour: 366 * 24,
+    AggregationPeriod.day: 366, AggregationPeriod.week: 53, AggregationPeriod.month: 12,
+    AggregationPeriod.quarter: 4, AggregationPeriod.year: 1,
+}
+
 
 @dataclass(frozen=True)
 class Granularity:
@@ -98,7 +105,7 @@ def parse_granularity(text: str) -> Granularity:
     value = text.strip()
     match = _SHORTHAND.match(value)
     if match:
-        return Granularity(_SHORTHAND_UNITS[match.group(2)], int(match.group(1)))
+        return _bounded(Granularity(_SHORTHAND_UNITS[match.group(2)], int(match.group(1))), text)
     match = ISO_DURATION.match(value.upper())
     if not match:
         raise ValueError(
@@ -115,18 +122,28 @@ def parse_granularity(text: str) -> Granularity:
             "hours/minutes), not a mix"
         )
     if calendar:
-        if calendar % 12 == 0:
-            return Granularity(AggregationPeriod.year, calendar // 12)
-        if calendar % 3 == 0:
-            return Granularity(AggregationPeriod.quarter, calendar // 3)
-        return Granularity(AggregationPeriod.month, calendar)
-    if weeks:
-        return Granularity(AggregationPeriod.week, weeks)
-    if days:
-        return Granularity(AggregationPeriod.day, days)
-    if clock % 60 == 0:
-        return Granularity(AggregationPeriod.hour, clock // 60)
-    return Granularity(AggregationPeriod.minute, clock)
+        granularity = (
+            Granularity(AggregationPeriod.year, calendar // 12) if calendar % 12 == 0
+            else Granularity(AggregationPeriod.quarter, calendar // 3) if calendar % 3 == 0
+            else Granularity(AggregationPeriod.month, calendar)
+        )
+    elif weeks:
+        granularity = Granularity(AggregationPeriod.week, weeks)
+    elif days:
+        granularity = Granularity(AggregationPeriod.day, days)
+    elif clock % 60 == 0:
+        granularity = Granularity(AggregationPeriod.hour, clock // 60)
+    else:
+        granularity = Granularity(AggregationPeriod.minute, clock)
+    return _bounded(granularity, text)
+
+
+def _bounded(granularity: Granularity, text: str) -> Granularity:
+    """A bucket of at most ``MAX_BUCKET_YEARS``: a wider one is no bucket of any export and
+    its polars duration would overflow."""
+    if granularity.count > MAX_BUCKET_YEARS * _PER_YEAR[granularity.unit]:
+        raise ValueError(f"{text!r}: a bucket is at most {MAX_BUCKET_YEARS} years wide")
+    return granularity
 
 
 def zone(name: str) -> ZoneInfo | timezone:
@@ -184,3 +201,43 @@ def next_bucket_start(t: datetime, period: AggregationPeriod) -> datetime:
         return start + timedelta(days=7)
     month_index = start.year * 12 + start.month - 1 + _MONTHS_PER[period]
     return start.replace(year=month_index // 12, month=month_index % 12 + 1)
+
+
+_EPOCH = datetime(1970, 1, 1)
+_MINUTES_PER = {
+    AggregationPeriod.minute: 1, AggregationPeriod.hour: 60, AggregationPeriod.day: 1440,
+    AggregationPeriod.week: 10080,
+}
+_MONDAY_OFFSET = 3 * 1440  # 1970-01-01 was a Thursday; weeks start on Mondays
+
+
+def _bucket_index(local: datetime, granularity: Granularity) -> int:
+    """Which bucket (counted from the epoch, in local wall time) holds ``local``."""
+    unit = granularity.unit
+    if unit in _MINUTES_PER:
+        elapsed = local - _EPOCH
+        minutes = elapsed.days * 1440 + elapsed.seconds // 60
+        if unit is AggregationPeriod.week:
+            minutes += _MONDAY_OFFSET
+        return minutes // (_MINUTES_PER[unit] * granularity.count)
+    months = (local.year - 1970) * 12 + local.month - 1
+    return months // (_MONTHS_PER[unit] * granularity.count)
+
+
+def bucket_count(
+    start: datetime, end: datetime, period: AggregationPeriod | Granularity, time_zone: str = UTC
+) -> int:
+    """How many buckets of ``period`` the range ``start <= t <= end`` touches in ``time_zone``,
+    by arithmetic alone (no bucket is built), so a century of minutes costs nothing to count.
+    Buckets below a day follow real time from the first one (a daylight-saving change skips or
+    repeats an hour of them); longer ones follow the local calendar."""
+    granularity = as_granularity(period)
+    tz = zone(time_zone)
+    first = start.astimezone(tz).replace(tzinfo=None)
+    if granularity.is_subdaily:
+        width = timedelta(minutes=_MINUTES_PER[granularity.unit] * granularity.count)
+        elapsed = first - _EPOCH
+        first_bucket = start - elapsed % width  # real time back to the bucket's local start
+        return max(0, (end - first_bucket) // width + 1)
+    last = end.astimezone(tz).replace(tzinfo=None)
+    return max(0, _bucket_index(last, granularity) - _bucket_index(first, granularity) + 1)

@@ -254,3 +254,69 @@ def test_the_collector_runs_from_the_export_on_and_nothing_stays_frozen():
         gc.unfreeze()
         if not was_enabled:
             gc.disable()
+
+
+def _metric_request(**fields):
+    def change(document):
+        metric_request = document["metricRequests"][0]
+        for key, value in fields.items():
+            if value is None:
+                metric_request.pop(key, None)
+            else:
+                metric_request[key] = value
+    return change
+
+
+def _column(index, **fields):
+    return lambda document: document["csvFormat"]["columns"][index].update(fields)
+
+
+def _crosstab(**fmt):
+    """Fifty years of days as columns: 18,263 buckets and the entity."""
+    def change(document):
+        document["metricRequests"][0].update(start="1980-01-01T00:00:00Z", end="2029-12-31T23:59:59Z")
+        document["csvFormat"]["columns"].insert(1, {"heading": "Entity"})
+        document["format"] = {"outputFormat": "crosstab", **fmt}
+    return change
+
+
+@pytest.mark.parametrize("change, expected", [
+    (_metric_request(end="9999-12-31T23:59:59-01:00"), "metricRequests[0].end: is outside the supported instants"),
+    (_metric_request(start="0001-01-01T00:00:00+01:00"), "metricRequests[0].start: is outside the supported instants"),
+    (_metric_request(end=None, period="P9999999999D"), "metricRequests[0].period: 'P9999999999D' is longer"),
+    (_metric_request(end=None, period="P99999Y"), "metricRequests[0].period: 'P99999Y' is longer"),
+    (_metric_request(end=None, period="P0D"), "metricRequests[0].period: 'P0D' is empty"),
+    (_metric_request(aggregationPeriod=None, decimation={"ds": "P99999999Y"}),
+     "metricRequests[0].decimation.ds: 'P99999999Y': a bucket is at most 100 years wide"),
+    (_metric_request(decimation={"ds": "1h"}), "metricRequests[0].aggregationPeriod: give decimation"),
+    (_column(1, heading="Entries\x00"), "csvFormat.columns[1].heading: must not contain control characters"),
+    (_column(1, heading="x" * 1_000_000), "csvFormat.columns[1].heading: String should have at most 256"),
+    (_metric_request(entities=["64a1b2c3d4e5f6a7b8c9d0e3\x00"]),
+     "metricRequests[0].entities[0]: must not contain control characters"),
+    (_metric_request(start="1950-01-01T00:00:00Z", end="2049-12-31T23:59:59Z", aggregationPeriod="minute"),
+     "metricRequests: the long export would have about 52,596,000 rows"),
+    (_crosstab(extension="xlsx"), "format.extension: the crosstab export would have 18,264 columns and an Excel sheet holds 16,384"),
+    (_crosstab(extension="csv"), "format.outputFormat: the crosstab layout would have 18,264 columns"),
+    (_metric_request(entities=[f"e{i:07d}" for i in range(800_000)]),
+     "metricRequests[0].entities: 800,000 entity ids"),
+])
+def test_requests_wrong_only_in_size_or_characters_exit_2_with_the_path(
+    tmp_path, cli_env, bucket, s3_client, change, expected
+):
+    document = json.loads(json.dumps(SEED_BODY))
+    change(document)
+    done = cli("run", write(tmp_path, document), env=cli_env)
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+    assert all_objects(s3_client, bucket) == []
+
+
+def test_the_cost_limits_are_settings(tmp_path, cli_env, bucket, s3_client):
+    cli_env["EXPORT_MAX_ROWS"] = "29"  # the seed's 30 days of one entity
+    done = cli("run", write(tmp_path, SEED_ENVELOPE), env=cli_env)
+    assert done.returncode == 2, done.stderr
+    assert "data.body.metricRequests: the long export would have about 30 rows" in done.stderr
+    assert "at most 29 (EXPORT_MAX_ROWS)" in done.stderr
+    assert all_objects(s3_client, bucket) == []

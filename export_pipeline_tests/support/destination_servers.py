@@ -62,6 +62,9 @@ class SftpServer:
     client_key: Path
     drop: DropSwitch
     stop: callable = field(repr=False, default=None)
+    connections: list = field(default_factory=list)
+    """The peer address of every connection the server accepted (a test that expects none
+    to be made checks this stays as it was)."""
 
 
 def start_sftp_server(tmp: Path) -> SftpServer:
@@ -80,7 +83,12 @@ def start_sftp_server(tmp: Path) -> SftpServer:
         client_key.export_public_key("openssh").decode()
     )
 
+    connections: list = []
+
     class Server(asyncssh.SSHServer):
+        def connection_made(self, conn):
+            connections.append(conn.get_extra_info("peername"))
+
         def begin_auth(self, user):
             return True
 
@@ -138,7 +146,9 @@ def start_sftp_server(tmp: Path) -> SftpServer:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
 
-    return SftpServer(port, root, username, password, known_hosts, client_key_path, drop, stop)
+    return SftpServer(
+        port, root, username, password, known_hosts, client_key_path, drop, stop, connections
+    )
 
 
 # --- FTP / FTPS -----------------------------------------------------------------------------

@@ -389,14 +389,41 @@ def test_versioned_customer_bucket_receipt_has_the_version(delivery_env, custome
     ("10.0.0.1", "resolves to 10.0.0.1, a private or reserved address"),
     ("169.254.169.254", "resolves to 169.254.169.254, a link-local address"),
     ("localhost", "a loopback address"),
+    ("::ffff:127.0.0.1", "a loopback address"),  # reaches the server below if let through
+    ("64:ff9b::a9fe:a9fe", "carrying 169.254.169.254, a link-local address"),
 ])
 def test_refused_hosts_fail_before_any_connection(delivery_env, sftp_server, monkeypatch, server, reason):
     monkeypatch.delenv("EXPORT_DESTINATION_ALLOW_LOOPBACK")
+    connections_before = len(sftp_server.connections)
     result = run_job(request_with(dict(sftp_destination(sftp_server), server=server), request_id="ssrf"))
     assert not result.success
     [failure] = result.get_step_failure_events()
     assert failure.step_key == "plan_deliveries"
     assert reason in failure_text(result)
+    assert len(sftp_server.connections) == connections_before
+
+
+def test_the_sftp_server_counts_connections(delivery_env, sftp_server):
+    """The check above means something: a delivery that is let through is counted."""
+    connections_before = len(sftp_server.connections)
+    result = run_job(request_with(sftp_destination(sftp_server), request_id="counted"))
+    assert result.success
+    assert len(sftp_server.connections) > connections_before
+
+
+def test_every_refused_destination_is_named(delivery_env, sftp_server, monkeypatch):
+    monkeypatch.delenv("EXPORT_DESTINATION_ALLOW_LOOPBACK")
+    connections_before = len(sftp_server.connections)
+    result = run_job(request_with(
+        dict(sftp_destination(sftp_server), server="10.0.0.1"),
+        dict(sftp_destination(sftp_server), server="169.254.169.254", path="/other"),
+        request_id="ssrf-all",
+    ))
+    assert not result.success
+    text = failure_text(result)
+    assert "destinations[0]: destination host '10.0.0.1' resolves to 10.0.0.1" in text
+    assert "destinations[1]: destination host '169.254.169.254' resolves to 169.254.169.254" in text
+    assert len(sftp_server.connections) == connections_before
 
 
 def test_allow_list_refuses_other_hosts(delivery_env, sftp_server, monkeypatch):

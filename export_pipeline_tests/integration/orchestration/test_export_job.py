@@ -257,3 +257,18 @@ def test_requests_sharing_a_scan_equal_the_reference(store_env, sort_by):
     ]
     export, rows = export_and_check(document, store_env)
     assert export.rows == 20 * 14 * 12  # 20 days x 14 open hours x 12 locations
+
+
+def test_a_request_above_the_cost_limits_fails_its_plan_before_any_fetch(store_env, s3_client, bucket):
+    document = copy.deepcopy(SEED_BODY)
+    document["metricRequests"][0].update(
+        start="1950-01-01T00:00:00Z", end="2049-12-31T23:59:59Z", aggregationPeriod="minute"
+    )
+    result = run_job(document)
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert failure.step_key == "plan_export"
+    assert ("metricRequests: the long export would have about 52,596,000 rows"
+            in failure.step_failure_data.user_failure_data.description)
+    assert [e.step_key for e in result.get_step_success_events()] == []  # nothing fetched
+    assert all_objects(s3_client, bucket) == []

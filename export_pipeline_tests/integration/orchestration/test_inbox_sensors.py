@@ -420,3 +420,15 @@ def test_a_file_s3_will_not_serve_fails_alone(env, instance, s3_client, bucket):
         {"path": "", "message": "the request file cannot be read (InvalidObjectState)"}
     ]
     assert inbox.tick() == []
+
+
+def test_a_request_above_the_cost_limits_is_refused_without_a_run(env, instance, s3_client, bucket):
+    inbox = Inbox(instance, s3_client, bucket)
+    huge = copy.deepcopy(SEED_BODY)
+    huge["metricRequests"][0]["entities"] = [f"e{i:06d}" for i in range(10_001)]
+    inbox.put("huge.json", huge)
+    assert inbox.tick() == []
+    failed = inbox.result("huge.json")
+    assert failed["status"] == "failed" and failed["runId"] is None
+    assert [e["path"] for e in failed["errors"]] == ["metricRequests[0].entities"]
+    assert "(EXPORT_MAX_ENTITIES)" in failed["errors"][0]["message"]

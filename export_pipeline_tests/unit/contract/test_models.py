@@ -130,9 +130,11 @@ def test_all_metric_requests_share_one_bucket_width():
     second = copy.deepcopy(document["metricRequests"][0])
     second["metricId"] = "other"
     second["decimation"] = {"ds": "1h", "dsf": "avg"}
+    del second["aggregationPeriod"]
     document["metricRequests"].append(second)
     assert any(p.startswith("metricRequests[1].decimation.ds: must match") for p in problems_of(document))
     document["metricRequests"][0]["decimation"] = {"ds": "PT60M"}
+    del document["metricRequests"][0]["aggregationPeriod"]
     validate_document(document)
 
 
@@ -151,3 +153,14 @@ def test_crosstab_rows_are_labelled_by_every_row_key():
     assert any(p.startswith("csvFormat.rowFilters[0]: the crosstab layout labels each row") for p in problems)
     document["csvFormat"]["columns"].insert(1, {"heading": "Entity"})
     validate_document(document)
+
+
+@pytest.mark.parametrize("delimiter", [".", "-", "+", ":", "e", "E", "T", "Z", "5", " ", '"', "\r", ";;", "é", ""])
+def test_csv_delimiters_that_split_numbers_or_dates_are_refused(delimiter):
+    problems = problems_of(body(csvDelimiter=delimiter))
+    assert any(p.startswith("format.csvDelimiter: must be a tab or one ASCII punctuation") for p in problems), problems
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|", "^", "~"])
+def test_usual_csv_delimiters_pass(delimiter):
+    assert validate_document(body(csvDelimiter=delimiter)).request.format.csv_delimiter == delimiter

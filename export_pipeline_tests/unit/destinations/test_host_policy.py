@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -72,3 +73,44 @@ def test_connects_to_the_vetted_address():
             assert connection.getpeername()[0] in ("127.0.0.1", "::1")
         with pytest.raises(PermanentDeliveryError):
             HostPolicy().connect("localhost", port, timeout=5)
+
+
+@pytest.mark.parametrize("address,reason", [
+    ("::127.0.0.1", "carrying 127.0.0.1, a loopback address"),  # IPv4-compatible
+    ("::7f00:1", "carrying 127.0.0.1, a loopback address"),
+    ("::a9fe:a9fe", "carrying 169.254.169.254, a link-local address"),
+    ("64:ff9b::a9fe:a9fe", "carrying 169.254.169.254, a link-local address"),  # NAT64
+    ("64:ff9b::a00:1", "carrying 10.0.0.1, a private or reserved address"),
+    ("64:ff9b:1::a9fe:a9fe", "a private or reserved address"),  # local-use NAT64
+    ("2002:a9fe:a9fe::1", "carrying 169.254.169.254, a link-local address"),  # 6to4
+    ("2002:7f00:1::1", "carrying 127.0.0.1, a loopback address"),
+    ("2002:c0a8:0101::1", "carrying 192.168.1.1, a private or reserved address"),
+    # Teredo: server 65.54.227.120, client 127.0.0.1 (stored bit-inverted)
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "carrying 127.0.0.1, a loopback address"),
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "a private or reserved address"),
+    ("fec0::1", "a private or reserved address"),  # deprecated site-local
+    ("::8.8.8.8", "a private or reserved address"),  # IPv4-compatible is deprecated
+])
+def test_ipv6_addresses_carrying_or_hiding_non_global_ones_are_refused(address, reason):
+    with pytest.raises(PermanentDeliveryError, match=re.escape(reason)):
+        HostPolicy().resolve(address, 22)
+
+
+@pytest.mark.parametrize("address", [
+    "2606:4700:4700::1111",  # plain global unicast
+    "::ffff:8.8.8.8",
+    "64:ff9b::808:808",  # NAT64 to a public IPv4 address
+    "2002:808:808::1",  # 6to4 of a public IPv4 address
+])
+def test_global_unicast_ipv6_passes(address):
+    assert HostPolicy().resolve(address, 22) == [address]
+
+
+def test_every_refused_address_is_named():
+    with pytest.raises(PermanentDeliveryError) as refused:
+        HostPolicy().vet("multi.example", ["8.8.8.8", "127.0.0.1", "::a9fe:a9fe", "10.0.0.1"])
+    message = str(refused.value)
+    assert "127.0.0.1, a loopback address" in message
+    assert "::a9fe:a9fe, an IPv6 address carrying 169.254.169.254, a link-local address" in message
+    assert "10.0.0.1, a private or reserved address" in message
+    assert "8.8.8.8" not in message

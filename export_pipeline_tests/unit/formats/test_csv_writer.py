@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from export_pipeline.table.model import ExportTable
-from export_pipeline.formats.csv_writer import CONTENT_TYPE, header_line, iter_csv
+from export_pipeline.formats.csv_writer import CONTENT_TYPE, CsvOptions, header_line, iter_csv
 
 AWKWARD = [
     "plain",
@@ -113,3 +113,32 @@ def test_slices_add_up_to_the_same_bytes(rows_per_slice):
 
 def test_every_chunk_is_bytes():
     assert all(isinstance(c, bytes) for c in iter_csv(table(5), rows_per_slice=2))
+
+
+ALLOWED_DELIMITERS = list("\t!#$%&'()*,/;<=>?@[\\]^_`{|}~")
+
+
+@pytest.mark.parametrize("delimiter", ALLOWED_DELIMITERS)
+def test_every_allowed_delimiter_parses_back_to_the_same_table(delimiter):
+    texts = [f"left{delimiter}right", f"{delimiter}", "plain", None, f'q"{delimiter}"q']
+    dates = ["2024-04-01", "2024-04-01T13:00:00+00:00", "2024-03-10T03:00:00-04:00", None, "2024-12-31"]
+    integers = [-12, 0, 9_007_199_254_740_993, None, 7]
+    floats = [-1.5, 3e20, -2.5e-7, None, 0.1]
+    frame = pl.DataFrame({"c0": texts, "c1": dates, "c2": integers, "c3": floats})
+    headings = [f"Entity{delimiter}name", "Date", "Count", "Mean"]
+    options = CsvOptions(delimiter=delimiter, formula_guard=False)
+    data = b"".join(iter_csv(ExportTable(frame, headings, date_columns=("c1",)), options=options))
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=delimiter))
+    assert rows[0] == headings
+    assert all(len(r) == 4 for r in rows), rows
+    body = rows[1:]
+    assert [r[0] for r in body] == ["" if t is None else t for t in texts]
+    assert [r[1] for r in body] == ["" if d is None else d for d in dates]
+    assert [int(r[2]) if r[2] else None for r in body] == integers
+    assert [float(r[3]) if r[3] else None for r in body] == floats
+
+
+@pytest.mark.parametrize("delimiter", [".", "-", "+", ":", "e", "E", "1", " ", '"', "\n", "ab", ""])
+def test_a_delimiter_a_number_or_date_can_hold_is_refused(delimiter):
+    with pytest.raises(ValueError, match="no number or date contains"):
+        CsvOptions(delimiter=delimiter)
