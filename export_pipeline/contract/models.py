@@ -492,3 +492,12 @@ def read_document(path: str) -> Any:
     except OSError as error:
         raise InvalidRequest([Problem("", f"cannot read {path}: {error.strerror}")]) from None
     return load_document(text, path)
+
+
+def expanded_facets(request: ExportRequest) -> list[str]:
+    """The facets the ``expanded`` template breaks out as columns (not already row keys)."""
+    if request.format.template is not Template.expanded:
+        return []
+    row = set(request.csv_format.row_filters)
+    facets = [f for m in request.metric_requests for f in m.facets if f not in row]
+    return list(dict.fromkeys(facets))

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from export_pipeline.destinations.paths import path_problems
-from export_pipeline.planning.cost import cost_problems
+from export_pipeline.contract.cost import cost_problems
 from export_pipeline.settings import LimitSettings, get_limits
 from export_pipeline.store.source import StoreSchema
 from export_pipeline.timeline.periods import AggregationPeriod, Granularity, parse_granularity

@@ -33,11 +33,11 @@ from export_pipeline.table.model import (
     format_bucket,
 )
 from export_pipeline.contract.models import (
+    expanded_facets,
     Column,
     DecimationFunction,
     ExportRequest,
     Layout,
-    Template,
     Transform,
 )
 
@@ -55,15 +55,6 @@ def filter_expr(column: Column) -> pl.Expr:
             any_match |= m
         expr &= any_match
     return expr
-
-
-def expanded_facets(request: ExportRequest) -> list[str]:
-    """The facets the ``expanded`` template breaks out as columns (not already row keys)."""
-    if request.format.template is not Template.expanded:
-        return []
-    row = set(request.csv_format.row_filters)
-    facets = [f for m in request.metric_requests for f in m.facets if f not in row]
-    return list(dict.fromkeys(facets))
 
 
 def _row_keys(request: ExportRequest) -> list[str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from export_pipeline.contract.models import (
+    expanded_facets,
     ExportRequest,
     FileFormat,
     Layout,
@@ -24,7 +25,6 @@ from export_pipeline.contract.models import (
 )
 from export_pipeline.settings import LimitSettings
 from export_pipeline.store.source import ENTITY_DIMENSION
-from export_pipeline.table.combine import expanded_facets
 from export_pipeline.timeline.periods import bucket_count
 from export_pipeline.timeline.windows import MAX_WINDOW, split_range
 

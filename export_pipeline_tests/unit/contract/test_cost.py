@@ -11,7 +11,7 @@ import pytest
 from export_pipeline_tests.support.requests import SEED_BODY
 from export_pipeline.contract.models import InvalidRequest
 from export_pipeline.contract.validation import validate_document
-from export_pipeline.planning.cost import estimate
+from export_pipeline.contract.cost import estimate
 from export_pipeline.saved_exports.definitions import parse_saved_export
 from export_pipeline.settings import LimitSettings
 from export_pipeline.timeline.periods import AggregationPeriod, Granularity, bucket_count
