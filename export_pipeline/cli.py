@@ -120,7 +120,7 @@ def _sealed(document: Any) -> Any:
 
 
 def _read(path: str) -> Any:
-    from export_pipeline.contract.models import read_document
+    from export_pipeline.contract.documents import read_document
 
     return read_document(path)
 
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from export_pipeline.store.source import MetricSourceError
-    from export_pipeline.contract.models import InvalidRequest
+    from export_pipeline.contract.problems import InvalidRequest
 
     args = build_parser().parse_args(argv)
     try:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from export_pipeline.contract.models import REQUEST_ID_PATTERN, Problem
+from export_pipeline.contract.envelope import unwrap
+from export_pipeline.contract.problems import Problem
 
 REQUEST_SUFFIXES = (".json", ".yaml", ".yml")
 CLOCK_MARGIN_SECONDS = 300.0
@@ -140,11 +141,7 @@ def scan(
 def request_id_for(key: str, prefix: str, document: Any) -> str:
     """The envelope's ``data.id`` when it has a valid one, else the file's path under the
     inbox without its extension (``requests/team/april.json`` -> ``team.april``)."""
-    if isinstance(document, dict) and isinstance(document.get("data"), dict):
-        request_id = document["data"].get("id")
-        if isinstance(request_id, str) and re.match(REQUEST_ID_PATTERN, request_id):
-            return request_id
-    return id_from_key(key, prefix)
+    return unwrap(document).request_id or id_from_key(key, prefix)
 
 
 def id_from_key(key: str, prefix: str) -> str:

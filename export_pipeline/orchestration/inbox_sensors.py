@@ -24,14 +24,14 @@ from export_pipeline.orchestration.run_outcomes import (
     export_response,
     failure_errors,
 )
-from export_pipeline.contract.models import InvalidRequest, Problem, load_document
+from export_pipeline.contract.documents import MAX_DOCUMENT_BYTES, decode_document
+from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.validation import validate_document
 
 REQUEST_ID_TAG = "export_pipeline/request_id"
 INBOX_KEY_TAG = "export_pipeline/inbox_key"
 INBOX_ETAG_TAG = "export_pipeline/inbox_etag"
 RUN_KEY_TAG = "dagster/run_key"
-MAX_REQUEST_BYTES = 1024 * 1024
 
 
 class RequestInbox(dg.ConfigurableResource):
@@ -150,13 +150,14 @@ def _handle(
     document: Any = None
     notification = None
     problems: list[Problem] = []
-    if obj["ContentLength"] > MAX_REQUEST_BYTES:
-        problems.append(Problem("", f"a request file is at most {MAX_REQUEST_BYTES} bytes"))
+    if obj["ContentLength"] > MAX_DOCUMENT_BYTES:
+        obj["Body"].close()
+        problems.append(Problem("", f"a request file is at most {MAX_DOCUMENT_BYTES} bytes"))
     else:
         try:
-            document = load_document(obj["Body"].read().decode("utf-8"), item.key)
-        except (InvalidRequest, UnicodeDecodeError) as error:
-            problems += getattr(error, "problems", [Problem("", f"{item.key} is not UTF-8 text")])
+            document = decode_document(obj["Body"].read(), item.key)
+        except InvalidRequest as error:
+            problems += error.problems
     request_document, notification_document = inbox.split_notification(document)
     request_id = inbox.request_id_for(item.key, request_inbox.prefix, request_document)
     validated = None

@@ -23,7 +23,7 @@ from export_pipeline.orchestration.resources import (
     MetricSourceResource,
     ReportBranding,
 )
-from export_pipeline.contract.models import InvalidRequest
+from export_pipeline.contract.problems import InvalidRequest
 from export_pipeline.contract.validation import validate_document
 
 EXPORT_ASSET_KEY = dg.AssetKey(["export_file"])

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from export_pipeline.inbox import requests as inbox
 from export_pipeline.inbox.requests import InboxCursor, scan
-from export_pipeline.contract.models import Problem
+from export_pipeline.contract.problems import Problem
 
 
 def put(s3_client, bucket, key, body=b"{}"):
