@@ -22,6 +22,7 @@ from typing import Any
 
 from export_pipeline.contract.envelope import unwrap
 from export_pipeline.contract.problems import Problem
+from export_pipeline.contract.response import response_body
 
 REQUEST_SUFFIXES = (".json", ".yaml", ".yml")
 CLOCK_MARGIN_SECONDS = 300.0
@@ -193,7 +194,7 @@ def result_document(
         "body": None,
     }
     if response is not None:
-        document["body"] = [{k: response[k] for k in ("bucket", "key", "signedUrl")}]
+        document["body"] = response_body(response)
         document["rows"] = response["rows"]
         document["bytes"] = response["bytes"]
     if errors is not None:
