@@ -70,7 +70,7 @@ def plan_export(
 ):
     try:
         prepared = prepared_for_run(
-            config.request_json, metric_source.get_source(), context.run_id, prepared_export
+            config.request_json, metric_source.get_source, context.run_id, prepared_export
         )
     except InvalidRequest as error:
         raise dg.Failure(

@@ -9,7 +9,7 @@ plan op from its run config (``prepared_for_run``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,15 +43,15 @@ def prepare_export(
 
 
 def prepared_for_run(
-    config_document: str | Mapping, source: MetricSource, run_id: str,
+    config_document: str | Mapping, source: Callable[[], MetricSource], run_id: str,
     prepared: PreparedExport | None = None,
 ) -> PreparedExport:
     """What run ``run_id`` exports: ``prepared`` when it was made for this run, else its run
-    config's request, validated and planned now. Raises ``InvalidRequest`` or
-    ``MetricSourceError``."""
+    config's request, validated against ``source()``'s schema and planned now. Raises
+    ``InvalidRequest`` or ``MetricSourceError``."""
     if prepared is not None and prepared.run_id == run_id:
         return prepared
-    return _planned(validated_request(config_document, source.schema()), run_id)
+    return _planned(validated_request(config_document, source().schema()), run_id)
 
 
 def _planned(

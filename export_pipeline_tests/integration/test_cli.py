@@ -291,7 +291,7 @@ def test_a_cli_run_validates_and_reads_the_store_once(monkeypatch, demo_store_pa
     """In process: the run takes the request the command line validated and the reads it
     started; the store's schema is read once, each scan fetched once."""
     from export_pipeline.cli import prepare_run, run_export
-    from export_pipeline_tests.unit.planning.test_prepared import CountingSource
+    from export_pipeline_tests.support.helpers import CountingSource
 
     monkeypatch.setenv("EXPORT_METRICS_PATH", str(demo_store_path))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
