@@ -69,11 +69,17 @@ def load_document(text: str, source: str = "<request>") -> Any:
         document = json.loads(text, object_pairs_hook=_pairs_noting(duplicates))
     except json.JSONDecodeError as json_error:
         return _load_yaml(text, source, json_error)
+    except ValueError as error:  # a number with more digits than Python converts
+        raise InvalidRequest([_unreadable(source, error)]) from None
     except RecursionError:  # a bound the depth check did not foresee
         raise InvalidRequest([_too_deep(source)]) from None
     if duplicates:
         raise InvalidRequest(_duplicate_problems(document))
     return document
+
+
+def _unreadable(source: str, error: Exception) -> Problem:
+    return Problem("", f"{source} holds a value that cannot be read: {error}")
 
 
 def _too_deep(source: str, where: str = "") -> Problem:
@@ -160,12 +166,8 @@ def _load_yaml(text: str, source: str, json_error: json.JSONDecodeError) -> Any:
     loader = _GuardedLoader(text)
     try:
         node = loader.get_single_node()
-        if node is None:
-            return None
-        problems = _yaml_node_problems(node, source)
-        if problems:
-            raise InvalidRequest(problems)
-        return loader.construct_document(node)
+        problems = _yaml_node_problems(node, source) if node is not None else []
+        document = None if node is None or problems else loader.construct_document(node)
     except _TooDeep as error:
         where = f" (line {error.mark.line + 1})" if error.mark else ""
         raise InvalidRequest([_too_deep(source, where)]) from None
@@ -173,10 +175,15 @@ def _load_yaml(text: str, source: str, json_error: json.JSONDecodeError) -> Any:
         raise InvalidRequest(
             [Problem("", f"{source} is neither JSON nor YAML: {json_error}")]
         ) from None
+    except (ValueError, TypeError) as error:  # a tagged or implicit value out of range
+        raise InvalidRequest([_unreadable(source, error)]) from None
     except RecursionError:
         raise InvalidRequest([_too_deep(source)]) from None
     finally:
         loader.dispose()
+    if problems:
+        raise InvalidRequest(problems)
+    return document
 
 
 def _yaml_node_problems(root: yaml.Node, source: str) -> list[Problem]:

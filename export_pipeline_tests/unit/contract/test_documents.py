@@ -123,3 +123,11 @@ def test_read_document_names_the_file(tmp_path):
     assert str(path) in raised.value.problems[0].message
     with pytest.raises(InvalidRequest, match="cannot read"):
         read_document(str(tmp_path / "missing.json"))
+
+
+@pytest.mark.parametrize("text", [
+    '{"to": ' + "1" * 5000 + "}", "to: " + "1" * 5000, "start: 2024-13-45", "to: !!float nope",
+], ids=["json-long-int", "yaml-long-int", "yaml-bad-date", "yaml-bad-float"])
+def test_a_value_the_parser_cannot_convert_is_refused(text):
+    [problem] = problems(text)
+    assert "holds a value that cannot be read" in problem.message
