@@ -46,8 +46,21 @@ def _instance():
     return dg.DagsterInstance.ephemeral()
 
 
-def run_export(document: Any) -> dict[str, Any]:
-    """Run the export job on a validated document; the seed-000 response plus run id and counts."""
+def prepare_run(document: Any, source=None):
+    """Validate and plan a sealed ``document`` once, for a run id chosen now, and start its
+    store reads (they run while Dagster starts); raises InvalidRequest or MetricSourceError."""
+    import uuid
+
+    from export_pipeline.planning.prepared import prepare_export
+
+    return prepare_export(
+        document, source or _metric_source(), run_id=str(uuid.uuid4()), read_ahead=True
+    )
+
+
+def run_export(document: Any, prepared) -> dict[str, Any]:
+    """Run the export job on ``document`` (sealed) as ``prepared`` (``prepare_run``) planned it;
+    the seed-000 response plus run id and counts."""
     if not os.environ.get("EXPORT_BUCKET"):
         raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
     import dagster as dg
@@ -56,15 +69,14 @@ def run_export(document: Any) -> dict[str, Any]:
     from export_pipeline.orchestration.jobs import export_job
     from export_pipeline.orchestration.run_outcomes import step_failure_reason
 
-    document = _sealed(document)
     # The export job and its resources alone: the code location's sensors, schedules and
-    # saved exports are not needed to run one export, and cost start-up.
-    job = dg.Definitions(jobs=[export_job], resources=export_resources()).resolve_job_def(
-        "export_job"
-    )
+    # saved exports are not needed to run one export, and cost start-up. The run config still
+    # carries the request, so the run's record shows it and a re-execution validates it.
+    resources = {**export_resources(), "prepared_export": prepared}
+    job = dg.Definitions(jobs=[export_job], resources=resources).resolve_job_def("export_job")
     with _instance() as instance, _long_lived_objects_frozen():
         result = job.execute_in_process(
-            run_config=document, instance=instance, raise_on_error=False
+            run_config=document, instance=instance, raise_on_error=False, run_id=prepared.run_id
         )
         if not result.success:
             reasons = [
@@ -75,12 +87,12 @@ def run_export(document: Any) -> dict[str, Any]:
                 f"run {result.run_id} failed: " + ("\n".join(reasons) or "see the run's event log")
             )
         export = result.output_for_node("materialize_export")
-        response = {"run_id": result.run_id, **export.to_response()}
+        deliveries = None
         if "deliver_export" in {e.node_name for e in result.get_step_success_events()
                                 if e.node_name}:
             receipts = result.output_for_node("deliver_export")
-            response["deliveries"] = [receipts[k] for k in sorted(receipts)]
-        return response
+            deliveries = [receipts[k] for k in sorted(receipts)]
+        return export.to_response(run_id=result.run_id, deliveries=deliveries)
 
 
 @contextlib.contextmanager
@@ -120,45 +132,34 @@ def _sealed(document: Any) -> Any:
 
 
 def _read(path: str) -> Any:
-    from export_pipeline.contract.models import read_document
+    from export_pipeline.contract.documents import read_document
 
     return read_document(path)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    document = _read(args.request)
-    validated = _validate(document)
-    from export_pipeline.store import prefetch
-
-    _start_reads(validated)
+def _run(document: Any) -> dict[str, Any]:
+    """Seal, validate and plan once, then run: what ``run`` and ``demo`` do."""
+    document = _sealed(document)
+    prepared = prepare_run(document)
     try:
-        response = run_export(document)
+        return run_export(document, prepared)
     finally:
-        prefetch.clear()
+        prepared.close()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    response = _run(_read(args.request))
     print(json.dumps(response), flush=True)  # a caller may act on it before exit
     return EXIT_OK
 
 
-def _start_reads(validated: Any) -> None:
-    """Start the plan's store reads now, so they run while Dagster starts (see ``prefetch``).
-    The plan is the one the job's plan op makes from the same request (sealing changes only
-    destination credentials): the same queries, time zone and samples mode included."""
-    from export_pipeline.store import prefetch
-    from export_pipeline.planning.plan import plan_export
-
-    plan = plan_export(validated.request, validated.request_id or "cli")
-    prefetch.start(_metric_source(), [scan.query for scan in plan.scans])
-
-
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from export_pipeline.planning.plan import plan_export
-
-    validated = _validate(_read(args.request))
     from export_pipeline.destinations.factory import describe_spec
+    from export_pipeline.planning.prepared import prepare_export
 
-    plan = plan_export(validated.request, validated.request_id or "<run id>")
-    described = plan.describe()
-    described["deliveries"] = [describe_spec(d) for d in validated.request.deliveries()]
+    prepared = prepare_export(_read(args.request), _metric_source(), run_id="<run id>")
+    described = prepared.plan.describe()
+    described["deliveries"] = [describe_spec(d) for d in prepared.validated.request.deliveries()]
     print(json.dumps(described, indent=2))
     return EXIT_OK
 
@@ -211,8 +212,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         document = json.loads(
             resources.files("export_pipeline").joinpath("examples/seed_000_request.json").read_text()
         )
-        _validate(document)
-        response = run_export(document)
+        response = _run(document)
         with urllib.request.urlopen(response["signedUrl"], timeout=30) as download:
             lines = download.read().decode("utf-8").splitlines()
         print(f"Exported {response['rows']} rows ({response['bytes']} bytes) "
@@ -288,15 +288,18 @@ def main(argv: list[str] | None = None) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from export_pipeline.store.source import MetricSourceError
-    from export_pipeline.contract.models import InvalidRequest
+    from export_pipeline.contract.problems import InvalidRequest
 
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except InvalidRequest as error:
-        _say("invalid request:")
-        for problem in error.problems:
-            _say(f"  {problem}")
+        if len(error.problems) == 1:
+            _say(f"invalid request: {error.problems[0]}")
+        else:
+            _say("invalid request:")
+            for problem in error.problems:
+                _say(f"  {problem}")
         return EXIT_INVALID
     except (ExportFailed, MetricSourceError, RuntimeError, BotoCoreError, ClientError,
             ValueError) as error:

@@ -1,1 +1,2 @@
-"""The request contract: the request models, reading request documents, validation with JSON paths."""
+"""The request contract: the request models, the envelope, reading request documents,
+validation with JSON paths, and the response."""

@@ -21,8 +21,8 @@ from export_pipeline.contract.models import (
     FileFormat,
     Layout,
     MetricRequest,
-    Problem,
 )
+from export_pipeline.contract.problems import Problem
 from export_pipeline.settings import LimitSettings
 from export_pipeline.store.source import ENTITY_DIMENSION
 from export_pipeline.timeline.periods import bucket_count

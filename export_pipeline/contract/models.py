@@ -8,14 +8,11 @@ shape and local rules only; rules that look across the request or at the metric 
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
-import yaml
 from dateutil.relativedelta import relativedelta
 from pydantic import (
     AfterValidator,
@@ -40,8 +37,6 @@ from export_pipeline.timeline.periods import (
     parse_granularity,
 )
 
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-ROUTE = "external-service/csv-generator"
 RANGE_MESSAGE = "needs a range: start and end, from and to, or either bound with a period"
 EARLIEST_INSTANT = datetime(1900, 1, 1, tzinfo=timezone.utc)
 LATEST_INSTANT = datetime(9999, 1, 1, tzinfo=timezone.utc)
@@ -50,24 +45,6 @@ calendar's end, so bucket, time-zone and window arithmetic on any of them stays 
 SUPPORTED_INSTANTS = f"{EARLIEST_INSTANT:%Y-%m-%dT%H:%M:%SZ} up to {LATEST_INSTANT:%Y-%m-%dT%H:%M:%SZ}"
 MAX_HEADING_LENGTH = 256
 MAX_ID_LENGTH = 256
-
-
-class Problem(NamedTuple):
-    """One thing wrong with a request: where (a JSON path into the submitted document) and why."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class InvalidRequest(ValueError):
-    """A request that must not run; carries every problem found, not just the first."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 class _Model(BaseModel):
@@ -433,6 +410,14 @@ class DestinationSpec(BaseModel):
     gcs_bucket: NonEmptyStr | None = None
     path: str | None = None
 
+    def secrets(self) -> list[SecretStr]:
+        """The credentials this destination carries (sealed, in a run)."""
+        return [s for s in (getattr(self, name) for name in SECRET_FIELDS) if s is not None]
+
+
+SECRET_FIELDS = ("password", "aws_access_key_id", "aws_secret_access_key")
+"""A destination's credentials: sealed in run config, never shown, masked in messages."""
+
 
 class ExportRequest(_Model):
     """The request body: what to fetch, how to lay it out, and where to deliver it."""
@@ -466,32 +451,6 @@ class ExportRequest(_Model):
             (i, c) for i, c in enumerate(self.csv_format.columns)
             if metric_id is not None and c.metric_id == metric_id
         ]
-
-
-def load_document(text: str, source: str = "<request>") -> Any:
-    """Parse a request document: JSON, or YAML (a superset, as the Launchpad takes it)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as json_error:
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise InvalidRequest(
-                [Problem("", f"{source} is neither JSON nor YAML: {json_error}")]
-            ) from None
-
-
-def read_document(path: str) -> Any:
-    """Read a request file; ``-`` reads standard input."""
-    if path == "-":
-        import sys
-
-        return load_document(sys.stdin.read(), "standard input")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise InvalidRequest([Problem("", f"cannot read {path}: {error.strerror}")]) from None
-    return load_document(text, path)
 
 
 def expanded_facets(request: ExportRequest) -> list[str]:

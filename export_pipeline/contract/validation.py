@@ -2,43 +2,43 @@
 
 Three passes run over the document, and all of them always run, so a user fixes a request in
 one round trip: the shape (pydantic), the rules across fields (column bindings, sort indices,
-unique ids) and the names checked against the metric store's schema. The rules read the raw
-document defensively, so a type error in one place does not hide a wrong name in another.
-A request that parses is also costed (``planning.cost``) and refused above the limits.
-Every entry point (CLI, Launchpad, sensors, saved exports) goes through ``validate_document``.
+unique ids; here, and ``destination_rules``) and the names checked against the metric store's
+schema (``schema_rules``). The rules read the raw document defensively, so a type error in one
+place does not hide a wrong name in another. Every entry point (CLI, Launchpad, sensors) goes
+through ``validate_document``, once. A request that parses is also costed
+(``contract.cost``) and refused above the limits.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from collections.abc import Iterator
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from export_pipeline.destinations.paths import path_problems
+from export_pipeline.contract.destination_rules import destination_problems
+from export_pipeline.contract.envelope import unwrap
 from export_pipeline.contract.cost import cost_problems
-from export_pipeline.settings import LimitSettings, get_limits
-from export_pipeline.store.source import StoreSchema
-from export_pipeline.timeline.periods import AggregationPeriod, Granularity, parse_granularity
 from export_pipeline.contract.models import (
     EARLIEST_INSTANT,
     LATEST_INSTANT,
     MAX_HEADING_LENGTH,
     RANGE_MESSAGE,
     SUPPORTED_INSTANTS,
-    REQUEST_ID_PATTERN,
-    ROUTE,
     ExportRequest,
-    InvalidRequest,
-    Problem,
     has_control_characters,
     in_utc,
     resolve_period,
 )
+from export_pipeline.contract.problems import InvalidRequest, Problem, from_pydantic
+from export_pipeline.contract.schema_rules import schema_problems
+from export_pipeline.contract.walk import items as _items, strings as _strings
+from export_pipeline.store.source import StoreSchema
+from export_pipeline.timeline.periods import AggregationPeriod, Granularity, parse_granularity
+from export_pipeline.settings import LimitSettings, get_limits
 
 DATE_DIMENSION = "date"
 
@@ -54,122 +54,38 @@ def validate_document(
 ) -> ValidatedRequest:
     """The request in ``document`` (a seed-000 body or its envelope), or ``InvalidRequest``.
     ``limits`` bound what it may cost (the configured ``EXPORT_MAX_*`` when not given)."""
-    body, prefix, request_id, problems = _unwrap(document)
+    envelope = unwrap(document)
+    body, prefix, problems = envelope.body, envelope.prefix, list(envelope.problems)
     request = None
     if body is not None:
         try:
             request = ExportRequest.model_validate(body)
         except ValidationError as error:
             problems += [
-                _from_pydantic(e, prefix) for e in error.errors()
+                from_pydantic(e, prefix) for e in error.errors()
                 if not str(e.get("ctx", {}).get("error", "")).startswith(RANGE_MESSAGE)
             ]  # a missing range is reported per field by the cross-field pass
         problems += _cross_field_problems(body, prefix)
-        problems += _destination_problems(body, prefix)
+        problems += destination_problems(body, prefix)
         if schema is not None:
-            problems += _schema_problems(body, schema, prefix)
+            problems += schema_problems(body, schema, prefix)
         if request is not None:
             problems += cost_problems(request, limits or get_limits(), prefix)
     problems = list(dict.fromkeys(problems))
     if problems or request is None:
         raise InvalidRequest(problems)
-    return ValidatedRequest(request=request, request_id=request_id)
+    return ValidatedRequest(request=request, request_id=envelope.request_id)
 
 
-def _unwrap(document: Any) -> tuple[dict | None, str, str | None, list[Problem]]:
-    """Find the body; the envelope ``{"action", "data": {"id", "route", "body"}}`` is optional."""
-    if not isinstance(document, dict):
-        return None, "", None, [Problem("", f"a request is a JSON object, not {_kind(document)}")]
-    if "data" not in document or "csvFormat" in document:
-        return document, "", None, []
-    problems = []
-    data = document["data"]
-    if not isinstance(data, dict):
-        return None, "", None, [Problem("data", f"must be an object, not {_kind(data)}")]
-    for key in sorted(set(document) - {"action", "data"}):
-        problems.append(Problem(key, "unknown field in the request envelope"))
-    for key in sorted(set(data) - {"id", "route", "body"}):
-        problems.append(Problem(f"data.{key}", "unknown field in the request envelope"))
-    request_id = data.get("id")
-    if request_id is not None and (
-        not isinstance(request_id, str) or not re.match(REQUEST_ID_PATTERN, request_id)
-    ):
-        problems.append(Problem(
-            "data.id",
-            "must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit",
-        ))
-        request_id = None
-    route = data.get("route")
-    if route is not None and route != ROUTE:
-        problems.append(Problem("data.route", f"this service answers {ROUTE!r}, not {route!r}"))
-    body = data.get("body")
-    if not isinstance(body, dict):
-        problems.append(Problem("data.body", "required: the request body (csvFormat + metricRequests)"))
-        body = None
-    return body, "data.body.", request_id, problems
-
-
-def _kind(value: Any) -> str:
-    return {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(
-        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
-    )
-
-
-_PYDANTIC_MESSAGES = {
-    "missing": "required",
-    "extra_forbidden": "unknown field",
-    "too_short": "must not be empty",
-}
-
-
-def _from_pydantic(error: dict, prefix: str) -> Problem:
-    loc = error["loc"]
-    path = prefix + _json_path(loc)
-    message = _PYDANTIC_MESSAGES.get(error["type"], error["msg"])
-    if error["type"] == "enum":
-        message = f"{error['input']!r} is not one of {error['ctx']['expected']}"
-    elif error["type"] == "value_error":
-        message = str(error["ctx"]["error"])
-    elif error["type"] == "int_type":
-        message = "must be an integer"
-    elif error["type"] == "string_pattern_mismatch" and loc[-1] == "filename":
-        message = (
-            "may hold only letters, digits, '-' and '_' (1 to 100, starting with a letter or "
-            "digit); the extension is added from the format"
-        )
-    elif any(_is_type_tag(part) for part in loc):
-        # A union (a filter value) reports one error per member; say once what it takes.
-        message = "must be a string or a non-empty list of strings"
-    return Problem(path, message)
-
-
-def _is_type_tag(part: object) -> bool:
-    """pydantic puts the union member's type (``list[constrained-str]``) into error paths."""
-    return isinstance(part, str) and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part)
-
-
-def _json_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not _is_type_tag(part):
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _items(value: Any) -> Iterator[tuple[int, dict]]:
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            if isinstance(item, dict):
-                yield i, item
-
-
-def _strings(value: Any) -> Iterator[tuple[int, str]]:
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            if isinstance(item, str):
-                yield i, item
+def validated_request(config_document: str | Mapping, schema: StoreSchema | None) -> ValidatedRequest:
+    """The request a run was given: its config's document (a mapping, or the JSON text run
+    config carries it as), validated once against ``schema``."""
+    if isinstance(config_document, str):
+        try:
+            config_document = json.loads(config_document)
+        except ValueError as error:
+            raise InvalidRequest([Problem("", f"the run's request is not JSON: {error}")]) from None
+    return validate_document(config_document, schema)
 
 
 _INSTANT = TypeAdapter(AwareDatetime)
@@ -423,126 +339,3 @@ def _format_problems(body: dict, prefix: str) -> list[Problem]:
     if layout != "long" and extension == "pdf":
         problems.append(Problem(f"{fp}.outputFormat", "the pdf report has its own layout; use long"))
     return problems
-
-
-def _schema_problems(body: dict, schema: StoreSchema, prefix: str) -> list[Problem]:
-    problems: list[Problem] = []
-    dimensions = schema.request_dimensions
-    known_dimensions = ", ".join(dimensions)
-    known_measures = ", ".join(schema.measures) or "none"
-
-    def unknown_dimension(path: str, name: str) -> None:
-        problems.append(Problem(path, f"unknown dimension {name!r} (the store has: {known_dimensions})"))
-
-    csv_format = body.get("csvFormat") if isinstance(body.get("csvFormat"), dict) else {}
-    for i, name in _strings(csv_format.get("rowFilters")):
-        if name != "date" and name not in dimensions:
-            unknown_dimension(f"{prefix}csvFormat.rowFilters[{i}]", name)
-    for i, column in _items(csv_format.get("columns")):
-        cp = f"{prefix}csvFormat.columns[{i}]"
-        fetch_value = column.get("fetchValue")
-        if isinstance(fetch_value, str) and fetch_value not in schema.measures:
-            problems.append(Problem(
-                f"{cp}.fetchValue", f"unknown measure {fetch_value!r} (the store has: {known_measures})"
-            ))
-        column_filter = column.get("filter")
-        if isinstance(column_filter, dict):
-            for key in column_filter:
-                if key not in dimensions:
-                    unknown_dimension(f"{cp}.filter.{key}", key)
-    for i, metric_request in _items(body.get("metricRequests")):
-        for j, facet in _strings(metric_request.get("facets")):
-            if facet not in dimensions:
-                unknown_dimension(f"{prefix}metricRequests[{i}].facets[{j}]", facet)
-    return problems
-
-
-# Seed 003's destinations: which fields each type needs and takes.
-_DESTINATION_FIELDS = {
-    "aws": ((), ()),
-    "s3": (
-        ("aws_access_key_id", "aws_secret_access_key", "aws_bucket", "aws_region"), ("path",)
-    ),
-    "sftp": (("server", "username"), ("port", "password", "savedKey", "path")),
-    "ftp": (("server", "username", "password"), ("port", "path")),
-    "ftps": (("server", "username", "password"), ("port", "path")),
-    "gcs": (("gcs_bucket",), ("path",)),
-}
-_HOST_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
-_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
-_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
-_KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def _is_host(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return bool(_HOST_NAME.match(value)) and not value.replace(".", "").isdigit()
-
-
-def _destination_problems(body: dict, prefix: str) -> list[Problem]:
-    """Seed 003's rules for ``destination`` (and the ``destinations`` list): the fields each
-    type needs, fields it does not use, names that cannot be valid, and the path rules.
-    Messages never repeat a credential's value."""
-    problems: list[Problem] = []
-    if "destination" in body and "destinations" in body:
-        problems.append(Problem(
-            f"{prefix}destinations", "give either destination or destinations, not both"
-        ))
-    found: list[tuple[str, dict]] = []
-    if isinstance(body.get("destination"), dict):
-        found.append((f"{prefix}destination", body["destination"]))
-    for i, item in _items(body.get("destinations")):
-        found.append((f"{prefix}destinations[{i}]", item))
-
-    seen: dict[tuple, str] = {}
-    for dp, destination in found:
-        kind = destination.get("type", "aws")
-        if not isinstance(kind, str) or kind.lower() not in _DESTINATION_FIELDS:
-            continue  # the model reports the type itself
-        kind = kind.lower()
-        required, optional = _DESTINATION_FIELDS[kind]
-        for name in required:
-            if destination.get(name) in (None, ""):
-                problems.append(Problem(f"{dp}.{name}", f"required for type {kind!r}"))
-        known = {"type", *required, *optional}
-        for name in destination:
-            if name not in known and name in _ALL_DESTINATION_FIELDS:
-                problems.append(Problem(f"{dp}.{name}", f"not used by type {kind!r}"))
-        if kind == "sftp" and destination.get("password") is None and destination.get("savedKey") is None:
-            problems.append(Problem(
-                f"{dp}.password", "type 'sftp' needs a password or a savedKey (a named key)"
-            ))
-        server = destination.get("server")
-        if isinstance(server, str) and server and not _is_host(server):
-            problems.append(Problem(
-                f"{dp}.server", "must be a host name or IP address, without scheme, port or path"
-            ))
-        for name, pattern, what in (
-            ("aws_bucket", _S3_BUCKET, "an S3 bucket name (3 to 63 of a-z, 0-9, '.', '-')"),
-            ("gcs_bucket", _GCS_BUCKET, "a GCS bucket name (lower-case letters, digits, '.', '_', '-')"),
-            ("aws_region", _AWS_REGION, "an AWS region such as us-west-2"),
-            ("savedKey", _KEY_NAME, "the name of a saved key (letters, digits, '.', '_', '-')"),
-        ):
-            value = destination.get(name)
-            if name in known and isinstance(value, str) and value and not pattern.match(value):
-                problems.append(Problem(f"{dp}.{name}", f"{value!r} is not {what}"))
-        path = destination.get("path")
-        if isinstance(path, str):
-            problems += [Problem(f"{dp}.path", reason) for reason in path_problems(path)]
-        if kind != "aws":
-            identity = (kind, destination.get("server"), destination.get("port"),
-                        destination.get("aws_bucket"), destination.get("gcs_bucket"),
-                        (path or "").strip("/") if isinstance(path, str) else None)
-            if identity in seen:
-                problems.append(Problem(dp, f"delivers to the same place as {seen[identity]}"))
-            seen.setdefault(identity, dp)
-    return problems
-
-
-_ALL_DESTINATION_FIELDS = {
-    name for required, optional in _DESTINATION_FIELDS.values() for name in (*required, *optional)
-}

@@ -9,7 +9,7 @@ from export_pipeline.destinations.base import Destination, PermanentDeliveryErro
 from export_pipeline.destinations.paths import object_key
 from export_pipeline.destinations.sealing import Sealer
 from export_pipeline.destinations.settings import DestinationSettings
-from export_pipeline.contract.models import DestinationSpec, DestinationType
+from export_pipeline.contract.models import SECRET_FIELDS, DestinationSpec, DestinationType
 
 DEFAULT_PORTS = {DestinationType.sftp: 22, DestinationType.ftp: 21, DestinationType.ftps: 21}
 
@@ -18,7 +18,7 @@ def describe_spec(spec: DestinationSpec) -> dict:
     """A request's destination as ``validate`` prints it: its fields, credentials left out."""
     shown = spec.model_dump(
         by_alias=True, exclude_none=True,
-        exclude={"password", "aws_access_key_id", "aws_secret_access_key"},
+        exclude=set(SECRET_FIELDS),
     )
     shown["type"] = spec.type.value
     return shown

@@ -1,35 +1,14 @@
-"""Where the file lands on the far side, and seed 003's path rules.
+"""Where the file lands on the far side.
 
 ``destination.path`` is a folder for SFTP, FTP and GCS. For S3 it is a folder or, when its
-last segment has an extension (``folder/report.csv``), the object key itself. A leading or a
-single trailing slash is accepted (S3 and GCS keys drop them); a doubled slash, a ``.`` or
-``..`` segment, a backslash or a control character is refused, so a request can neither
-produce a key with an empty segment nor climb out of a folder.
+last segment has an extension (``folder/report.csv``), the object key itself. The request's
+validation (``contract.destination_rules.path_problems``) has refused any path that could
+make a key with an empty segment or climb out of a folder before it gets here.
 """
 
 from __future__ import annotations
 
 import posixpath
-import re
-
-MAX_PATH_LENGTH = 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def path_problems(path: str) -> list[str]:
-    """Why ``path`` is not acceptable (empty when it is)."""
-    problems = []
-    if len(path) > MAX_PATH_LENGTH:
-        problems.append(f"must be at most {MAX_PATH_LENGTH} characters")
-    if "//" in path:
-        problems.append("must not contain a doubled slash ('//')")
-    if "\\" in path:
-        problems.append("must use '/' as the separator, not '\\'")
-    if _CONTROL.search(path):
-        problems.append("must not contain control characters")
-    if any(segment in (".", "..") for segment in path.split("/")):
-        problems.append("must not contain '.' or '..' segments")
-    return problems
 
 
 def _segments(path: str | None) -> list[str]:

@@ -17,10 +17,11 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from export_pipeline.contract.envelope import unwrap
+from export_pipeline.contract.models import SECRET_FIELDS
 from export_pipeline.destinations.base import PermanentDeliveryError
 
 SEALED_PREFIX = "sealed:v1:"
-SECRET_FIELDS = ("password", "aws_access_key_id", "aws_secret_access_key")
 
 
 def generate_key() -> str:
@@ -63,12 +64,9 @@ class Sealer:
 
 def destination_objects(document: Any) -> Iterator[tuple[str, dict]]:
     """Each destination object in a request document (body or envelope), with its JSON path."""
-    if not isinstance(document, dict):
-        return
-    body, prefix = document, ""
-    if "data" in document and "csvFormat" not in document and isinstance(document["data"], dict):
-        body, prefix = document["data"].get("body"), "data.body."
-    if not isinstance(body, dict):
+    envelope = unwrap(document)
+    body, prefix = envelope.body, envelope.prefix
+    if body is None:
         return
     if isinstance(body.get("destination"), dict):
         yield f"{prefix}destination", body["destination"]

@@ -26,7 +26,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from export_pipeline.contract.models import REQUEST_ID_PATTERN, Problem
+from export_pipeline.contract.envelope import unwrap
+from export_pipeline.contract.problems import Problem
+from export_pipeline.contract.response import response_body
 
 REQUEST_SUFFIXES = (".json", ".yaml", ".yml")
 CLOCK_MARGIN_SECONDS = 300.0
@@ -153,11 +155,7 @@ def scan(
 def request_id_for(key: str, prefix: str, document: Any) -> str:
     """The envelope's ``data.id`` when it has a valid one, else the file's path under the
     inbox without its extension (``requests/team/april.json`` -> ``team.april``)."""
-    if isinstance(document, dict) and isinstance(document.get("data"), dict):
-        request_id = document["data"].get("id")
-        if isinstance(request_id, str) and re.match(REQUEST_ID_PATTERN, request_id):
-            return request_id
-    return id_from_key(key, prefix)
+    return unwrap(document).request_id or id_from_key(key, prefix)
 
 
 def id_from_key(key: str, prefix: str) -> str:
@@ -242,7 +240,7 @@ def result_document(
         "body": None,
     }
     if response is not None:
-        document["body"] = [{k: response[k] for k in ("bucket", "key", "signedUrl")}]
+        document["body"] = response_body(response)
         document["rows"] = response["rows"]
         document["bytes"] = response["bytes"]
     if errors is not None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from export_pipeline.contract.models import Problem
+from export_pipeline.contract.problems import Problem, problems_from
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -77,7 +77,7 @@ def parse_notification(document: Any, path: str = "notification") -> tuple[Notif
         try:
             message = NotificationMessage.model_validate(raw)
         except ValidationError as error:
-            problems += [_from_pydantic(e, where) for e in error.errors()]
+            problems += problems_from(error, f"{where}.")
             if isinstance(raw, dict):
                 for key in ("title", "text"):
                     if isinstance(raw.get(key), str):
@@ -95,14 +95,6 @@ def parse_notification(document: Any, path: str = "notification") -> tuple[Notif
     if problems:
         return None, problems
     return Notification(messages=messages), []
-
-
-def _from_pydantic(error: dict, where: str) -> Problem:
-    path = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-    message = {"missing": "required", "extra_forbidden": "unknown field"}.get(error["type"], error["msg"])
-    if error["type"] == "enum":
-        message = f"{error['input']!r} is not one of {error['ctx']['expected']}"
-    return Problem(path, message)
 
 
 def _template_problems(

@@ -56,14 +56,13 @@ def _tasks(plan: planning.ExportPlan) -> list[DeliveryTask]:
 def _secrets(spec: DestinationSpec, destinations: DestinationsResource) -> list[str]:
     sealer = destinations.sealer()
     values = []
-    for value in (spec.password, spec.aws_access_key_id, spec.aws_secret_access_key):
-        if value is not None and sealer is not None:
+    for value in spec.secrets():
+        if sealer is not None:
             try:
                 values.append(sealer.unseal(value.get_secret_value(), ""))
             except DeliveryError:
                 pass
-        if value is not None:
-            values.append(value.get_secret_value())
+        values.append(value.get_secret_value())
     return values
 
 

@@ -78,6 +78,10 @@ def export_resources() -> dict[str, Any]:
             accent_color=env_or("EXPORT_BRAND_ACCENT", Branding.accent_color),
         ),
         "destinations": destinations_resource(),
+        # The command line binds the request it validated and planned (``cli.run_export``).
+        "prepared_export": dg.ResourceDefinition.hardcoded_resource(
+            None, "Nothing prepared ahead: the plan step validates the run's request."
+        ),
         "io_manager": dg.mem_io_manager,
         # The export's record and the delivery tasks (credentials sealed) are kept in the
         # instance's storage so "re-execute from failure" re-runs only the deliveries.

@@ -24,14 +24,14 @@ from export_pipeline.orchestration.run_outcomes import (
     export_response,
     failure_errors,
 )
-from export_pipeline.contract.models import InvalidRequest, Problem, load_document
+from export_pipeline.contract.documents import MAX_DOCUMENT_BYTES, decode_document
+from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.validation import validate_document
 
 REQUEST_ID_TAG = "export_pipeline/request_id"
 INBOX_KEY_TAG = "export_pipeline/inbox_key"
 INBOX_ETAG_TAG = "export_pipeline/inbox_etag"
 RUN_KEY_TAG = "dagster/run_key"
-MAX_REQUEST_BYTES = 1024 * 1024
 
 
 class RequestInbox(dg.ConfigurableResource):
@@ -159,9 +159,9 @@ def _handle(
         if obj["ETag"].strip('"') != item.etag:
             obj["Body"].close()
             return None  # replaced since it was listed: the next pass sees the new version
-        if obj["ContentLength"] > MAX_REQUEST_BYTES:
+        if obj["ContentLength"] > MAX_DOCUMENT_BYTES:
             obj["Body"].close()
-            problems = [Problem("", f"a request file is at most {MAX_REQUEST_BYTES} bytes")]
+            problems = [Problem("", f"a request file is at most {MAX_DOCUMENT_BYTES} bytes")]
         else:
             data = obj["Body"].read()
             request_id, run_request, problems = _evaluate(context, request_inbox, item, data, schema)
@@ -199,7 +199,7 @@ def _evaluate(
     request_id = inbox.id_from_key(item.key, request_inbox.prefix)
     try:
         try:
-            document = load_document(data.decode("utf-8"), item.key)
+            document = decode_document(data, item.key)
         except InvalidRequest as error:
             return request_id, None, list(error.problems)
         request_document, notification_document = inbox.split_notification(document)

@@ -4,10 +4,10 @@ Each op hands its work to the plain modules and only adds what Dagster needs: co
 resources, dynamic outputs and metadata.
 """
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import Optional
 
 import dagster as dg
 import polars as pl
@@ -15,7 +15,7 @@ import polars as pl
 from export_pipeline.table import combine
 from export_pipeline.table.model import ExportTable
 from export_pipeline.planning import plan as planning
-from export_pipeline.store import prefetch
+from export_pipeline.planning.prepared import PreparedExport, prepared_for_run
 from export_pipeline.publishing.publish import deliver
 from export_pipeline.publishing.keys import export_key, fixed_export_key
 from export_pipeline.store.source import MetricSourceError
@@ -24,10 +24,14 @@ from export_pipeline.orchestration.resources import (
     MetricSourceResource,
     ReportBranding,
 )
-from export_pipeline.contract.models import InvalidRequest
-from export_pipeline.contract.validation import validate_document
+from export_pipeline.contract.problems import InvalidRequest
 
 EXPORT_ASSET_KEY = dg.AssetKey(["export_file"])
+
+PreparedRun = dg.ResourceParam[Optional[PreparedExport]]
+"""The ``prepared_export`` resource: the request the command line validated and planned, with
+its store reads under way, for the run it started in process; None (the code location's
+binding) for every other run, whose plan op validates the request itself."""
 
 
 class ExportRequestConfig(dg.Config):
@@ -63,10 +67,12 @@ def plan_export(
     context: dg.OpExecutionContext,
     config: ExportRequestConfig,
     metric_source: MetricSourceResource,
+    prepared_export: PreparedRun,
 ):
-    source = metric_source.get_source()
     try:
-        validated = validate_document(json.loads(config.request_json), source.schema())
+        prepared = prepared_for_run(
+            config.request_json, metric_source.get_source, context.run_id, prepared_export
+        )
     except InvalidRequest as error:
         raise dg.Failure(
             description=f"invalid export request:\n{error}",
@@ -75,12 +81,13 @@ def plan_export(
         ) from None
     except MetricSourceError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
-    plan = planning.plan_export(validated.request, validated.request_id or context.run_id)
+    plan = prepared.plan
     description = plan.describe()
     scans = plan.scans
     context.log.info(
-        f"request {plan.request_id}: {len(validated.request.metric_requests)} metric requests, "
+        f"request {plan.request_id}: {len(plan.request.metric_requests)} metric requests, "
         f"{len(plan.tasks)} fetches in {len(scans)} store reads"
+        + (" (validated before the run)" if prepared is prepared_export else "")
     )
     yield dg.Output(
         plan,
@@ -100,14 +107,17 @@ def plan_export(
     "(one query summing all their measures)."
 )
 def fetch_metrics(
-    context: dg.OpExecutionContext, scan: planning.ScanTask, metric_source: MetricSourceResource
+    context: dg.OpExecutionContext,
+    scan: planning.ScanTask,
+    metric_source: MetricSourceResource,
+    prepared_export: PreparedRun,
 ) -> list[FetchedFrame]:
-    source = metric_source.get_source()
+    read_ahead = prepared_export.read_ahead if prepared_export is not None else None
     try:
-        frame = prefetch.take(source, scan.query)
-        ahead = frame is not None
-        if frame is None:
-            frame = source.fetch(scan.query)
+        if read_ahead is not None and prepared_export.run_id == context.run_id:
+            frame, ahead = read_ahead.fetch(scan.query)
+        else:
+            frame, ahead = metric_source.get_source().fetch(scan.query), False
     except MetricSourceError as error:
         raise dg.Failure(description=str(error)) from None
     context.log.info(f"fetched {scan.key}: {frame.height} rows" + (" (read ahead)" if ahead else ""))

@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from export_pipeline.contract.response import build_response
 from export_pipeline.orchestration.ops import EXPORT_ASSET_KEY
 
 NAME_TAG = "export_pipeline/name"
@@ -21,14 +22,10 @@ def export_response(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]
         if materialization is None or materialization.asset_key != EXPORT_ASSET_KEY:
             continue
         metadata = {k: v.value for k, v in materialization.metadata.items()}
-        return {
-            "requestId": metadata.get("request_id"),
-            "bucket": metadata["bucket"],
-            "key": metadata["key"],
-            "signedUrl": metadata["signed_url"],
-            "rows": metadata["rows"],
-            "bytes": metadata["bytes"],
-        }
+        return build_response(
+            request_id=metadata.get("request_id"), bucket=metadata["bucket"], key=metadata["key"],
+            signed_url=metadata["signed_url"], rows=metadata["rows"], bytes=metadata["bytes"],
+        )
     return None
 
 

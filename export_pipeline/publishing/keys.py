@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from export_pipeline.contract.models import FILENAME_PATTERN, REQUEST_ID_PATTERN
+from export_pipeline.contract.envelope import REQUEST_ID_PATTERN
+from export_pipeline.contract.models import FILENAME_PATTERN
 
 DEFAULT_PREFIX = "exports"
 

@@ -6,7 +6,7 @@ would otherwise add about 0.1 s to every export's start-up."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from export_pipeline.formats import csv_writer
@@ -14,6 +14,7 @@ from export_pipeline.formats.branding import Branding
 from export_pipeline.table.model import ExportTable
 from export_pipeline.formats.csv_writer import CsvOptions, iter_csv
 from export_pipeline.contract.models import ExportRequest, FileFormat
+from export_pipeline.contract.response import build_response
 from export_pipeline.publishing.s3_upload import PART_SIZE, presign_get, upload_stream
 
 
@@ -28,13 +29,12 @@ class ExportResult:
     rows: int
     bytes: int
 
-    def to_response(self) -> dict[str, Any]:
-        fields = asdict(self)
-        return {
-            "requestId": fields.pop("request_id"),
-            "signedUrl": fields.pop("signed_url"),
-            **fields,
-        }
+    def to_response(self, run_id: str | None = None, deliveries: list[dict] | None = None) -> dict[str, Any]:
+        return build_response(
+            request_id=self.request_id, bucket=self.bucket, key=self.key,
+            signed_url=self.signed_url, rows=self.rows, bytes=self.bytes,
+            run_id=run_id, deliveries=deliveries,
+        )
 
 
 def csv_options(request: ExportRequest) -> CsvOptions:

@@ -22,7 +22,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from export_pipeline.notifications.messages import Notification, parse_notification
-from export_pipeline.contract.models import InvalidRequest, Problem, load_document
+from export_pipeline.contract.documents import read_document
+from export_pipeline.contract.envelope import BODY_PATH, unwrap, wrap
+from export_pipeline.contract.problems import InvalidRequest, Problem, problems_from
 from export_pipeline.contract.validation import validate_document
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -97,7 +99,7 @@ class SavedExport(BaseModel):
                 # in UTC first: arithmetic on zoned datetimes is wall-clock arithmetic, which is
                 # wrong across a DST change (02:00 CET minus 1 us is not 01:59:59 CET)
                 metric_request["end"] = _utc_iso(end.astimezone(timezone.utc) - END_OFFSET)
-        return {"data": {"id": self.name, "body": body}}
+        return wrap(body, self.name)
 
 
 def _utc_iso(instant: datetime) -> str:
@@ -112,9 +114,7 @@ def parse_saved_export(document: Any, source: str = "<definition>") -> SavedExpo
     try:
         raw = _Definition.model_validate(document)
     except ValidationError as error:
-        problems = [
-            Problem(".".join(str(p) for p in e["loc"]), _message(e)) for e in error.errors()
-        ]
+        problems = problems_from(error)
         # go on without the fields in error, so the other fields' problems are reported too
         bad = {e["loc"][0] for e in error.errors() if e["loc"]}
         rest = {k: v for k, v in document.items() if k not in bad}
@@ -181,18 +181,8 @@ def _request_problems(body: dict, prefix: str, cadence: Cadence) -> list[Problem
     try:
         validate_document(sample)
     except InvalidRequest as error:
-        return [Problem(p.path.replace("data.body.", prefix, 1), p.message) for p in error.problems]
+        return [Problem(p.path.replace(f"{BODY_PATH}.", prefix, 1), p.message) for p in error.problems]
     return []
-
-
-def _message(error: dict) -> str:
-    if error["type"] == "missing":
-        return "required"
-    if error["type"] == "extra_forbidden":
-        return "unknown field"
-    if error["type"] == "enum":
-        return f"{error['input']!r} is not one of {error['ctx']['expected']}"
-    return error["msg"]
 
 
 def _cadence_and_start(raw: _Definition, problems: list[Problem]) -> tuple[Cadence, datetime]:
@@ -234,13 +224,11 @@ def _wall_clock(instant: datetime, tz: str) -> datetime:
 
 
 def _body(request: dict, problems: list[Problem]) -> tuple[dict | None, str]:
-    if "data" in request and "csvFormat" not in request:
-        data = request.get("data")
-        if not isinstance(data, dict) or not isinstance(data.get("body"), dict):
-            problems.append(Problem("request.data.body", "required: the request body"))
-            return None, "request.data.body."
-        return data["body"], "request.data.body."
-    return request, "request."
+    """The request's body and the path of its fields; the envelope's own problems (its id is
+    the definition's name, so ``data.id`` is not one of them)."""
+    envelope = unwrap(request)
+    problems += [Problem(f"request.{p.path}", p.message) for p in envelope.problems]
+    return envelope.body, f"request.{envelope.prefix}"
 
 
 def load_saved_exports(folder: str | Path) -> list[SavedExport]:
@@ -255,7 +243,7 @@ def load_saved_exports(folder: str | Path) -> list[SavedExport]:
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()):
         where = str(path.relative_to(root))
         try:
-            item = parse_saved_export(load_document(path.read_text(encoding="utf-8"), where), where)
+            item = parse_saved_export(read_document(str(path), where), where)
         except InvalidRequest as error:
             problems += [Problem(f"{where}: {p.path}" if p.path else where, p.message) for p in error.problems]
             continue

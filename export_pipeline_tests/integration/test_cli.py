@@ -320,3 +320,51 @@ def test_the_cost_limits_are_settings(tmp_path, cli_env, bucket, s3_client):
     assert "data.body.metricRequests: the long export would have about 30 rows" in done.stderr
     assert "at most 29 (EXPORT_MAX_ROWS)" in done.stderr
     assert all_objects(s3_client, bucket) == []
+
+
+def test_a_request_file_that_is_not_utf8_exits_2_with_one_line(tmp_path, cli_env):
+    path = tmp_path / "latin1.json"
+    path.write_bytes(json.dumps(SEED_BODY).replace("Entries", "Entr\u00e9es").encode("latin-1"))
+    done = cli("run", str(path), env=cli_env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"invalid request: {path} is not UTF-8 text (byte "
+        f"{json.dumps(SEED_BODY).index('Entries') + 4} is 0xe9)"
+    ]
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("text", ["[" * 200_000, "request: " + "[" * 200_000, "- " * 100_000],
+                         ids=["json", "yaml-flow", "yaml-block"])
+def test_deeply_nested_json_or_yaml_exits_2(tmp_path, cli_env, text):
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    done = cli("validate", str(path), env=cli_env)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr
+    assert "nested deeper than 32 levels" in done.stderr
+
+
+def test_a_key_given_twice_exits_2_naming_its_path(tmp_path, cli_env):
+    path = tmp_path / "twice.json"
+    path.write_text(json.dumps(SEED_ENVELOPE).replace('"sortBy": [0]', '"sortBy": [0], "sortBy": [1]'))
+    done = cli("run", str(path), env=cli_env)
+    assert done.returncode == 2
+    assert "data.body.csvFormat.sortBy: is given twice" in done.stderr
+
+
+def test_a_cli_run_validates_and_reads_the_store_once(monkeypatch, demo_store_path, bucket, s3_client):
+    """In process: the run takes the request the command line validated and the reads it
+    started; the store's schema is read once, each scan fetched once."""
+    from export_pipeline.cli import prepare_run, run_export
+    from export_pipeline_tests.support.helpers import CountingSource
+
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(demo_store_path))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    source = CountingSource(demo_store_path)
+    prepared = prepare_run(SEED_ENVELOPE, source)
+    response = run_export(SEED_ENVELOPE, prepared)
+    assert response["run_id"] == prepared.run_id and response["rows"] == 30
+    assert response["key"].startswith("exports/req-csv-001/")
+    assert source.schema_reads == 1
+    assert source.fetches == len(prepared.plan.scans)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
+from export_pipeline.store.parquet import ParquetMetricSource
+
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
@@ -64,3 +66,26 @@ def wait_for_run(client, run_id: str, timeout: float = 180):
         time.sleep(1)
         status = client.get_run_status(run_id)
     return status
+
+
+class CountingSource(ParquetMetricSource):
+    """The real store, counting its schema reads and its fetches (a fetch may call itself
+    for slices of its window: counted once)."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.schema_reads = 0
+        self.fetches = 0
+        self._depth = 0
+
+    def schema(self):
+        self.schema_reads += 1
+        return super().schema()
+
+    def fetch(self, query):
+        self.fetches += self._depth == 0
+        self._depth += 1
+        try:
+            return super().fetch(query)
+        finally:
+            self._depth -= 1

@@ -432,3 +432,20 @@ def test_a_request_above_the_cost_limits_is_refused_without_a_run(env, instance,
     assert failed["status"] == "failed" and failed["runId"] is None
     assert [e["path"] for e in failed["errors"]] == ["metricRequests[0].entities"]
     assert "(EXPORT_MAX_ENTITIES)" in failed["errors"][0]["message"]
+
+
+def test_unreadable_documents_get_a_failed_result_and_no_run(env, instance, s3_client, bucket):
+    """Not UTF-8, nested past the limit, or a key given twice: the client reads why in the
+    result object; the sensor neither crashes nor requests a run."""
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("latin1.json", json.dumps(SEED_BODY).replace("Entries", "Entr\u00e9es").encode("latin-1"))
+    inbox.put("deep.yaml", b"request: " + b"[" * 200_000)
+    inbox.put("twice.json", json.dumps(SEED_ENVELOPE).replace(
+        '"sortBy": [0]', '"sortBy": [0], "sortBy": [1]').encode())
+    assert inbox.tick() == []  # an unreadable file's id is its name: it has no readable data.id
+    latin1, deep, twice = inbox.result("latin1.json"), inbox.result("deep.yaml"), inbox.result("twice.json")
+    assert [r["status"] for r in (latin1, deep, twice)] == ["failed"] * 3
+    assert "requests/latin1.json is not UTF-8 text" in latin1["errors"][0]["message"]
+    assert "nested deeper than 32 levels" in deep["errors"][0]["message"]
+    assert twice["errors"] == [{"path": "data.body.csvFormat.sortBy",
+                                "message": "is given twice in the same object; give it once"}]

@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from export_pipeline_tests.support.requests import SEED_BODY
-from export_pipeline.contract.models import InvalidRequest
+from export_pipeline.contract.problems import InvalidRequest
 from export_pipeline.contract.validation import validate_document
 from export_pipeline.contract.cost import estimate
 from export_pipeline.saved_exports.definitions import parse_saved_export

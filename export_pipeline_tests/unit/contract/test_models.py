@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from export_pipeline_tests.support.requests import REPO
-from export_pipeline.contract.models import CsvProfile, FileFormat, InvalidRequest, Layout
+from export_pipeline.contract.models import CsvProfile, FileFormat, Layout
+from export_pipeline.contract.problems import InvalidRequest
 from export_pipeline.contract.validation import validate_document
 
 SEED = json.loads(

@@ -8,7 +8,7 @@ import copy
 import pytest
 
 from export_pipeline_tests.support.requests import SEED_BODY
-from export_pipeline.contract.models import InvalidRequest
+from export_pipeline.contract.problems import InvalidRequest
 from export_pipeline.contract.validation import validate_document
 from export_pipeline.planning.plan import plan_export
 

@@ -12,7 +12,7 @@ import pytest
 
 from export_pipeline.store.source import StoreSchema
 from export_pipeline.timeline.periods import AggregationPeriod
-from export_pipeline.contract.models import InvalidRequest, Problem
+from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.validation import ValidatedRequest, validate_document
 from export_pipeline_tests.support.helpers import utc
 

@@ -7,7 +7,8 @@ import copy
 
 import pytest
 
-from export_pipeline.contract.models import DestinationType, InvalidRequest
+from export_pipeline.contract.models import DestinationType
+from export_pipeline.contract.problems import InvalidRequest
 from export_pipeline.contract.validation import validate_document
 from export_pipeline_tests.support.requests import SEED_BODY
 

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from export_pipeline.destinations.paths import (
-    object_key,
-    path_problems,
-    server_path,
-    temporary_sibling,
-)
+from export_pipeline.contract.destination_rules import path_problems
+from export_pipeline.destinations.paths import object_key, server_path, temporary_sibling
 
 
 @pytest.mark.parametrize("path", ["/", "", "folder", "/folder", "folder/", "/a/b/c.csv", "a-b_c.d/e"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from export_pipeline.contract.models import Problem
+from export_pipeline.contract.problems import Problem
 from export_pipeline.inbox import requests as inbox
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from export_pipeline_tests.support.requests import REPO
-from export_pipeline.contract.models import InvalidRequest
+from export_pipeline.contract.problems import InvalidRequest
 from export_pipeline.saved_exports.definitions import Cadence, load_saved_exports, parse_saved_export
 from export_pipeline_tests.support.requests import SEED_BODY
 

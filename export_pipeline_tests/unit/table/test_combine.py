@@ -21,7 +21,8 @@ from export_pipeline.table.combine import (
     in_order,
 )
 from export_pipeline.timeline.periods import AggregationPeriod
-from export_pipeline.contract.models import Column, ExportRequest, InvalidRequest
+from export_pipeline.contract.models import Column, ExportRequest
+from export_pipeline.contract.problems import InvalidRequest
 from export_pipeline.contract.validation import validate_document
 from export_pipeline_tests.support.helpers import utc
 
