@@ -22,7 +22,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 import yaml
 
-from export_pipeline.orchestration.ops import EXPORT_ASSET_KEY
+from export_pipeline.orchestration.export_assets import request_asset_key
 from export_pipeline.saved_exports.definitions import parse_saved_export
 from export_pipeline.contract.validation import validate_document
 from export_pipeline_tests.support.notification_servers import WebhookServer
@@ -104,7 +104,7 @@ def test_launchpad_launch_through_graphql(dagster_dev, monkeypatch):
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
-        event = instance.get_latest_materialization_event(EXPORT_ASSET_KEY)
+        event = instance.get_latest_materialization_event(request_asset_key(run_id))
     metadata = event.asset_materialization.metadata
     assert event.run_id == run_id
     with urllib.request.urlopen(metadata["signed_url"].value, timeout=30) as response:
