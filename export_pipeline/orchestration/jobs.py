@@ -18,7 +18,10 @@ from export_pipeline.orchestration.ops import (
     plan_export,
     record_export,
 )
-from export_pipeline.orchestration.request_config import request_config_schema
+from export_pipeline.orchestration.request_config import (
+    missing_request_fields,
+    request_config_schema,
+)
 
 
 def request_run_config(document: dict[str, Any]) -> dict[str, Any]:
@@ -27,9 +30,19 @@ def request_run_config(document: dict[str, Any]) -> dict[str, Any]:
     The run config is the request itself, so the console log level is set here: progress on
     stderr, not the engine's step-by-step debug events (the event log still records them).
 
+    A root with neither the body's required fields nor an envelope is refused here: the
+    config schema cannot require one of the two.
+
     Run config is stored in plaintext, so a request carrying a plaintext credential is refused
     here, before a run exists: seal it first (``export-pipeline seal``; the CLI seals itself).
     """
+    missing = missing_request_fields(document)
+    if missing:
+        raise dg.DagsterInvalidConfigError(
+            "the request is missing " + ", ".join(missing) + " (or give the envelope, data.body)",
+            [],
+            None,
+        )
     plaintext = plaintext_secret_paths(document)
     if plaintext:
         raise dg.DagsterInvalidConfigError(

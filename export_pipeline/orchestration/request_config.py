@@ -11,12 +11,14 @@ defaults, so the request reaches the plan step as it was written.
 
 The root takes a body or its envelope (``{"action", "data": {"id", "route", "body"}}``) as
 they are. Dagster config has no union of two objects, so the body's ``csvFormat`` and
-``metricRequests`` are optional at the root (the plan step requires them when there is no
-``data``) and required inside ``data.body``.
+``metricRequests`` are optional at the root and required inside ``data.body``; a root with
+neither the body's required fields nor ``data`` is refused by the job's config mapping
+(``missing_request_fields``), when the run is created, before any step.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import dagster as dg
@@ -97,9 +99,21 @@ class _Walker:
         return dg.Shape({**fields, **extra}, description=node.get("description"))
 
 
+@cache
+def _request_schema() -> dict:
+    return ExportRequest.model_json_schema(by_alias=True, mode="validation")
+
+
+def missing_request_fields(document: dict) -> list[str]:
+    """The body's required fields a run config without an envelope leaves out."""
+    if "data" in document:
+        return []
+    return [name for name in _request_schema().get("required", []) if name not in document]
+
+
 def request_config_schema() -> dg.Shape:
     """The export job's run config: a request body, or its envelope, as it is on the wire."""
-    schema = ExportRequest.model_json_schema(by_alias=True, mode="validation")
+    schema = _request_schema()
     walker = _Walker(schema)
     required = tuple(schema.get("required", []))
     body = walker.shape(schema)
