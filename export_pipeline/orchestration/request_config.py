@@ -18,15 +18,13 @@ neither the body's required fields nor ``data`` is refused by the job's config m
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any
 
 import dagster as dg
 
 from export_pipeline.contract.models import REQUEST_ID_PATTERN, ROUTE, ExportRequest
-
-ENVELOPE_FIELDS = ("action", "data")
-
 
 def _resolve(node: dict, defs: dict) -> dict:
     while "$ref" in node:
@@ -38,7 +36,8 @@ def _description(node: dict) -> str | None:
     text = node.get("description")
     default = node.get("default")
     if default is not None and not isinstance(default, dict | list):
-        text = f"{text or ''} Default: {default}.".strip()
+        shown = default if isinstance(default, str) else json.dumps(default)
+        text = f"{text or ''} Default: {shown}.".strip()
     return text
 
 

@@ -101,7 +101,7 @@ def dagster_dev(tmp_path, demo_store_path, bucket, webhooks):
 
 CONFIG_VALID = """
 query($selector: PipelineSelector!, $config: RunConfigData) {
-  isPipelineConfigValid(pipeline: $selector, runConfigData: $config) {
+  isPipelineConfigValid(pipeline: $selector, mode: "default", runConfigData: $config) {
     __typename
     ... on RunConfigValidationInvalid { errors { __typename message reason } }
     ... on PythonError { message }
