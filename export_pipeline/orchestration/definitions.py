@@ -1,4 +1,4 @@
-"""The Dagster definitions ``workspace.yaml`` loads: the export job, the saved exports' jobs
+"""The Dagster definitions ``workspace.yaml`` loads: the export job, the saved exports' assets, jobs
 and schedules, the inbox and notification sensors, and their resources.
 
 The export job's resources and their environment variables: see ``environment`` (the CLI's
