@@ -49,7 +49,8 @@ MAX_ID_LENGTH = 256
 
 class _Model(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True,
+        use_attribute_docstrings=True,
     )
 
 
@@ -175,17 +176,28 @@ def _check_ds(value: str) -> str:
 class OutputOptions(_Model):
     """The file's format and layout (seed 004's ``format`` object; a string is ``extension``)."""
 
-    extension: Annotated[FileFormat, BeforeValidator(_lower)] = FileFormat.csv
+    extension: Annotated[FileFormat, BeforeValidator(_lower, json_schema_input_type=str)] = FileFormat.csv
+    """The file type: csv, xlsx or pdf (any case)."""
     filename: Annotated[str, Field(pattern=FILENAME_PATTERN)] | None = None
+    """The file's name without extension: letters, digits, '-' and '_'."""
     timezone: Annotated[str, AfterValidator(_check_zone)] = "UTC"
+    """The IANA timezone buckets are cut and dates written in, e.g. Europe/Berlin."""
     template: Template = Template.tabular
+    """tabular, or expanded: a column per requested facet."""
     output_format: Layout = Layout.long
+    """The layout: long (a row per bucket), wide or crosstab (a column per bucket)."""
     csv_delimiter: Annotated[str, AfterValidator(_check_delimiter)] = ","
+    """One character between CSV fields, e.g. ',', ';' or a tab."""
     bom: StrictBool | None = None
-    profile: Annotated[CsvProfile, BeforeValidator(_lower)] = CsvProfile.rfc4180
+    """Start the CSV with a UTF-8 byte order mark; unset: as the profile says."""
+    profile: Annotated[CsvProfile, BeforeValidator(_lower, json_schema_input_type=str)] = CsvProfile.rfc4180
+    """rfc4180 (the plain file) or excel (a UTF-8 BOM and CRLF, for Excel)."""
     formula_guard: StrictBool = True
+    """Neutralise cells a spreadsheet would run as a formula (=, +, -, @)."""
     title: Annotated[str, Field(max_length=200), AfterValidator(_plain_text)] | None = None
+    """The PDF report's title."""
     compare_previous: StrictBool = False
+    """Also fetch the period before the range and show the change (PDF report)."""
 
     @property
     def with_bom(self) -> bool:
@@ -200,7 +212,9 @@ class Decimation(_Model):
     """Seed 004 decimation: buckets of ``ds`` (``15m``, ``PT1H``…), each the ``dsf`` of its samples."""
 
     ds: Annotated[str, AfterValidator(_check_ds)]
-    dsf: Annotated[DecimationFunction, BeforeValidator(_lower)] = DecimationFunction.sum
+    """The bucket width: 15m, 1h, 1d, or an ISO 8601 duration such as PT1H."""
+    dsf: Annotated[DecimationFunction, BeforeValidator(_lower, json_schema_input_type=str)] = DecimationFunction.sum
+    """How a bucket's samples become its value: avg, max, min, sum, stddev or variance."""
 
     @property
     def granularity(self) -> Granularity:
@@ -237,11 +251,17 @@ class Column(_Model):
     """One CSV column: a dimension (no ``metricId``) or a value bound to a metric request."""
 
     heading: Heading
+    """The column's heading in the file."""
     metric_id: Identifier | None = None
+    """The metricRequests[].metricId this value column reads; leave it out for a dimension."""
     fetch_value: NonEmptyStr | None = None
+    """The measure the value column shows, e.g. entries."""
     field: NonEmptyStr | None = None
-    dsf: Annotated[DecimationFunction, BeforeValidator(_lower)] | None = None
+    """The dimension a dimension column shows (date, entity, a facet); default: its heading."""
+    dsf: Annotated[DecimationFunction, BeforeValidator(_lower, json_schema_input_type=str)] | None = None
+    """This column's decimation function, overriding its metric request's."""
     filter: dict[NonEmptyStr, NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1)]] | None = None
+    """Facet values this column keeps: a facet name to a value or a list of values."""
 
     @property
     def is_metric(self) -> bool:
@@ -260,8 +280,11 @@ class Column(_Model):
 
 class CsvFormat(_Model):
     columns: Annotated[list[Column], Field(min_length=1)]
+    """The file's columns, in order: dimensions and metric values."""
     sort_by: list[SortIndex]
+    """Indices into columns to sort the rows by, e.g. [0]."""
     row_filters: Annotated[list[NonEmptyStr], Field(min_length=1)]
+    """What makes a row: entity, and any facets that break rows out."""
 
 
 class MetricRequest(_Model):
@@ -274,18 +297,31 @@ class MetricRequest(_Model):
     """
 
     metric_id: Identifier | None = None
+    """This request's id, which csvFormat.columns[].metricId refers to."""
     name: Label | None = None
+    """A label for people; not used by the export."""
     start: AwareDatetime | None = None
+    """The first instant (inclusive), ISO 8601 with an offset, e.g. 2024-04-01T00:00:00Z."""
     end: AwareDatetime | None = None
+    """The last instant (inclusive), ISO 8601 with an offset."""
     from_: Annotated[UnixSeconds | None, Field(alias="from")] = None
+    """The first instant as Unix seconds, in place of start."""
     to: UnixSeconds | None = None
+    """The last instant as Unix seconds, in place of end."""
     period: Annotated[str, AfterValidator(_check_period)] | None = None
+    """An ISO 8601 duration (P30D) for the bound not given; alone, the period ending now."""
     decimation: Decimation | None = None
+    """Buckets of ds, each the dsf of its samples; overrides aggregationPeriod."""
     transform: Transform | None = None
+    """delta: each bucket minus the one before."""
     entities: Annotated[list[Identifier], Field(min_length=1)] | None = None
+    """The entity ids to export; leave it out for every entity of entityType."""
     entity_type: Identifier | None = None
+    """The kind of entity, e.g. location."""
     facets: list[NonEmptyStr] = []
+    """Facets to break values out by, e.g. segments."""
     aggregation_period: AggregationPeriod = AggregationPeriod.day
+    """The bucket width: minute, hour, day, week, month, quarter or year."""
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -395,20 +431,34 @@ class DestinationSpec(BaseModel):
     sealed (see ``destinations.sealing``), which this model does not need to know.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
 
-    type: Annotated[DestinationType, BeforeValidator(_lower)] = DestinationType.aws
+    type: Annotated[DestinationType, BeforeValidator(_lower, json_schema_input_type=str)] = DestinationType.aws
+    """aws (the export bucket), s3, sftp, ftp, ftps or gcs (any case)."""
     server: NonEmptyStr | None = None
-    port: Annotated[int, BeforeValidator(_port)] | None = None
+    """The SFTP/FTP host name."""
+    port: Annotated[int, BeforeValidator(_port, json_schema_input_type=int | str)] | None = None
+    """The SFTP/FTP port, a number or a string of digits."""
     username: NonEmptyStr | None = None
+    """The SFTP/FTP user."""
     password: SecretStr | None = None
+    """The SFTP/FTP password, sealed (export-pipeline seal): run config keeps it as written."""
     saved_key: NonEmptyStr | None = Field(default=None, alias="savedKey")
+    """The name of an SSH key the operator keeps on the server side, in place of a password."""
     aws_access_key_id: SecretStr | None = None
+    """The customer bucket's access key id, sealed."""
     aws_secret_access_key: SecretStr | None = None
+    """The customer bucket's secret key, sealed."""
     aws_bucket: NonEmptyStr | None = None
+    """The customer's S3 bucket."""
     aws_region: NonEmptyStr | None = None
+    """The customer bucket's region."""
     gcs_bucket: NonEmptyStr | None = None
+    """The customer's Google Cloud Storage bucket."""
     path: str | None = None
+    """The folder (or key prefix) the file goes to."""
 
     def secrets(self) -> list[SecretStr]:
         """The credentials this destination carries (sealed, in a run)."""
@@ -423,8 +473,13 @@ class ExportRequest(_Model):
     """The request body: what to fetch, how to lay it out, and where to deliver it."""
 
     csv_format: CsvFormat
+    """The file's columns, sort order and what makes a row."""
     metric_requests: Annotated[list[MetricRequest], Field(min_length=1)]
-    format: Annotated[OutputOptions, BeforeValidator(_format_shorthand)] = OutputOptions()
+    """What to fetch: metrics, entities, range and buckets, one item per metric."""
+    format: Annotated[
+        OutputOptions, BeforeValidator(_format_shorthand, json_schema_input_type=str | OutputOptions)
+    ] = OutputOptions()
+    """The file type (csv, xlsx, pdf) alone, or an object with layout, timezone and more."""
 
     @property
     def timezone(self) -> str:
@@ -439,7 +494,9 @@ class ExportRequest(_Model):
         )
 
     destination: DestinationSpec | None = None
+    """Where to deliver the file besides the export bucket."""
     destinations: Annotated[list[DestinationSpec], Field(min_length=1)] | None = None
+    """Several destinations, in place of destination."""
 
     def deliveries(self) -> list[DestinationSpec]:
         """Destinations beyond the export bucket (type ``aws`` is the bucket itself)."""

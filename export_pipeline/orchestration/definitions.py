@@ -1,4 +1,4 @@
-"""The Dagster definitions ``workspace.yaml`` loads: the export job, the saved exports' jobs
+"""The Dagster definitions ``workspace.yaml`` loads: the export job, the saved exports' assets, jobs
 and schedules, the inbox and notification sensors, and their resources.
 
 The export job's resources and their environment variables: see ``environment`` (the CLI's
@@ -26,8 +26,8 @@ def _sensor_status(name: str) -> dg.DefaultSensorStatus:
     return dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
 
 
-def inbox_and_saved_exports() -> tuple[list, list, list, dict]:
-    """Jobs, schedules, sensors and resources of the request inbox, the saved exports in
+def inbox_and_saved_exports() -> tuple[list, list, list, list, dict]:
+    """Assets, jobs, schedules, sensors and resources of the request inbox, the saved exports in
     ``EXPORT_DEFINITIONS_PATH`` and the notifications.
 
     ``EXPORT_INBOX_BUCKET`` (default ``EXPORT_BUCKET``), ``EXPORT_INBOX_PREFIX`` (``requests/``),
@@ -37,9 +37,9 @@ def inbox_and_saved_exports() -> tuple[list, list, list, dict]:
     ``EXPORT_NOTIFY_ATTEMPTS`` (3), ``EXPORT_NOTIFY_BACKOFF_SECONDS`` (2).
     """
     interval = int(os.environ.get("EXPORT_SENSOR_INTERVAL_SECONDS", "30"))
-    jobs, schedules = [], []
+    assets, jobs, schedules = [], [], []
     if os.environ.get("EXPORT_DEFINITIONS_PATH"):
-        jobs, schedules = saved_export_definitions(
+        assets, jobs, schedules = saved_export_definitions(
             load_saved_exports(os.environ["EXPORT_DEFINITIONS_PATH"])
         )
     sensors = [
@@ -69,13 +69,17 @@ def inbox_and_saved_exports() -> tuple[list, list, list, dict]:
             backoff_seconds=float(os.environ.get("EXPORT_NOTIFY_BACKOFF_SECONDS", "2")),
         ),
     }
-    return jobs, schedules, sensors, resources
+    return assets, jobs, schedules, sensors, resources
 
 
 def build_definitions() -> dg.Definitions:
-    saved_jobs, schedules, sensors, inbox_resources = inbox_and_saved_exports()
+    assets, saved_jobs, schedules, sensors, inbox_resources = inbox_and_saved_exports()
     return dg.Definitions(
+        assets=assets,
         jobs=[export_job, *saved_jobs],
+        # the asset page's Materialize runs Dagster's own asset job: in process, like ours, so
+        # the fetched frames stay in memory between steps
+        executor=dg.in_process_executor,
         schedules=schedules,
         sensors=sensors,
         resources={**inbox_resources, **export_resources()},

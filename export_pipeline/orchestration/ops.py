@@ -7,6 +7,7 @@ resources, dynamic outputs and metadata.
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+
 from typing import Optional
 
 import dagster as dg
@@ -16,9 +17,10 @@ from export_pipeline.table import combine
 from export_pipeline.table.model import ExportTable
 from export_pipeline.planning import plan as planning
 from export_pipeline.planning.prepared import PreparedExport, prepared_for_run
-from export_pipeline.publishing.publish import deliver
+from export_pipeline.publishing.publish import ExportResult, deliver
 from export_pipeline.publishing.keys import export_key, fixed_export_key
 from export_pipeline.store.source import MetricSourceError
+from export_pipeline.orchestration.export_assets import request_asset_key
 from export_pipeline.orchestration.resources import (
     ExportStorage,
     MetricSourceResource,
@@ -26,26 +28,15 @@ from export_pipeline.orchestration.resources import (
 )
 from export_pipeline.contract.problems import InvalidRequest
 
-EXPORT_ASSET_KEY = dg.AssetKey(["export_file"])
-
 PreparedRun = dg.ResourceParam[Optional[PreparedExport]]
 """The ``prepared_export`` resource: the request the command line validated and planned, with
 its store reads under way, for the run it started in process; None (the code location's
 binding) for every other run, whose plan op validates the request itself."""
 
-
 class ExportRequestConfig(dg.Config):
     """The submitted request document (a seed-000 body or its envelope) as JSON text."""
 
     request_json: str
-
-
-class ExportKeyConfig(dg.Config):
-    """Where the file lands. Empty: a new key per run (``<request id>/<timestamp>_<run>``).
-    Set (a saved export's partition, ``<name>/<partition>``): that fixed key under the export
-    prefix, so a re-run replaces the file (a multipart upload completes atomically)."""
-
-    fixed_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,24 +45,36 @@ class FetchedFrame:
     frame: pl.DataFrame
 
 
-@dg.op(
-    # The plan is stored (small, credentials sealed) so deliveries can be re-executed from
-    # failure; the fetch tasks stay in memory.
-    out={
-        "plan": dg.Out(dg.Any, io_manager_key="delivery_io_manager"),
-        "fetches": dg.DynamicOut(dg.Any),
-    },
-    description="Validate the request against the store's schema and cut its 90-day windows.",
-)
+# The plan is stored (small, credentials sealed) so deliveries can be re-executed from
+# failure; the fetch tasks stay in memory.
+PLAN_OUTS = {
+    "plan": dg.Out(dg.Any, io_manager_key="delivery_io_manager"),
+    "fetches": dg.DynamicOut(dg.Any),
+}
+PLAN_DESCRIPTION = "Validate the request against the store's schema and cut its 90-day windows."
+
+
+@dg.op(out=PLAN_OUTS, description=PLAN_DESCRIPTION)
 def plan_export(
     context: dg.OpExecutionContext,
     config: ExportRequestConfig,
     metric_source: MetricSourceResource,
     prepared_export: PreparedRun,
 ):
+    yield from plan_outputs(context, config.request_json, metric_source, prepared_export)
+
+
+def plan_outputs(
+    context: dg.OpExecutionContext,
+    document: str | dict,
+    metric_source: MetricSourceResource,
+    prepared_export: Optional[PreparedExport] = None,
+):
+    """The plan op's work on a request document (or its JSON text), whichever op (export job
+    or saved export) found the document: validated once, unless the command line already did."""
     try:
         prepared = prepared_for_run(
-            config.request_json, metric_source.get_source, context.run_id, prepared_export
+            document, metric_source.get_source, context.run_id, prepared_export
         )
     except InvalidRequest as error:
         raise dg.Failure(
@@ -159,11 +162,15 @@ def materialize_export(
     table: ExportTable,
     export_storage: ExportStorage,
     report_branding: ReportBranding,
-    config: ExportKeyConfig,
 ):
+    """A partitioned run (a saved export's period) writes the fixed key
+    ``<request id>/<partition>``, so a re-run replaces the file (a multipart upload completes
+    atomically); any other run writes a new key (``<request id>/<timestamp>_<run>``)."""
     fmt = plan.request.format
-    if config.fixed_key:
-        key = fixed_export_key(config.fixed_key, export_storage.prefix, fmt.extension.value)
+    if context.has_partition_key:
+        key = fixed_export_key(
+            f"{plan.request_id}/{context.partition_key}", export_storage.prefix, fmt.extension.value
+        )
     else:
         key = export_key(
             plan.request_id, datetime.now(timezone.utc), context.run_id, export_storage.prefix,
@@ -182,23 +189,42 @@ def materialize_export(
         part_size=export_storage.part_size_bytes,
     )
     context.log.info(f"wrote {result.bytes} bytes to s3://{result.bucket}/{result.key}")
+    return result
+
+
+@dg.op(
+    description="Record the export (file, rows, signed URL) once it is written and delivered: "
+    "a saved export's partition, or the request's exports/<request id> asset.",
+    out=dg.Out(io_manager_key="delivery_io_manager"),
+)
+def record_export(
+    context: dg.OpExecutionContext,
+    plan: planning.ExportPlan,
+    export: ExportResult,
+    deliveries: list,
+    export_storage: ExportStorage,
+):
+    fmt = plan.request.format
+    metadata = {
+        "rows": export.rows,
+        "bytes": export.bytes,
+        "bucket": export.bucket,
+        "key": export.key,
+        "signed_url": dg.MetadataValue.url(export.signed_url),
+        "url_expires_in_seconds": export_storage.url_ttl_seconds,
+        "request_id": export.request_id,
+        "format": fmt.extension.value,
+        "layout": fmt.output_format.value,
+        "timezone": fmt.timezone,
+        "windows": dg.MetadataValue.json(plan.describe()["fetches"]),
+        "deliveries": len(deliveries),
+    }
+    if context.has_assets_def:  # a saved export's asset: this output is its materialization
+        yield dg.Output(export, metadata=metadata)
+        return
     yield dg.AssetMaterialization(
-        asset_key=EXPORT_ASSET_KEY,
-        description=f"export {plan.request_id}",
-        metadata={
-            "rows": result.rows,
-            "bytes": result.bytes,
-            "bucket": result.bucket,
-            "key": result.key,
-            "signed_url": dg.MetadataValue.url(result.signed_url),
-            "url_expires_in_seconds": export_storage.url_ttl_seconds,
-            "request_id": result.request_id,
-            "format": fmt.extension.value,
-            "layout": fmt.output_format.value,
-            "timezone": fmt.timezone,
-            "windows": dg.MetadataValue.json(plan.describe()["fetches"]),
-        },
+        asset_key=request_asset_key(plan.request_id),
+        description=f"export {plan.request_id} (run {context.run_id})",
+        metadata=metadata,
     )
-    yield dg.Output(result)
-
-
+    yield dg.Output(export)

@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from export_pipeline.contract.response import build_response
-from export_pipeline.orchestration.ops import EXPORT_ASSET_KEY
+from export_pipeline.orchestration.export_assets import is_export_asset_key
 
 NAME_TAG = "export_pipeline/name"
 WINDOW_TAG = "export_pipeline/window"
@@ -15,11 +15,12 @@ NOTIFICATION_TAG = "export_pipeline/notification"
 
 
 def export_response(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any] | None:
-    """The seed-000 response of the run's export file, from its materialization metadata."""
+    """The response of the run's export file, from its materialization metadata (the last
+    materialization of an export asset: ``exports/<request id>`` or ``saved_exports/<name>``)."""
     entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
     for entry in reversed(entries):
         materialization = entry.asset_materialization
-        if materialization is None or materialization.asset_key != EXPORT_ASSET_KEY:
+        if materialization is None or not is_export_asset_key(materialization.asset_key):
             continue
         metadata = {k: v.value for k, v in materialization.metadata.items()}
         return build_response(

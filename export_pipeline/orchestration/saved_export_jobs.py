@@ -1,18 +1,26 @@
-"""Saved export definitions as Dagster jobs: each one a time-window partitioned job (its cadence,
-in its timezone, DST-safe) whose partition key alone determines the export, plus a schedule
-that runs the newest complete partition. A backfill from the UI carries no run config: the
-``PartitionedConfig`` fills the request's window from the partition."""
+"""Saved export definitions in Dagster: each one a time-window partitioned asset,
+``saved_exports/<name>`` (its cadence, in its timezone, DST-safe), with a job and a schedule
+that runs the newest complete partition.
+
+The partition key alone determines the export: the asset's plan step builds the request for
+its partition's window. So the asset page's Materialize button, a backfill from the UI, the
+schedule and a re-execution all export the same thing, with no run config at all.
+"""
 
 import json
 
 import dagster as dg
 
 from export_pipeline.destinations.sealing import seal_for_run_config
-from export_pipeline.orchestration.jobs import export_graph, request_run_config
+from export_pipeline.orchestration.export_assets import saved_export_asset_key
+from export_pipeline.orchestration.jobs import export_steps
+from export_pipeline.orchestration.ops import PLAN_DESCRIPTION, PLAN_OUTS, plan_outputs
+from export_pipeline.orchestration.resources import MetricSourceResource
 from export_pipeline.orchestration.run_outcomes import NAME_TAG, NOTIFICATION_TAG, WINDOW_TAG
 from export_pipeline.saved_exports.definitions import Cadence, SavedExport
 
 SAVED_EXPORT_TAG = "export_pipeline/saved_export"
+KIND_TAG = "export_pipeline/kind"
 HOURLY_FMT = "%Y-%m-%dT%H-%M"  # no ':' in object keys
 
 
@@ -28,43 +36,70 @@ def partitions_for(saved: SavedExport) -> dg.TimeWindowPartitionsDefinition:
     return dg.MonthlyPartitionsDefinition(start_date=saved.start, timezone=tz)
 
 
-def saved_export_job(saved: SavedExport) -> dg.JobDefinition:
-    partitions_def = partitions_for(saved)
-
-    def run_config(partition_key: str) -> dict:
-        window = partitions_def.time_window_for_partition_key(partition_key)
-        # a definition file may carry inline credentials: sealed before they become run config
-        document = seal_for_run_config(saved.request_for_window(window.start, window.end))
-        config = request_run_config(document)
-        config["ops"]["materialize_export"] = {
-            "config": {"fixed_key": f"{saved.name}/{partition_key}"}
-        }
-        return config
-
-    def tags(partition_key: str) -> dict[str, str]:
-        window = partitions_def.time_window_for_partition_key(partition_key)
-        return {WINDOW_TAG: f"{window.start.isoformat()}/{window.end.isoformat()}"}
-
-    job_tags = {"export_pipeline/kind": "saved_export", SAVED_EXPORT_TAG: saved.name, NAME_TAG: saved.name}
+def saved_export_tags(saved: SavedExport) -> dict[str, str]:
+    """The run tags the sensors (notifications) read: which saved export, and its messages."""
+    tags = {KIND_TAG: "saved_export", SAVED_EXPORT_TAG: saved.name, NAME_TAG: saved.name}
     if saved.notification is not None:
-        job_tags[NOTIFICATION_TAG] = json.dumps(saved.notification.model_dump(mode="json"))
-    return export_graph.to_job(
-        name=saved.job_name,
-        config=dg.PartitionedConfig(
-            partitions_def=partitions_def,
-            run_config_for_partition_key_fn=run_config,
-            tags_for_partition_key_fn=tags,
-        ),
-        executor_def=dg.in_process_executor,
-        tags=job_tags,
-        description=(
-            saved.description
-            or f"Saved export {saved.name!r} ({saved.source}): {saved.cadence.value} in {saved.timezone}."
-        ),
+        tags[NOTIFICATION_TAG] = json.dumps(saved.notification.model_dump(mode="json"))
+    return tags
+
+
+def _plan_op(saved: SavedExport, partitions_def: dg.TimeWindowPartitionsDefinition) -> dg.OpDefinition:
+    @dg.op(
+        name=f"{saved.job_name}_plan", out=PLAN_OUTS,
+        description=f"Build {saved.name!r}'s request for the partition's window. {PLAN_DESCRIPTION}",
+    )
+    def plan_saved_export(context: dg.OpExecutionContext, metric_source: MetricSourceResource):
+        window = partitions_def.time_window_for_partition_key(context.partition_key)
+        # A run launched from the asset page carries none of the job's tags: the sensors
+        # (notifications) find the saved export's name, window and messages here.
+        tags = {**saved_export_tags(saved), WINDOW_TAG: f"{window.start.isoformat()}/{window.end.isoformat()}"}
+        missing = {k: v for k, v in tags.items() if k not in context.run.tags}
+        if missing:
+            context.instance.add_run_tags(context.run_id, missing)
+        try:  # a definition file may carry inline credentials: sealed before the plan is stored
+            document = seal_for_run_config(saved.request_for_window(window.start, window.end))
+        except ValueError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+        yield from plan_outputs(context, document, metric_source)
+
+    return plan_saved_export
+
+
+def saved_export_asset(saved: SavedExport) -> dg.AssetsDefinition:
+    partitions_def = partitions_for(saved)
+    plan_op = _plan_op(saved, partitions_def)
+
+    @dg.graph(name=f"{saved.job_name}_steps")
+    def steps():
+        return export_steps(*plan_op())
+
+    description = saved.description or (
+        f"Saved export {saved.name!r} ({saved.source}): {saved.cadence.value} in {saved.timezone}."
+    )
+    return dg.AssetsDefinition.from_graph(
+        steps,
+        keys_by_output_name={"result": saved_export_asset_key(saved.name)},
+        partitions_def=partitions_def,
+        group_name="saved_exports",
+        descriptions_by_output_name={"result": description},
+        metadata_by_output_name={"result": {
+            "cadence": saved.cadence.value, "timezone": saved.timezone, "source": saved.source,
+        }},
     )
 
 
-def saved_export_schedule(saved: SavedExport, job: dg.JobDefinition) -> dg.ScheduleDefinition:
+def saved_export_job(saved: SavedExport, asset: dg.AssetsDefinition):
+    return dg.define_asset_job(
+        name=saved.job_name,
+        selection=[asset.key],
+        executor_def=dg.in_process_executor,
+        tags=saved_export_tags(saved),
+        description=asset.descriptions_by_key[asset.key],
+    )
+
+
+def saved_export_schedule(saved: SavedExport, job) -> dg.ScheduleDefinition:
     return dg.build_schedule_from_partitioned_job(
         job,
         name=f"{saved.job_name}_schedule",
@@ -74,12 +109,13 @@ def saved_export_schedule(saved: SavedExport, job: dg.JobDefinition) -> dg.Sched
     )
 
 
-def saved_export_definitions(
-    saved_exports: list[SavedExport],
-) -> tuple[list[dg.JobDefinition], list[dg.ScheduleDefinition]]:
-    jobs, schedules = [], []
+def saved_export_definitions(saved_exports: list[SavedExport]) -> tuple[list, list, list]:
+    """Each saved export's asset, job and schedule."""
+    assets, jobs, schedules = [], [], []
     for saved in saved_exports:
-        job = saved_export_job(saved)
+        asset = saved_export_asset(saved)
+        job = saved_export_job(saved, asset)
+        assets.append(asset)
         jobs.append(job)
         schedules.append(saved_export_schedule(saved, job))
-    return jobs, schedules
+    return assets, jobs, schedules

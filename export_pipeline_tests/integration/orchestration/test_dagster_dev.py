@@ -1,7 +1,9 @@
-"""The UI path: ``dagster dev`` (webserver and daemon) on loopback, the export job launched
-through Dagster's GraphQL API, the way the Launchpad does, with the seed 000 body as config;
-then the daemon's inbox sensor picking up a request file, and a saved export's backfill
-launched through GraphQL (as the UI's backfill dialog does) with its notifications."""
+"""The UI path: ``dagster dev`` (webserver and daemon) on loopback. The Launchpad's checks of
+the export job's config (Dagster's GraphQL ``isPipelineConfigValid``, which the editor calls
+on every change) and the job launched with a request body as config; then the daemon's inbox
+sensor picking up a request file, and a saved export backfilled from its asset and from its
+job, the way the UI's backfill dialogs do, with its notifications and its history per
+partition."""
 
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
-from dagster_graphql import DagsterGraphQLClient
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 import yaml
 
-from export_pipeline.orchestration.ops import EXPORT_ASSET_KEY
+from export_pipeline.orchestration.export_assets import request_asset_key
+from export_pipeline.orchestration.export_assets import saved_export_asset_key
 from export_pipeline.saved_exports.definitions import parse_saved_export
 from export_pipeline.contract.validation import validate_document
 from export_pipeline_tests.support.notification_servers import WebhookServer
@@ -96,15 +99,92 @@ def dagster_dev(tmp_path, demo_store_path, bucket, webhooks):
         log.close()
 
 
-def test_launchpad_launch_through_graphql(dagster_dev, monkeypatch):
+CONFIG_VALID = """
+query($selector: PipelineSelector!, $config: RunConfigData) {
+  isPipelineConfigValid(pipeline: $selector, mode: "default", runConfigData: $config) {
+    __typename
+    ... on RunConfigValidationInvalid { errors { __typename message reason } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+CONFIG_SCHEMA = """
+query($selector: PipelineSelector!) {
+  runConfigSchemaOrError(selector: $selector) {
+    __typename
+    ... on RunConfigSchema {
+      rootConfigType { key }
+      allConfigTypes {
+        key
+        ... on CompositeConfigType { fields { name description isRequired configTypeKey } }
+      }
+    }
+  }
+}
+"""
+
+EXPORT_JOB = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
+              "pipelineName": "export_job"}
+
+
+def config_check(client, document) -> list[tuple[str, str]]:
+    """The Launchpad's verdict: [] when valid, else (error type, message) for each error."""
+    answer = client._execute(CONFIG_VALID, {"selector": EXPORT_JOB, "config": document})
+    verdict = answer["isPipelineConfigValid"]
+    if verdict["__typename"] == "PipelineConfigValidationValid":
+        return []
+    assert verdict["__typename"] == "RunConfigValidationInvalid", verdict
+    return [(e["__typename"], e["message"]) for e in verdict["errors"]]
+
+
+def test_the_launchpad_checks_the_request_then_launches_it(dagster_dev, monkeypatch):
     port, home = dagster_dev
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    assert config_check(client, SEED_BODY) == []
+    assert config_check(client, SEED_ENVELOPE) == []
+
+    misspelt = copy.deepcopy(SEED_BODY)
+    misspelt["csvFormat"]["sortby"] = misspelt["csvFormat"].pop("sortBy")
+    errors = dict(config_check(client, misspelt))
+    assert '"sortby"' in errors["FieldNotDefinedConfigError"]
+    assert '"sortBy"' in errors["MissingFieldConfigError"]
+
+    wrong_type = copy.deepcopy(SEED_ENVELOPE)
+    wrong_type["data"]["body"]["metricRequests"][0]["facets"] = "segments"
+    [(kind, message)] = config_check(client, wrong_type)
+    assert kind == "RuntimeMismatchConfigError"
+    assert "root:data:body:metricRequests[0]:facets" in message
+
+    [(kind, message)] = config_check(client, {"data": {"body": {}}})
+    assert kind == "MissingFieldsConfigError"
+    assert "csvFormat" in message and "metricRequests" in message
+
+    # the editor's field descriptions come from the request models
+    schema = client._execute(CONFIG_SCHEMA, {"selector": EXPORT_JOB})["runConfigSchemaOrError"]
+    types = {t["key"]: t for t in schema["allConfigTypes"]}
+    root = {f["name"]: f for f in types[schema["rootConfigType"]["key"]]["fields"]}
+    assert set(root) == {"csvFormat", "metricRequests", "format", "destination", "destinations",
+                         "action", "data"}
+    assert root["csvFormat"]["description"].startswith("The file's columns, sort order")
+    csv_format = {f["name"]: f for f in types[root["csvFormat"]["configTypeKey"]]["fields"]}
+    assert csv_format["sortBy"]["isRequired"]
+    assert csv_format["sortBy"]["description"] == "Indices into columns to sort the rows by, e.g. [0]."
+
+    # an empty editor passes the schema (a body or an envelope: neither is required there)
+    # but launching it is refused before any run exists
+    assert config_check(client, {}) == []
+    with pytest.raises(DagsterGraphQLClientError) as refused:
+        client.submit_job_execution("export_job", run_config={})
+    assert "the request is missing csvFormat, metricRequests" in str(refused.value)
+
     run_id = client.submit_job_execution("export_job", run_config=SEED_BODY)
     assert wait_for_run(client, run_id) == dg.DagsterRunStatus.SUCCESS
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
-        event = instance.get_latest_materialization_event(EXPORT_ASSET_KEY)
+        assert [r.run_id for r in instance.get_runs()] == [run_id]
+        event = instance.get_latest_materialization_event(request_asset_key(run_id))
     metadata = event.asset_materialization.metadata
     assert event.run_id == run_id
     with urllib.request.urlopen(metadata["signed_url"].value, timeout=30) as response:
@@ -142,8 +222,8 @@ mutation($params: LaunchBackfillParams!) {
 """
 
 
-def test_daemon_sensor_picks_up_an_inbox_file_and_a_ui_backfill_runs(
-    dagster_dev, s3_client, bucket, demo_store_path, webhooks
+def test_daemon_sensor_picks_up_an_inbox_file_and_ui_backfills_run(
+    dagster_dev, s3_client, bucket, demo_store_path, webhooks, monkeypatch
 ):
     port, home = dagster_dev
     # a client drops a request into the inbox; the daemon's sensor launches it
@@ -158,15 +238,22 @@ def test_daemon_sensor_picks_up_an_inbox_file_and_a_ui_backfill_runs(
         rows = parse_csv(response.read())
     assert rows[1:] == reference_csv_rows(demo_store_path, validate_document(SEED_BODY).request)
 
-    # a backfill of three partitions of the saved export, as the UI launches it
+    # two partitions backfilled from the saved export's asset page (no run config, no job),
+    # one from its job's backfill dialog
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     partitions = ["2024-04-01", "2024-04-02", "2024-04-03"]
+    asset_key = saved_export_asset_key(SAVED_NAME)
+    response = client._execute(LAUNCH_BACKFILL, {"params": {
+        "assetSelection": [{"path": asset_key.path}],
+        "partitionNames": partitions[:2],
+    }})
+    assert response["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", response
     response = client._execute(LAUNCH_BACKFILL, {"params": {
         "selector": {
             "partitionSetName": f"{SAVED_JOB}_partition_set",
             "repositorySelector": {"repositoryName": "__repository__", "repositoryLocationName": LOCATION},
         },
-        "partitionNames": partitions,
+        "partitionNames": partitions[2:],
     }})
     assert response["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", response
     keys = [f"exports/{SAVED_NAME}/{p}.csv" for p in partitions]
@@ -192,3 +279,12 @@ def test_daemon_sensor_picks_up_an_inbox_file_and_a_ui_backfill_runs(
     for partition, text in zip(partitions, texts):
         assert text.startswith(f"*{SAVED_NAME} {partition}*\n1 rows: http://127.0.0.1:")
         assert f"exports/{SAVED_NAME}/{partition}.csv" in text
+
+    # the asset's page shows each partition's own materialization, its file
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        for partition, key in zip(partitions, keys):
+            [record] = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=5
+            ).records
+            assert record.asset_materialization.metadata["key"].value == key

@@ -334,7 +334,7 @@ def test_failed_delivery_reexecutes_from_failure_without_recomputing(
         )
         assert again.success, again.get_step_failure_events()
         executed = {e.step_key for e in again.all_events if e.event_type_value == "STEP_SUCCESS"}
-        assert executed == {"deliver_export[destination0_sftp]"}
+        assert executed == {"deliver_export[destination0_sftp]", "record_export"}
     with urllib.request.urlopen(export.signed_url, timeout=30) as response:
         data = response.read()
     assert (sftp_server.root / "outbox" / f"reexec_{os.path.basename(export.key)}").read_bytes() == data
@@ -366,7 +366,7 @@ def test_preflight_failure_reexecutes_from_failure_without_recomputing(
         )
         assert again.success, again.get_step_failure_events()
         executed = {e.step_key for e in again.all_events if e.event_type_value == "STEP_SUCCESS"}
-        assert executed == {"plan_deliveries", "deliver_export[destination0_sftp]"}
+        assert executed == {"plan_deliveries", "deliver_export[destination0_sftp]", "record_export"}
     assert (sftp_server.root / "outbox" / f"preflight_{os.path.basename(export.key)}").exists()
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from export_pipeline.orchestration.definitions import build_definitions
-from export_pipeline.orchestration.ops import EXPORT_ASSET_KEY
+from export_pipeline.orchestration.export_assets import request_asset_key
 from export_pipeline.contract.validation import validate_document
 from export_pipeline_tests.support.helpers import all_objects, utc, write_store
 from export_pipeline_tests.support.reference import reference_csv_rows
@@ -71,7 +71,7 @@ def test_materialization_metadata(store_env, bucket):
     result = run_job(SEED_ENVELOPE, instance=instance)
     assert result.success
     export = result.output_for_node("materialize_export")
-    event = instance.get_latest_materialization_event(EXPORT_ASSET_KEY)
+    event = instance.get_latest_materialization_event(request_asset_key("req-csv-001"))
     metadata = event.asset_materialization.metadata
     assert metadata["rows"].value == 30
     assert metadata["bytes"].value == export.bytes

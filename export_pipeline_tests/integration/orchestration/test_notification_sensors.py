@@ -94,7 +94,8 @@ def test_success_messages_carry_the_signed_url(servers, instance):
         partition_key="2024-04-02", instance=instance
     )
     assert result.success
-    export = result.output_for_node("materialize_export")
+    # the saved export's steps are its asset's graph
+    export = result.output_for_node("saved_export_daily_entries_steps.materialize_export")
     run_sensor(defs, instance, result)
 
     [mail] = smtp.messages
@@ -174,9 +175,9 @@ def test_inbox_requests_can_ask_for_notifications(servers, instance, s3_client, 
 
 
 def test_a_medium_that_stays_down_gets_one_try_per_message_after_that(servers, instance, monkeypatch):
-    from export_pipeline.orchestration import notification_sensors as notifications
+    from export_pipeline.orchestration import notification_sensors
 
-    monkeypatch.setattr(notifications, "_down_until", {})
+    monkeypatch.setattr(notification_sensors, "_down_until", {})
     smtp, hooks = servers
     with WebhookServer(fail_next=100) as broken:
         monkeypatch.setenv("EXPORT_SLACK_WEBHOOK_URL", broken.url("/slack/down"))

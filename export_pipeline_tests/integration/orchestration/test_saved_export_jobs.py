@@ -4,8 +4,8 @@ leaves it alone, and the schedule asks for the newest complete partition."""
 
 from __future__ import annotations
 
-import copy
 import json
+import copy
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from export_pipeline.orchestration.definitions import build_definitions
+from export_pipeline.orchestration.export_assets import saved_export_asset_key
+from export_pipeline.orchestration.run_outcomes import NAME_TAG, NOTIFICATION_TAG, WINDOW_TAG, export_response
 from export_pipeline.saved_exports.definitions import parse_saved_export
 from export_pipeline.contract.validation import validate_document
 from export_pipeline_tests.support.helpers import all_objects, write_store
@@ -170,13 +172,9 @@ def test_schedule_runs_the_newest_complete_partition(tmp_path, monkeypatch, buck
     with dg.build_schedule_context(scheduled_execution_time=moment) as context:
         [request] = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == "2024-04-01"
-    config = defs.resolve_job_def("saved_export_monthly").get_run_config_for_partition_key("2024-04-01")
-    document = json.loads(config["ops"]["plan_export"]["config"]["request_json"])
-    [metric_request] = document["data"]["body"]["metricRequests"]
-    assert (metric_request["start"], metric_request["end"]) == (
-        "2024-04-01T04:00:00Z", "2024-05-01T03:59:59.999999Z"
-    )
-    assert config["ops"]["materialize_export"]["config"]["fixed_key"] == "monthly/2024-04-01"
+    # the partition key alone determines the export: no request travels in run config
+    job = defs.resolve_job_def("saved_export_monthly")
+    assert "ops" not in (job.get_run_config_for_partition_key("2024-04-01") or {})
 
 
 def test_a_broken_definition_stops_the_load_with_every_problem(tmp_path, monkeypatch, bucket):
@@ -185,3 +183,50 @@ def test_a_broken_definition_stops_the_load_with_every_problem(tmp_path, monkeyp
                                             "request": SEED_BODY})
     text = str(caught.value)
     assert "x.yaml: cadence" in text and "x.yaml: request.metricRequests[0].start" in text
+
+
+def test_materializing_the_asset_exports_one_partition_with_its_history(
+    tmp_path, monkeypatch, demo_store_path, bucket, s3_client, instance
+):
+    """The asset page's Materialize runs Dagster's own asset job with a partition key and no
+    run config or job tags: the partition alone makes the export, and each partition keeps
+    its own history."""
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(demo_store_path))
+    definition = {"name": "daily-entries", "cadence": "daily", "start": "2024-04-01",
+                  "timezone": "Europe/Berlin", "request": relative(SEED_BODY),
+                  "notification": {"messages": [{"policy": "onSuccess", "medium": "slack", "title": "t",
+                                                  "text": "{{signedUrl}}"}]}}
+    defs = definitions(tmp_path, monkeypatch, definition)
+    key = saved_export_asset_key("daily-entries")
+    assert defs.resolve_assets_def(key).partitions_def.get_partition_keys()[:2] == ["2024-04-01", "2024-04-02"]
+    asset_job = defs.resolve_implicit_global_asset_job_def()
+    run_ids = {}
+    for partition in ["2024-04-01", "2024-04-02", "2024-04-01"]:
+        result = asset_job.execute_in_process(partition_key=partition, instance=instance)
+        assert result.success
+        run_ids.setdefault(partition, []).append(result.run_id)
+    assert sorted(all_objects(s3_client, bucket)) == [
+        "exports/daily-entries/2024-04-01.csv", "exports/daily-entries/2024-04-02.csv"
+    ]
+    for partition in ["2024-04-01", "2024-04-02"]:
+        start = datetime.fromisoformat(partition).replace(tzinfo=BERLIN)
+        rows = check_partition(s3_client, bucket, demo_store_path, definition,
+                               f"exports/daily-entries/{partition}.csv", (start, start + timedelta(days=1)))
+        assert [r[0] for r in rows[1:]] == [partition]
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=10
+        ).records
+        assert sorted(r.run_id for r in records) == sorted(run_ids[partition])
+        for record in records:
+            metadata = record.asset_materialization.metadata
+            assert metadata["key"].value == f"exports/daily-entries/{partition}.csv"
+            assert metadata["rows"].value == len(rows) - 1
+            response = export_response(instance, record.run_id)
+            assert response["key"] == f"exports/daily-entries/{partition}.csv"
+            # what the notification sensors read, though the run was not launched by the job
+            tags = instance.get_run_by_id(record.run_id).tags
+            assert tags[NAME_TAG] == "daily-entries"
+            assert json.loads(tags[NOTIFICATION_TAG])["messages"][0]["text"] == "{{signedUrl}}"
+            assert tags[WINDOW_TAG] == f"{start.isoformat()}/{(start + timedelta(days=1)).isoformat()}"
+    # nothing recorded under the ad-hoc exports' keys
+    assert [k for k in instance.get_asset_keys() if k != key] == []
