@@ -249,6 +249,42 @@ def _ensure_bucket(name: str) -> None:
         _say(f"created bucket {name}")
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """The export service API in this process, its runs in the ``DAGSTER_HOME`` instance."""
+    import dagster as dg
+    import uvicorn
+
+    from export_pipeline.orchestration.service_runs import build_export_service
+    from export_pipeline.service.app import create_app
+    from export_pipeline.settings import get_service_settings
+
+    settings = get_service_settings()
+    if not settings.tenants_file:
+        raise ExportFailed("EXPORT_TENANTS_FILE is not set: name the tenants file (see README)")
+    if not os.environ.get("DAGSTER_HOME"):
+        raise ExportFailed("DAGSTER_HOME is not set: the service runs exports in that instance")
+    if not os.environ.get("EXPORT_BUCKET"):
+        raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
+    gc.enable()
+    with dg.DagsterInstance.get() as instance:
+        service, close = build_export_service(settings, instance)
+        try:
+            uvicorn.run(create_app(service, settings.max_body_bytes), host=args.host,
+                        port=args.port, log_level="info")
+        finally:
+            close()
+    return EXIT_OK
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from export_pipeline.service.tenants import key_entry, new_key
+
+    key = new_key()
+    print(f"API key for tenant {args.tenant} (shown once, store it now):\n  {key}")
+    print(f"Add under the tenant's keys in EXPORT_TENANTS_FILE:\n  {key_entry(key, args.name)}")
+    return EXIT_OK
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -281,6 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="port of the local S3 server (default: any free port)")
     demo.add_argument("--lines", type=int, default=8, help="how many lines to show (default 8)")
     demo.set_defaults(handler=_cmd_demo)
+    serve = commands.add_parser("serve", help="serve the export service API (see README)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.set_defaults(handler=_cmd_serve)
+    keys = commands.add_parser("keys", help="API keys of the export service")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    new = key_commands.add_parser("new", help="print a new API key and the line to add to the tenants file")
+    new.add_argument("--tenant", required=True, help="the tenant the key is for")
+    new.add_argument("--name", default="default", help="a label for the key (an export's created_by)")
+    new.set_defaults(handler=_cmd_keys)
     return parser
 
 
