@@ -132,41 +132,42 @@ class DagsterExportRuns:
         if status is Status.failed:
             if run.status is dg.DagsterRunStatus.CANCELED:
                 return RunObservation(status, [{"path": "", "message": "the export was cancelled"}])
-            return RunObservation(status, self._errors(run.run_id))
+            return RunObservation(status, run_errors(self._instance, run.run_id))
         if status is Status.running:
-            return RunObservation(status, progress=self._progress(run.run_id))
+            return RunObservation(status, progress=run_progress(self._instance, run.run_id))
         return RunObservation(status)
 
-    def _errors(self, run_id: str) -> list[dict[str, str]]:
-        records = self._instance.all_logs(
-            run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
-        )
-        events = [r.dagster_event for r in records if r.dagster_event is not None]
-        steps = [e for e in events if e.event_type is dg.DagsterEventType.STEP_FAILURE]
-        run_failure = next((e for e in events if e.event_type is dg.DagsterEventType.RUN_FAILURE), None)
-        return [{"path": e["path"], "message": e["message"]} for e in failure_errors(steps, run_failure)]
 
-    def _progress(self, run_id: str) -> dict[str, int | None]:
-        """Store reads done of total (the plan's ``fetches`` outputs, the fetch steps that
-        succeeded) and the rows of the combined table once it exists."""
-        records = self._instance.all_logs(
-            run_id, of_type={dg.DagsterEventType.STEP_OUTPUT, dg.DagsterEventType.STEP_SUCCESS}
-        )
-        total = done = 0
-        rows = None
-        for record in records:
-            event = record.dagster_event
-            if event is None or event.step_key is None:
-                continue
-            if event.event_type is dg.DagsterEventType.STEP_OUTPUT:
-                output = event.step_output_data
-                if event.step_key == "plan_export" and output.output_name == "fetches":
-                    total += 1
-                elif event.step_key == "combine_metrics":
-                    rows = _int(output.metadata.get("rows"))
-            elif event.step_key.startswith("fetch_metrics["):
-                done += 1
-        return {"fetches_done": done, "fetches_total": total, "rows": rows}
+def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]]:
+    records = instance.all_logs(
+        run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+    )
+    events = [r.dagster_event for r in records if r.dagster_event is not None]
+    steps = [e for e in events if e.event_type is dg.DagsterEventType.STEP_FAILURE]
+    run_failure = next((e for e in events if e.event_type is dg.DagsterEventType.RUN_FAILURE), None)
+    return [{"path": e["path"], "message": e["message"]} for e in failure_errors(steps, run_failure)]
+
+def run_progress(instance: dg.DagsterInstance, run_id: str) -> dict[str, int | None]:
+    """Store reads done of total (the plan's ``fetches`` outputs, the fetch steps that
+    succeeded) and the rows of the combined table once it exists."""
+    records = instance.all_logs(
+        run_id, of_type={dg.DagsterEventType.STEP_OUTPUT, dg.DagsterEventType.STEP_SUCCESS}
+    )
+    total = done = 0
+    rows = None
+    for record in records:
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type is dg.DagsterEventType.STEP_OUTPUT:
+            output = event.step_output_data
+            if event.step_key == "plan_export" and output.output_name == "fetches":
+                total += 1
+            elif event.step_key == "combine_metrics":
+                rows = _int(output.metadata.get("rows"))
+        elif event.step_key.startswith("fetch_metrics["):
+            done += 1
+    return {"fetches_done": done, "fetches_total": total, "rows": rows}
 
 
 def _int(value: Any) -> int | None:
