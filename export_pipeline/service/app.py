@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from export_pipeline.service.api import ApiError, ExportService
 from export_pipeline.service.tenants import Caller
@@ -86,6 +87,20 @@ def create_app(service: ExportService, max_body_bytes: int) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
         return JSONResponse(error.body, status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own answers (no such route, method not allowed) in this API's shape;
+        ``Allow`` lists every method of the path, not only the first route's."""
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            methods = {m for route in app.router.routes
+                       if getattr(route, "methods", None) and route.path_regex.match(request.url.path)
+                       for m in route.methods}
+            headers["Allow"] = ", ".join(sorted(methods))
+        reason = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "error")
+        return JSONResponse({"reason": reason, "message": str(error.detail)},
+                            status_code=error.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def request_error(_: Request, error: RequestValidationError) -> JSONResponse:

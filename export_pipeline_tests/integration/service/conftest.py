@@ -23,6 +23,7 @@ TENANTS = {
     "dormant": {"active": False},
     "tiny": {"monthly_quota": 1},
     "chatty": {"rate_limit": {"requests": 3, "per_seconds": 3600}},
+    "fuzz": {"rate_limit": {"requests": 1_000_000, "per_seconds": 1}},
 }
 
 
