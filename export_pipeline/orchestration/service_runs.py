@@ -50,10 +50,12 @@ _STATUS = {
 
 
 def api_run_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The export job's run config for the API: the request, and the file at the fixed path
-    the service chose under the tenant's prefix."""
+    """The export job's run config for the API: the request, the file at the fixed path the
+    service chose under the tenant's prefix, and the tenant's PDF branding if it has one."""
     run_config = request_run_config(config["request"])
     run_config["ops"]["materialize_export"] = {"config": {"fixed_key": config["file_path"]}}
+    if config.get("branding"):
+        run_config["resources"] = {"report_branding": {"config": dict(config["branding"])}}
     return run_config
 
 
@@ -61,7 +63,11 @@ api_export_job = export_graph.to_job(
     name=JOB_NAME,
     config=dg.ConfigMapping(
         config_fn=api_run_config,
-        config_schema={"request": dg.Field(dg.Permissive()), "file_path": dg.Field(str)},
+        config_schema={
+            "request": dg.Field(dg.Permissive()),
+            "file_path": dg.Field(str),
+            "branding": dg.Field(dg.Permissive(), is_required=False),
+        },
     ),
     executor_def=dg.in_process_executor,
     description="An export requested through the export service API (POST /v1/exports); "
@@ -89,6 +95,8 @@ class DagsterExportRuns:
         if launch.notification is not None:
             tags[NOTIFICATION_TAG] = json.dumps(launch.notification.model_dump(mode="json"))
         run_config = {"request": launch.document, "file_path": launch.file_path}
+        if launch.branding:
+            run_config["branding"] = launch.branding
         with self._lock:
             workspace = self._workspace.create_request_context()
             location = get_code_location_from_workspace(workspace, None)

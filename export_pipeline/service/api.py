@@ -69,6 +69,7 @@ class Launch:
     name: str
     tags: dict[str, str]
     notification: Notification | None = None
+    branding: dict[str, str] | None = None
 
 
 class ExportRuns(Protocol):
@@ -210,7 +211,10 @@ class ExportService:
             self.state.insert(record)
         tags = {TENANT_TAG: tenant.name, EXPORT_ID_TAG: export_id, CREATED_BY_TAG: caller.key_name}
         try:
-            record.run_id = self.runs.launch(Launch(sealed, file_path, record.name, tags, notification))
+            branding = tenant.branding.model_dump(exclude_defaults=True) if tenant.branding else None
+            record.run_id = self.runs.launch(
+                Launch(sealed, file_path, record.name, tags, notification, branding or None)
+            )
         except Exception:
             self.state.remove(tenant.name, export_id)
             raise

@@ -39,7 +39,10 @@ class RateLimit(_Strict):
 
 
 class TenantBranding(_Strict):
-    name: str = ""
+    """The tenant's look on PDF reports, in place of the deployment's ``EXPORT_BRAND_*``."""
+
+    name: Annotated[str, StringConstraints(max_length=100)] = ""
+    logo_path: str = ""
     primary_color: Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
     accent_color: Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
 

@@ -52,3 +52,22 @@ def test_the_run_config_puts_the_file_at_the_services_path_and_refuses_plaintext
     with pytest.raises(dg.DagsterInvalidConfigError):
         api_run_config({"request": {**SEED_BODY, "destinations": [
             {"type": "sftp", "server": "h", "username": "u", "password": "p"}]}, "file_path": "x"})
+
+
+def test_a_tenants_branding_replaces_the_deployments_on_its_pdf(instance, bucket, demo_store_path, monkeypatch):
+    import io
+
+    from pypdf import PdfReader
+
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(demo_store_path))
+    monkeypatch.setenv("EXPORT_BRAND_NAME", "Deployment Default")
+    job = build_definitions().resolve_job_def("api_export_job")
+    result = job.execute_in_process(
+        run_config={"request": {**SEED_BODY, "format": "pdf"}, "file_path": "tenants/acme/p1",
+                    "branding": {"name": "Acme Analytics", "primary_color": "#112233"}},
+        instance=instance, raise_on_error=False,
+    )
+    assert result.success
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(download(
+        result.output_for_node("materialize_export").signed_url))).pages)
+    assert "Acme Analytics" in text and "Deployment Default" not in text
