@@ -62,9 +62,9 @@ def run_export(document: Any) -> dict[str, Any]:
     job = dg.Definitions(jobs=[export_job], resources=export_resources()).resolve_job_def(
         "export_job"
     )
-    with _instance() as instance, _long_lived_objects_frozen():
+    with _instance() as instance, _long_lived_objects_frozen(), _progress_shown(instance) as run_id:
         result = job.execute_in_process(
-            run_config=document, instance=instance, raise_on_error=False
+            run_config=document, instance=instance, raise_on_error=False, run_id=run_id
         )
         if not result.success:
             reasons = [
@@ -98,6 +98,44 @@ def _long_lived_objects_frozen():
         yield
     finally:
         gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _progress_shown(instance: Any):
+    """The run's store reads done of total, and its rows once combined, on stderr while it
+    runs (read from the instance's event log, as the export service reads them): a bar on a
+    terminal, a line per change otherwise. Yields the run id the run must use."""
+    import threading
+    import uuid
+
+    from export_pipeline.orchestration.service_runs import run_progress
+    from export_pipeline.progress import ProgressStream
+
+    run_id = str(uuid.uuid4())
+    stream = ProgressStream(sys.stderr, sys.stderr.isatty())
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.2):
+            with contextlib.suppress(Exception):  # the run may not exist yet
+                stream.show(**_progress_args(run_progress(instance, run_id)))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    original, sys.stderr = sys.stderr, stream
+    watcher.start()
+    try:
+        yield run_id
+    finally:
+        stop.set()
+        watcher.join()
+        with contextlib.suppress(Exception):
+            stream.show(**_progress_args(run_progress(instance, run_id)))
+        stream.finish()
+        sys.stderr = original
+
+
+def _progress_args(progress: dict) -> dict:
+    return {"done": progress["fetches_done"], "total": progress["fetches_total"], "rows": progress["rows"]}
 
 
 def _sealed(document: Any) -> Any:
