@@ -27,6 +27,8 @@ run_launcher:
 telemetry:
   enabled: false
 """
+# The queue most deployments use: submit_run queues, the daemon launches.
+QUEUED_DAGSTER_YAML = DAGSTER_YAML.replace("DefaultRunCoordinator", "QueuedRunCoordinator")
 
 
 @dataclass
@@ -75,9 +77,10 @@ def tenants_yaml(tenants: dict[str, dict], keys: dict[str, str]) -> str:
 
 
 def service_environment(home: Path, tenants_file: Path, bucket: str, store: Path,
-                        s3_endpoint: str, credentials: dict[str, str]) -> dict[str, str]:
+                        s3_endpoint: str, credentials: dict[str, str],
+                        dagster_yaml: str = DAGSTER_YAML) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    (home / "dagster.yaml").write_text(dagster_yaml)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPORT_", "AWS_", "DAGSTER_"))}
     env.update(credentials)
     env.update(
