@@ -231,12 +231,12 @@ class ExportService:
     def list(self, caller: Caller, params: Mapping[str, str]) -> dict[str, Any]:
         query = self._list_query(params)
         tenant = caller.tenant.name
-        self._refresh(tenant, self.state.unfinished(tenant))
+        progress = self._refresh(tenant, self.state.unfinished(tenant))
         self._settle_deleted(tenant)
         records = self.state.list(tenant, query)
         page, more = records[: query.limit], len(records) > query.limit
         return {
-            "exports": [self._resource(r) for r in page],
+            "exports": [self._resource(r, progress.get(r.id)) for r in page],
             "next_cursor": encode_cursor(page[-1]) if more else None,
         }
 

@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -112,6 +113,9 @@ def create_app(service: ExportService, max_body_bytes: int) -> FastAPI:
         header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
         return service.authenticate(header)
 
+    if STATIC.is_dir():  # the Reports page's own files
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
     @app.get("/", include_in_schema=False)
     def index() -> Response:
         page = STATIC / "index.html"
@@ -126,6 +130,8 @@ def create_app(service: ExportService, max_body_bytes: int) -> FastAPI:
             "schema": {"type": "string"}, "description": "the new export's URL"}}}},
         openapi_extra={"requestBody": REQUEST_BODY},
         summary="Create an export",
+        description=f"Bodies over {max_body_bytes} bytes are refused (413) before they are read "
+        "further. 422 names every problem with its JSON path; nothing is launched.",
     )
     async def create_export(request: Request, who: Caller = Depends(caller)) -> JSONResponse:
         raw = await _body(request, max_body_bytes)
