@@ -126,7 +126,7 @@ def create_app(service: ExportService, max_body_bytes: int) -> FastAPI:
 
     @app.post(
         "/v1/exports", status_code=202, response_model=ExportResource,
-        responses={**_errors(413, 422), 202: {"headers": {"Location": {
+        responses={**_errors(413, 422, 503), 202: {"headers": {"Location": {
             "schema": {"type": "string"}, "description": "the new export's URL"}}}},
         openapi_extra={"requestBody": REQUEST_BODY},
         summary="Create an export",

@@ -144,3 +144,16 @@ def test_resource_fields_and_list_parameters_are_checked_with_paths(setup):
                                        "created_after": "yesterday", "page": "2"})
     assert {e["path"] for e in error.value.body["errors"]} == {
         "limit", "status", "format", "created_after", "page"}
+
+
+def test_a_run_that_cannot_be_launched_is_503_and_leaves_no_export(setup):
+    service, runs, _, callers, _ = setup
+
+    def refuse(launch):
+        raise ConnectionError("code server down")
+
+    runs.launch = refuse
+    with pytest.raises(ApiError) as error:
+        _create(service, callers["acme"])
+    assert error.value.status == 503
+    assert service.list(callers["acme"], {})["exports"] == []
