@@ -321,8 +321,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from export_pipeline.service.tenants import key_entry, new_key
+    import re
 
+    from export_pipeline.service.tenants import TENANT_NAME_PATTERN, key_entry, new_key
+
+    if not re.match(TENANT_NAME_PATTERN, args.tenant):
+        raise ExportFailed("--tenant: lower-case letters, digits and '-', as in the tenants file")
+    if not 1 <= len(args.name) <= 100:
+        raise ExportFailed("--name: 1 to 100 characters")
     key = new_key()
     print(f"API key for tenant {args.tenant} (shown once, store it now):\n  {key}")
     print(f"Add under the tenant's keys in EXPORT_TENANTS_FILE:\n  {key_entry(key, args.name)}")

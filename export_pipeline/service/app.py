@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -46,12 +46,12 @@ class ExportResource(BaseModel):
     created_by: str
     name: str
     notes: str
-    status: str
+    status: Literal["queued", "running", "complete", "failed"]
     errors: list[Problem] | None = None
     number_of_rows: int | None = None
     total_bytes: int | None = None
     tags: list[str]
-    format: str
+    format: Literal["csv", "xlsx", "pdf"]
     url: str | None = None
     progress: Progress | None = None
 
