@@ -315,6 +315,10 @@ def test_inline_credentials_are_sealed_before_the_run_and_never_shown(service, d
         assert response.status_code == 202, response.text
         done = wait_for_status(client, response.json()["id"], {"complete", "failed"})
         assert "hunter2-secret" not in str(done) and "hunter2-secret" not in response.text
+        # loopback destinations are refused by the host policy: the export fails, saying why
+        assert done["status"] == "failed" and done["url"] is None
+        assert [set(e) for e in done["errors"]] == [{"path", "message"}]
+        assert "loopback address" in done["errors"][0]["message"]
     run = dagster_instance.get_runs(filters=dg.RunsFilter(tags={"export_pipeline/export_id": done["id"]}))[0]
     assert "hunter2-secret" not in str(run.run_config) + str(run.tags)
     logs = dagster_instance.all_logs(run.run_id)
