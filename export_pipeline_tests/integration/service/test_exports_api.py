@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import dagster as dg
 import httpx
 import pytest
 
@@ -75,8 +77,6 @@ def test_each_view_signs_a_fresh_url_valid_for_the_ttl_from_that_view(service, c
 
 
 def test_the_run_is_in_the_instance_tagged_with_tenant_and_export(completed, dagster_instance):
-    import dagster as dg
-
     _, created, _ = completed
     runs = dagster_instance.get_runs(filters=dg.RunsFilter(tags={
         "export_pipeline/tenant": "acme", "export_pipeline/export_id": created["id"]}))
@@ -87,23 +87,14 @@ def test_the_run_is_in_the_instance_tagged_with_tenant_and_export(completed, dag
     assert run.run_config["file_path"] == f"tenants/acme/{created['id']}"
 
 
-
 def test_api_keys_never_reach_the_instance_or_the_services_log(service, completed, dagster_instance):
-    from pathlib import Path
-
     _, created, _ = completed
-    run = dagster_instance.get_runs(filters=dg_filter(created["id"]))[0]
+    run = dagster_instance.get_runs(filters=dg.RunsFilter(tags={"export_pipeline/export_id": created["id"]}))[0]
     texts = [str(run.run_config), str(run.tags), *(str(e) for e in dagster_instance.all_logs(run.run_id))]
     texts += [p.read_text(errors="replace") for p in Path(service.env["DAGSTER_HOME"]).glob("service-*.log")]
     for key in service.keys.values():
         assert all(key not in text and key_hash(key) not in text for text in texts)
     assert all("exk_" not in text for text in texts)
-
-
-def dg_filter(export_id: str):
-    import dagster as dg
-
-    return dg.RunsFilter(tags={"export_pipeline/export_id": export_id})
 
 
 def test_no_key_wrong_key_or_wrong_scheme_is_401(service):
@@ -270,8 +261,6 @@ def test_delete_removes_the_file_so_an_earlier_url_stops_working(service, servic
 
 
 def test_delete_cancels_an_unfinished_export(service, dagster_instance, service_s3, service_bucket):
-    import dagster as dg
-
     with service.client("globex") as client:
         created = _post(client, SEED_BODY).json()
         assert client.delete(f"/v1/exports/{created['id']}").status_code == 204
@@ -305,8 +294,6 @@ def test_a_saved_export_and_a_window(service):
 
 
 def test_inline_credentials_are_sealed_before_the_run_and_never_shown(service, dagster_instance):
-    import dagster as dg
-
     body = {**SEED_BODY, "destinations": [{
         "type": "sftp", "server": "127.0.0.1", "port": 2222, "username": "u",
         "password": "hunter2-secret", "path": "/in"}]}
