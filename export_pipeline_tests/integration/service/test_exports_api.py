@@ -195,7 +195,7 @@ def test_the_rate_limit_is_429_with_retry_after(service):
         answers = [client.get("/v1/exports") for _ in range(4)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert answers[3].json()["reason"] == "rate_limited"
-    assert int(answers[3].headers["Retry-After"]) == 1200  # a token per 3600/3 s
+    assert 1100 < int(answers[3].headers["Retry-After"]) <= 1200  # a token per 3600/3 s
     with service.client("globex") as client:  # another tenant's calls are its own
         assert client.get("/v1/exports").status_code == 200
 
@@ -215,7 +215,7 @@ def test_tenants_cannot_see_list_sign_or_delete_each_other(service, completed, s
 
 
 def test_list_filters_and_pages_newest_first(service):
-    with service.client("globex") as client:
+    with service.client("hooli") as client:
         ids = []
         for tags, fmt in ((["a"], "csv"), (["b"], "csv"), (["a", "b"], "xlsx")):
             response = _post(client, {**SEED_BODY, "tags": tags, "format": fmt})
@@ -228,19 +228,19 @@ def test_list_filters_and_pages_newest_first(service):
         def listed(**params) -> list[str]:
             return [e["id"] for e in client.get("/v1/exports", params=params).json()["exports"]]
 
-        assert listed()[:3] == newest_first
+        assert listed() == newest_first
         assert listed(tag="a") == [ids[2], ids[0]]
         assert listed(format="xlsx") == [ids[2]]
-        assert listed(status="complete")[:3] == newest_first
-        assert listed(status="failed") == []
+        assert listed(status="complete") == newest_first
+        assert listed(status="failed") == listed(status="queued") == []
         first = client.get(f"/v1/exports/{ids[0]}").json()
         third = client.get(f"/v1/exports/{ids[2]}").json()
         assert listed(created_after=first["created"]) == [ids[2], ids[1]]
-        assert listed(created_before=third["created"])[:2] == [ids[1], ids[0]]
+        assert listed(created_before=third["created"]) == [ids[1], ids[0]]
         page = client.get("/v1/exports", params={"limit": 2}).json()
         assert [e["id"] for e in page["exports"]] == newest_first[:2] and page["next_cursor"]
         rest = client.get("/v1/exports", params={"limit": 2, "cursor": page["next_cursor"]}).json()
-        assert [e["id"] for e in rest["exports"]][:1] == newest_first[2:]
+        assert [e["id"] for e in rest["exports"]] == newest_first[2:] and rest["next_cursor"] is None
 
 
 def test_delete_removes_the_file_so_an_earlier_url_stops_working(service, service_s3, service_bucket):
