@@ -74,7 +74,9 @@ def run_export(document: Any, prepared) -> dict[str, Any]:
     # carries the request, so the run's record shows it and a re-execution validates it.
     resources = {**export_resources(), "prepared_export": prepared}
     job = dg.Definitions(jobs=[export_job], resources=resources).resolve_job_def("export_job")
-    with _instance() as instance, _long_lived_objects_frozen():
+    with _instance() as instance, _long_lived_objects_frozen(), _progress_shown(
+        instance, prepared.run_id
+    ):
         result = job.execute_in_process(
             run_config=document, instance=instance, raise_on_error=False, run_id=prepared.run_id
         )
@@ -110,6 +112,42 @@ def _long_lived_objects_frozen():
         yield
     finally:
         gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _progress_shown(instance: Any, run_id: str):
+    """The run's store reads done of total, and its rows once combined, on stderr while it
+    runs (read from the instance's event log, as the export service reads them): a bar on a
+    terminal, a line per change otherwise."""
+    import threading
+
+    from export_pipeline.orchestration.service_runs import run_progress
+    from export_pipeline.progress import ProgressStream
+
+    stream = ProgressStream(sys.stderr, sys.stderr.isatty())
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.2):
+            with contextlib.suppress(Exception):  # the run may not exist yet
+                stream.show(**_progress_args(run_progress(instance, run_id)))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    original, sys.stderr = sys.stderr, stream
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        with contextlib.suppress(Exception):
+            stream.show(**_progress_args(run_progress(instance, run_id)))
+        stream.finish()
+        sys.stderr = original
+
+
+def _progress_args(progress: dict) -> dict:
+    return {"done": progress["fetches_done"], "total": progress["fetches_total"], "rows": progress["rows"]}
 
 
 def _sealed(document: Any) -> Any:
@@ -249,6 +287,54 @@ def _ensure_bucket(name: str) -> None:
         _say(f"created bucket {name}")
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """The export service API in this process, its runs in the ``DAGSTER_HOME`` instance."""
+    import dagster as dg
+    import uvicorn
+
+    from export_pipeline.orchestration.service_runs import build_export_service
+    from export_pipeline.service.app import create_app
+    from export_pipeline.settings import get_service_settings
+
+    settings = get_service_settings()
+    if not settings.tenants_file or not os.path.isfile(settings.tenants_file):
+        raise ExportFailed("EXPORT_TENANTS_FILE is not set or not a file: name the tenants file "
+                           "(see README)")
+    if not os.environ.get("DAGSTER_HOME"):
+        raise ExportFailed("DAGSTER_HOME is not set: the service runs exports in that instance")
+    if not os.environ.get("EXPORT_BUCKET"):
+        raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
+    from export_pipeline.contract.problems import InvalidRequest
+
+    gc.enable()
+    with dg.DagsterInstance.get() as instance:
+        try:
+            service, close = build_export_service(settings, instance)
+        except (InvalidRequest, OSError) as error:
+            raise ExportFailed(f"cannot start the service: {error}") from None
+        try:
+            uvicorn.run(create_app(service, settings.max_body_bytes), host=args.host,
+                        port=args.port, log_level="info")
+        finally:
+            close()
+    return EXIT_OK
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    import re
+
+    from export_pipeline.service.tenants import TENANT_NAME_PATTERN, key_entry, new_key
+
+    if not re.match(TENANT_NAME_PATTERN, args.tenant):
+        raise ExportFailed("--tenant: lower-case letters, digits and '-', as in the tenants file")
+    if not 1 <= len(args.name) <= 100:
+        raise ExportFailed("--name: 1 to 100 characters")
+    key = new_key()
+    print(f"API key for tenant {args.tenant} (shown once, store it now):\n  {key}")
+    print(f"Add under the tenant's keys in EXPORT_TENANTS_FILE:\n  {key_entry(key, args.name)}")
+    return EXIT_OK
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -281,6 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="port of the local S3 server (default: any free port)")
     demo.add_argument("--lines", type=int, default=8, help="how many lines to show (default 8)")
     demo.set_defaults(handler=_cmd_demo)
+    serve = commands.add_parser("serve", help="serve the export service API (see README)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.set_defaults(handler=_cmd_serve)
+    keys = commands.add_parser("keys", help="API keys of the export service")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    new = key_commands.add_parser("new", help="print a new API key and the line to add to the tenants file")
+    new.add_argument("--tenant", required=True, help="the tenant the key is for")
+    new.add_argument("--name", default="default", help="a label for the key (an export's created_by)")
+    new.set_defaults(handler=_cmd_keys)
     return parser
 
 

@@ -32,3 +32,39 @@ class LimitSettings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_limits() -> LimitSettings:
     return LimitSettings()
+
+
+class ServiceSettings(BaseSettings):
+    """The export service API (``export-pipeline serve``): who may call it, where its own
+    records live and what one call may cost."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPORT_SERVICE_", extra="ignore")
+
+    tenants_file: str | None = Field(
+        None, validation_alias="EXPORT_TENANTS_FILE",
+        description="YAML file of the tenants and their API key hashes; required to serve",
+    )
+    state: str | None = Field(
+        None, validation_alias="EXPORT_SERVICE_STATE",
+        description="SQLite file of the export resources (name, notes, tags, owner); "
+        "default export-service.sqlite in DAGSTER_HOME",
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="largest request body accepted, bytes; larger is refused (413) unread"
+    )
+    rate_limit_requests: int = Field(
+        120, ge=1, description="calls a tenant may make per window when its entry sets no rate_limit"
+    )
+    rate_limit_seconds: float = Field(60.0, gt=0, description="the rate limit's window, seconds")
+    monthly_quota: int = Field(
+        1000, ge=0, description="exports a tenant may create per calendar month (UTC) when its entry sets none"
+    )
+    page_size: int = Field(50, ge=1, le=500, description="exports per page of GET /v1/exports when no limit is given")
+    url_ttl: int = Field(
+        3600, ge=1, le=604_800, validation_alias="EXPORT_URL_TTL",
+        description="signed URL lifetime, seconds, counted from each view of an export",
+    )
+
+
+def get_service_settings() -> ServiceSettings:
+    return ServiceSettings()

@@ -18,6 +18,7 @@ from export_pipeline.orchestration.inbox_sensors import RequestInbox, build_inbo
 from export_pipeline.orchestration.jobs import export_job
 from export_pipeline.orchestration.notification_sensors import Notifier, build_notification_sensors
 from export_pipeline.orchestration.saved_export_jobs import saved_export_definitions
+from export_pipeline.orchestration.service_runs import api_export_job
 from export_pipeline.saved_exports.definitions import load_saved_exports
 
 
@@ -76,7 +77,7 @@ def build_definitions() -> dg.Definitions:
     assets, saved_jobs, schedules, sensors, inbox_resources = inbox_and_saved_exports()
     return dg.Definitions(
         assets=assets,
-        jobs=[export_job, *saved_jobs],
+        jobs=[export_job, api_export_job, *saved_jobs],
         # the asset page's Materialize runs Dagster's own asset job: in process, like ours, so
         # the fetched frames stay in memory between steps
         executor=dg.in_process_executor,

@@ -39,6 +39,14 @@ class ExportRequestConfig(dg.Config):
     request_json: str
 
 
+class ExportKeyConfig(dg.Config):
+    """Where the file lands when the launcher chose it: the export service's file under its
+    tenant's prefix (``tenants/<tenant>/<export id>``), so a deletion knows the one key to
+    remove. Empty (every other run): see ``materialize_export``."""
+
+    fixed_key: str = ""
+
+
 @dataclass(frozen=True)
 class FetchedFrame:
     task: planning.FetchTask
@@ -162,12 +170,16 @@ def materialize_export(
     table: ExportTable,
     export_storage: ExportStorage,
     report_branding: ReportBranding,
+    config: ExportKeyConfig,
 ):
     """A partitioned run (a saved export's period) writes the fixed key
     ``<request id>/<partition>``, so a re-run replaces the file (a multipart upload completes
-    atomically); any other run writes a new key (``<request id>/<timestamp>_<run>``)."""
+    atomically); a run given a key (the export service's) writes that key; any other run writes
+    a new key (``<request id>/<timestamp>_<run>``)."""
     fmt = plan.request.format
-    if context.has_partition_key:
+    if config.fixed_key:
+        key = fixed_export_key(config.fixed_key, export_storage.prefix, fmt.extension.value)
+    elif context.has_partition_key:
         key = fixed_export_key(
             f"{plan.request_id}/{context.partition_key}", export_storage.prefix, fmt.extension.value
         )

@@ -1,0 +1,225 @@
+"""The export service's runs in the Dagster instance: the API's job, launched through the
+instance's run coordinator (``submit_run``), so the UI shows, queues and cancels API exports
+beside every other run, and what a run reports back (status, outcome, progress).
+
+With the QueuedRunCoordinator (``dagster dev`` and most deployments) ``submit_run`` queues the
+run and the daemon launches it; with the DefaultRunCoordinator the run is launched at once.
+Either way the run executes in its own process, through the code location this module loads
+(``export_pipeline.orchestration.definitions``, the same name ``workspace.yaml`` gives it).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import dagster as dg
+from dagster._cli.workspace.cli_target import (
+    get_code_location_from_workspace,
+    get_remote_repository_from_code_location,
+)
+from dagster._core.definitions.selector import JobSubsetSelector
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import ModuleTarget
+
+from export_pipeline.orchestration.jobs import export_graph, request_run_config
+from export_pipeline.orchestration.run_outcomes import (
+    NAME_TAG,
+    NOTIFICATION_TAG,
+    export_response,
+    failure_errors,
+)
+from export_pipeline.service.api import Launch
+from export_pipeline.service.exports import RunObservation, Status
+
+JOB_NAME = "api_export_job"
+DEFINITIONS_MODULE = "export_pipeline.orchestration.definitions"
+
+_STATUS = {
+    dg.DagsterRunStatus.QUEUED: Status.queued,
+    dg.DagsterRunStatus.NOT_STARTED: Status.queued,
+    dg.DagsterRunStatus.STARTING: Status.queued,
+    dg.DagsterRunStatus.MANAGED: Status.queued,
+    dg.DagsterRunStatus.STARTED: Status.running,
+    dg.DagsterRunStatus.CANCELING: Status.running,
+    dg.DagsterRunStatus.SUCCESS: Status.complete,
+    dg.DagsterRunStatus.FAILURE: Status.failed,
+    dg.DagsterRunStatus.CANCELED: Status.failed,
+}
+
+
+def api_run_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The export job's run config for the API: the request, the file at the fixed path the
+    service chose under the tenant's prefix, and the tenant's PDF branding if it has one."""
+    run_config = request_run_config(config["request"])
+    run_config["ops"]["materialize_export"] = {"config": {"fixed_key": config["file_path"]}}
+    if config.get("branding"):
+        run_config["resources"] = {"report_branding": {"config": dict(config["branding"])}}
+    return run_config
+
+
+api_export_job = export_graph.to_job(
+    name=JOB_NAME,
+    config=dg.ConfigMapping(
+        config_fn=api_run_config,
+        config_schema={
+            "request": dg.Field(dg.Permissive()),
+            "file_path": dg.Field(str),
+            "branding": dg.Field(dg.Permissive(), is_required=False),
+        },
+    ),
+    executor_def=dg.in_process_executor,
+    description="An export requested through the export service API (POST /v1/exports); "
+    "tagged with its tenant and export id.",
+    tags={"export_pipeline/kind": "api"},
+)
+
+
+class DagsterExportRuns:
+    """``ExportRuns`` on a Dagster instance. Holds the code location open (a gRPC server
+    process) for as long as the service runs."""
+
+    def __init__(self, instance: dg.DagsterInstance):
+        self._instance = instance
+        self._workspace = WorkspaceProcessContext(
+            instance, ModuleTarget(DEFINITIONS_MODULE, None, None, None)
+        )
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._workspace.__exit__(None, None, None)
+
+    def launch(self, launch: Launch) -> str:
+        tags = {**launch.tags, NAME_TAG: launch.name}
+        if launch.notification is not None:
+            tags[NOTIFICATION_TAG] = json.dumps(launch.notification.model_dump(mode="json"))
+        run_config = {"request": launch.document, "file_path": launch.file_path}
+        if launch.branding:
+            run_config["branding"] = launch.branding
+        with self._lock:
+            workspace = self._workspace.create_request_context()
+            location = get_code_location_from_workspace(workspace, None)
+            repository = get_remote_repository_from_code_location(location, None)
+            job = location.get_job(JobSubsetSelector(
+                location_name=location.name, repository_name=repository.name,
+                job_name=JOB_NAME, op_selection=None,
+            ))
+            plan = location.get_execution_plan(
+                job, run_config, step_keys_to_execute=None, known_state=None, instance=self._instance
+            ).execution_plan_snapshot
+            run = self._instance.create_run(
+                job_name=JOB_NAME, run_id=None, run_config=run_config,
+                resolved_op_selection=None, step_keys_to_execute=plan.step_keys_to_execute,
+                op_selection=None, status=None, root_run_id=None, parent_run_id=None,
+                tags={**job.tags, **tags}, job_snapshot=job.job_snapshot,
+                execution_plan_snapshot=plan, parent_job_snapshot=job.parent_job_snapshot,
+                remote_job_origin=job.get_remote_origin(), job_code_origin=job.get_python_origin(),
+                asset_selection=None, asset_check_selection=None, asset_graph=repository.asset_graph,
+            )
+            self._instance.submit_run(run.run_id, workspace)
+        return run.run_id
+
+    def cancel(self, run_id: str) -> None:
+        """Through the run coordinator: a queued run is dropped, a running one terminated."""
+        run = self._instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            self._instance.run_coordinator.cancel_run(run_id)
+
+    def observe(self, run_ids: list[str]) -> dict[str, RunObservation]:
+        runs = self._instance.get_runs(filters=dg.RunsFilter(run_ids=run_ids))
+        return {run.run_id: self._observe(run) for run in runs}
+
+    def _observe(self, run: dg.DagsterRun) -> RunObservation:
+        status = _STATUS.get(run.status, Status.queued)
+        if status is Status.complete:
+            response = export_response(self._instance, run.run_id)
+            if response is None:
+                return RunObservation(Status.failed, [{"path": "", "message": "the run wrote no file"}])
+            return RunObservation(status, rows=response["rows"], bytes=response["bytes"])
+        if status is Status.failed:
+            if run.status is dg.DagsterRunStatus.CANCELED:
+                return RunObservation(status, [{"path": "", "message": "the export was cancelled"}])
+            return RunObservation(status, run_errors(self._instance, run.run_id))
+        if status is Status.running:
+            return RunObservation(status, progress=run_progress(self._instance, run.run_id))
+        return RunObservation(status)
+
+
+def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]]:
+    records = instance.all_logs(
+        run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+    )
+    events = [r.dagster_event for r in records if r.dagster_event is not None]
+    steps = [e for e in events if e.event_type is dg.DagsterEventType.STEP_FAILURE]
+    run_failure = next((e for e in events if e.event_type is dg.DagsterEventType.RUN_FAILURE), None)
+    return [{"path": e["path"], "message": e["message"]} for e in failure_errors(steps, run_failure)]
+
+def run_progress(instance: dg.DagsterInstance, run_id: str) -> dict[str, int | None]:
+    """Store reads done of total (the plan's ``fetches`` outputs, the fetch steps that
+    succeeded) and the rows of the combined table once it exists."""
+    records = instance.all_logs(
+        run_id, of_type={dg.DagsterEventType.STEP_OUTPUT, dg.DagsterEventType.STEP_SUCCESS}
+    )
+    total = done = 0
+    rows = None
+    for record in records:
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type is dg.DagsterEventType.STEP_OUTPUT:
+            output = event.step_output_data
+            if event.step_key == "plan_export" and output.output_name == "fetches":
+                total += 1
+            elif event.step_key == "combine_metrics":
+                rows = _int(output.metadata.get("rows"))
+        elif event.step_key.startswith("fetch_metrics["):
+            done += 1
+    return {"fetches_done": done, "fetches_total": total, "rows": rows}
+
+
+def _int(value: Any) -> int | None:
+    return int(value.value) if value is not None and value.value is not None else None
+
+
+def build_export_service(settings: Any, instance: dg.DagsterInstance):
+    """The service with its parts: tenants, state, this instance's runs, the export bucket.
+    Returns the service and what to close when it stops."""
+    import os
+    from pathlib import Path
+
+    from export_pipeline.demo.store import default_path
+    from export_pipeline.publishing.keys import DEFAULT_PREFIX
+    from export_pipeline.saved_exports.definitions import load_saved_exports
+    from export_pipeline.service.api import ExportService
+    from export_pipeline.service.files import S3ExportFiles
+    from export_pipeline.service.state import StateStore
+    from export_pipeline.service.tenants import load_tenants
+    from export_pipeline.store.parquet import ParquetMetricSource
+
+    tenants = load_tenants(settings.tenants_file)
+    state = StateStore(settings.state or Path(instance.root_directory) / "export-service.sqlite")
+    definitions = os.environ.get("EXPORT_DEFINITIONS_PATH")
+    saved = {s.name: s for s in load_saved_exports(definitions)} if definitions else {}
+    store_path = os.environ.get("EXPORT_METRICS_PATH") or str(default_path())
+    runs = DagsterExportRuns(instance)
+    service = ExportService(
+        tenants=tenants,
+        state=state,
+        runs=runs,
+        files=S3ExportFiles.from_environment(),
+        bucket=os.environ["EXPORT_BUCKET"],
+        prefix=os.environ.get("EXPORT_PREFIX", DEFAULT_PREFIX),
+        url_ttl=settings.url_ttl,
+        schema=lambda: ParquetMetricSource(store_path).schema(),
+        saved_exports=lambda: saved,
+        rate_limit=(settings.rate_limit_requests, settings.rate_limit_seconds),
+        monthly_quota=settings.monthly_quota,
+        page_size=settings.page_size,
+    )
+
+    def close() -> None:
+        runs.close()
+        state.close()
+
+    return service, close

@@ -1,0 +1,182 @@
+"""The HTTP layer of the export service (FastAPI): routes, the body size limit, and
+``ApiError`` as responses. Everything a call decides is in ``api.ExportService``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from export_pipeline.service.api import ApiError, ExportService
+from export_pipeline.service.tenants import Caller
+
+STATIC = Path(__file__).parent / "static"
+_bearer = HTTPBearer(auto_error=False, description="an API key from `export-pipeline keys new`")
+
+
+class Problem(BaseModel):
+    path: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    reason: str
+    message: str | None = None
+    errors: list[Problem] | None = None
+
+
+class Progress(BaseModel):
+    fetches_done: int
+    fetches_total: int
+    rows: int | None = None
+
+
+class ExportResource(BaseModel):
+    id: str
+    created: str
+    modified: str
+    created_by: str
+    name: str
+    notes: str
+    status: Literal["queued", "running", "complete", "failed"]
+    errors: list[Problem] | None = None
+    number_of_rows: int | None = None
+    total_bytes: int | None = None
+    tags: list[str]
+    format: Literal["csv", "xlsx", "pdf"]
+    url: str | None = None
+    progress: Progress | None = None
+
+
+class ExportList(BaseModel):
+    exports: list[ExportResource]
+    next_cursor: str | None = None
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody} for status in (401, 403, 429, *statuses)}
+
+
+REQUEST_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {
+        "type": "object",
+        "description": "An export request (csvFormat + metricRequests, or the envelope "
+        "{action, data: {id, route, body}}) with optional format, destinations, notification, "
+        "name, notes and tags; or {savedExport, start, end} with optional name, notes and tags.",
+        "additionalProperties": True,
+    }}},
+}
+
+
+def create_app(service: ExportService, max_body_bytes: int) -> FastAPI:
+    app = FastAPI(
+        title="export_pipeline export service",
+        version="1",
+        description="Exports as API resources: create one, poll it until complete, download "
+        "it through a URL signed afresh at each view, delete it.",
+    )
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return JSONResponse(error.body, status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own answers (no such route, method not allowed) in this API's shape;
+        ``Allow`` lists every method of the path, not only the first route's."""
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            methods = {m for route in app.router.routes
+                       if getattr(route, "methods", None) and route.path_regex.match(request.url.path)
+                       for m in route.methods}
+            headers["Allow"] = ", ".join(sorted(methods))
+        reason = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "error")
+        return JSONResponse({"reason": reason, "message": str(error.detail)},
+                            status_code=error.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [{"path": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]}
+                  for e in error.errors()]
+        return JSONResponse({"reason": "invalid_request", "errors": errors}, status_code=422)
+
+    def caller(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
+        header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
+        return service.authenticate(header)
+
+    if STATIC.is_dir():  # the Reports page's own files
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        page = STATIC / "index.html"
+        if page.is_file():
+            return FileResponse(page)
+        return HTMLResponse("<!doctype html><title>Exports</title><h1>Export service</h1>"
+                            "<p>API: <a href='/docs'>/docs</a>, <a href='/openapi.json'>/openapi.json</a></p>")
+
+    @app.post(
+        "/v1/exports", status_code=202, response_model=ExportResource,
+        responses={**_errors(413, 422, 503), 202: {"headers": {"Location": {
+            "schema": {"type": "string"}, "description": "the new export's URL"}}}},
+        openapi_extra={"requestBody": REQUEST_BODY},
+        summary="Create an export",
+        description=f"Bodies over {max_body_bytes} bytes are refused (413) before they are read "
+        "further. 422 names every problem with its JSON path; nothing is launched.",
+    )
+    async def create_export(request: Request, who: Caller = Depends(caller)) -> JSONResponse:
+        raw = await _body(request, max_body_bytes)
+        body = await run_in_threadpool(service.create, who, raw)
+        return JSONResponse(body, status_code=202, headers={"Location": f"/v1/exports/{body['id']}"})
+
+    @app.get("/v1/exports", response_model=ExportList, responses=_errors(422),
+             summary="List the tenant's exports, newest first")
+    def list_exports(
+        request: Request,
+        status: str | None = None,
+        format: str | None = None,
+        tag: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        limit: str | None = None,
+        cursor: str | None = None,
+        who: Caller = Depends(caller),
+    ) -> dict[str, Any]:
+        return service.list(who, dict(request.query_params))
+
+    @app.get("/v1/exports/{export_id}", response_model=ExportResource, responses=_errors(404),
+             summary="View an export (its URL is signed afresh)")
+    def get_export(export_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
+        return service.view(who, export_id)
+
+    @app.delete("/v1/exports/{export_id}", status_code=204, responses=_errors(404),
+                summary="Cancel an export if unfinished, delete its file, forget it")
+    def delete_export(export_id: str, who: Caller = Depends(caller)) -> Response:
+        service.delete(who, export_id)
+        return Response(status_code=204)
+
+    return app
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) past ``limit`` bytes before any of it is parsed."""
+    too_large = ApiError(413, {"reason": "body_too_large", "message": f"a request body is at most {limit} bytes"})
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,57 @@
+"""With the QueuedRunCoordinator (as under ``dagster dev``), the service only queues a run;
+the Dagster daemon launches it. A real daemon process on the same instance."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from export_pipeline_tests.conftest import FAKE_CREDENTIALS
+from export_pipeline_tests.integration.service.conftest import TENANTS
+from export_pipeline_tests.support.requests import REPO, SEED_BODY, download, parse_csv
+from export_pipeline_tests.support.service import (
+    QUEUED_DAGSTER_YAML,
+    ServiceProcess,
+    service_environment,
+    tenants_yaml,
+    wait_for_status,
+)
+
+
+@pytest.fixture(scope="module")
+def queued_service(tmp_path_factory, s3_endpoint, service_bucket, demo_store_path):
+    root = tmp_path_factory.mktemp("queued")
+    keys: dict[str, str] = {}
+    (root / "tenants.yaml").write_text(tenants_yaml(TENANTS, keys))
+    env = service_environment(root / "dagster_home", root / "tenants.yaml", service_bucket,
+                              demo_store_path, s3_endpoint, FAKE_CREDENTIALS, QUEUED_DAGSTER_YAML)
+    env["EXPORT_INBOX_SENSOR"] = "stopped"
+    server = ServiceProcess(env=env, keys=keys)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_the_service_queues_and_the_daemon_launches(queued_service):
+    with queued_service.client("globex") as client:
+        response = client.post("/v1/exports", json=SEED_BODY)
+        assert response.status_code == 202, response.text
+        export_id = response.json()["id"]
+        assert client.get(f"/v1/exports/{export_id}").json()["status"] == "queued"
+        with dg.DagsterInstance.from_config(queued_service.env["DAGSTER_HOME"]) as instance:
+            run = instance.get_runs(filters=dg.RunsFilter(tags={"export_pipeline/export_id": export_id}))[0]
+            assert run.status is dg.DagsterRunStatus.QUEUED  # nothing launches it but the daemon
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "dagster._daemon", "run", "-m", "export_pipeline.orchestration.definitions"],
+            env=queued_service.env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            done = wait_for_status(client, export_id, {"complete", "failed"})
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+    assert done["status"] == "complete", done
+    assert len(parse_csv(download(done["url"]))) - 1 == 30
