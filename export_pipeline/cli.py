@@ -39,11 +39,9 @@ def _validate(document: Any):
 
 
 def _instance():
-    import dagster as dg
+    from export_pipeline.orchestration.cli_instance import cli_instance
 
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral()
+    return cli_instance(os.environ.get("DAGSTER_HOME"))
 
 
 def run_export(document: Any) -> dict[str, Any]:
@@ -52,6 +50,7 @@ def run_export(document: Any) -> dict[str, Any]:
         raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
     import dagster as dg
 
+    from export_pipeline.orchestration.cli_logging import cli_console_logger
     from export_pipeline.orchestration.environment import export_resources
     from export_pipeline.orchestration.jobs import export_job
     from export_pipeline.orchestration.run_outcomes import step_failure_reason
@@ -59,9 +58,10 @@ def run_export(document: Any) -> dict[str, Any]:
     document = _sealed(document)
     # The export job and its resources alone: the code location's sensors, schedules and
     # saved exports are not needed to run one export, and cost start-up.
-    job = dg.Definitions(jobs=[export_job], resources=export_resources()).resolve_job_def(
-        "export_job"
-    )
+    job = dg.Definitions(
+        jobs=[export_job], resources=export_resources(),
+        loggers={"console": cli_console_logger},
+    ).resolve_job_def("export_job")
     with _instance() as instance, _long_lived_objects_frozen():
         result = job.execute_in_process(
             run_config=document, instance=instance, raise_on_error=False
@@ -72,7 +72,8 @@ def run_export(document: Any) -> dict[str, Any]:
                 for f in result.get_step_failure_events()
             ]
             raise ExportFailed(
-                f"run {result.run_id} failed: " + ("\n".join(reasons) or "see the run's event log")
+                f"run {result.run_id} failed: "
+                + ("\n".join(reasons) or _run_failure_message(result) or "see the run's event log")
             )
         export = result.output_for_node("materialize_export")
         response = {"run_id": result.run_id, **export.to_response()}
@@ -81,6 +82,15 @@ def run_export(document: Any) -> dict[str, Any]:
             receipts = result.output_for_node("deliver_export")
             response["deliveries"] = [receipts[k] for k in sorted(receipts)]
         return response
+
+
+def _run_failure_message(result: Any) -> str:
+    """Why a run failed before any step did (a resource that could not start)."""
+    failure = result.get_run_failure_event()
+    error = failure.job_failure_data.error if failure and failure.job_failure_data else None
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error is not None else ""
 
 
 @contextlib.contextmanager
@@ -285,12 +295,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. SIGINT and SIGTERM stop it wherever it is (an upload under way is
+    aborted) and end it with one line and the shell's status for the signal: 130, 143."""
+    from export_pipeline import interrupts
+
+    args = build_parser().parse_args(argv)
+    with interrupts.watched() as watch:
+        try:
+            code = _dispatch(args, watch)
+        except BaseException:
+            if watch.received() is None:
+                raise
+            code = None
+        signum = watch.received()
+        if signum is None or code == EXIT_OK:
+            return code
+        watch.settle()
+    name = interrupts.signal_name(signum)
+    _say(f"interrupted by {name}: stopped before finishing (any upload under way was aborted)")
+    return 128 + signum
+
+
+def _dispatch(args: argparse.Namespace, watch: Any) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from export_pipeline.store.source import MetricSourceError
     from export_pipeline.contract.models import InvalidRequest
 
-    args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except InvalidRequest as error:
@@ -300,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     except (ExportFailed, MetricSourceError, RuntimeError, BotoCoreError, ClientError,
             ValueError) as error:
+        if watch.received() is not None:
+            raise  # an interrupted run: main says so, once
         _say(f"export failed: {error}")
         return EXIT_FAILED
 
