@@ -53,7 +53,7 @@ def run_export(document: Any) -> dict[str, Any]:
     from export_pipeline.orchestration.cli_logging import cli_console_logger
     from export_pipeline.orchestration.environment import export_resources
     from export_pipeline.orchestration.jobs import export_job
-    from export_pipeline.orchestration.run_outcomes import step_failure_reason
+    from export_pipeline.orchestration.run_outcomes import run_failure_reason, step_failure_reason
 
     document = _sealed(document)
     # The export job and its resources alone: the code location's sensors, schedules and
@@ -73,7 +73,8 @@ def run_export(document: Any) -> dict[str, Any]:
             ]
             raise ExportFailed(
                 f"run {result.run_id} failed: "
-                + ("\n".join(reasons) or _run_failure_message(result) or "see the run's event log")
+                + ("\n".join(reasons) or run_failure_reason(result.get_run_failure_event())
+                   or "see the run's event log")
             )
         export = result.output_for_node("materialize_export")
         response = {"run_id": result.run_id, **export.to_response()}
@@ -82,15 +83,6 @@ def run_export(document: Any) -> dict[str, Any]:
             receipts = result.output_for_node("deliver_export")
             response["deliveries"] = [receipts[k] for k in sorted(receipts)]
         return response
-
-
-def _run_failure_message(result: Any) -> str:
-    """Why a run failed before any step did (a resource that could not start)."""
-    failure = result.get_run_failure_event()
-    error = failure.job_failure_data.error if failure and failure.job_failure_data else None
-    while error is not None and error.cause is not None:
-        error = error.cause
-    return error.message.strip() if error is not None else ""
 
 
 @contextlib.contextmanager

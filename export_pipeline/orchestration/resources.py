@@ -20,6 +20,7 @@ from export_pipeline.destinations.host_policy import HostPolicy
 from export_pipeline.destinations.sealing import Sealer
 from export_pipeline.destinations.settings import DestinationSettings
 from export_pipeline.publishing.keys import DEFAULT_PREFIX
+from export_pipeline.publishing.preflight import check_writable
 from export_pipeline.store.source import MetricSource
 from export_pipeline.store.parquet import ParquetMetricSource
 from export_pipeline.formats.branding import Branding
@@ -55,8 +56,10 @@ class ExportStorage(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Build both clients as the run starts: a first boto3 client loads S3's service model
-        (about 0.2 s), better spent while the store is read than after the file is combined."""
-        self.get_client()
+        (about 0.2 s), better spent while the store is read than after the file is combined.
+        Then check the bucket takes files (``preflight``), so a missing bucket or wrong
+        credentials fail the run before anything is read, in one line."""
+        check_writable(self.get_client(), self.bucket, self.prefix)
         self.get_presign_client()
 
     def get_client(self) -> Any:
