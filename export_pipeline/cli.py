@@ -192,7 +192,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from export_pipeline.demo.local_s3 import local_s3_server
 
     with contextlib.ExitStack() as stack:
-        if not (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")):
+        own_server = not (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+        if own_server:
             endpoint = stack.enter_context(local_s3_server(port=args.port))
             # A throwaway local server: fake credentials, so real ones never leave the machine.
             os.environ.update(
@@ -222,21 +223,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print("First lines, downloaded through the signed URL:")
         for line in lines[: args.lines]:
             print(f"  {line}")
-        print(f"Signed URL (expires in {os.environ.get('EXPORT_URL_TTL', '3600')} s):")
-        print(response["signedUrl"])
-        if args.serve:
-            import time
-
-            print("\nThe local S3 server keeps running until Ctrl-C. To use it from another "
-                  "shell (the Dagster UI, export-pipeline run):")
-            for name in ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                         "AWS_DEFAULT_REGION", "EXPORT_BUCKET", "EXPORT_METRICS_PATH"):
-                print(f"  export {name}={os.environ[name]}")
-            sys.stdout.flush()
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(3600)
+        _show_url(response["signedUrl"], own_server, args.serve)
     return EXIT_OK
+
+
+def _show_url(url: str, own_server: bool, serve: bool) -> None:
+    """A link shown to a person must work when shown: the demo's own server stops with the
+    command, so its link is shown only while the server keeps serving (``--serve``)."""
+    import time
+
+    ttl = os.environ.get("EXPORT_URL_TTL", "3600")
+    if own_server and not serve:
+        print("\nNo download link: the local S3 server stops with this command. "
+              "`export-pipeline demo --serve` keeps it running and prints a link that works "
+              "until Ctrl-C.")
+        return
+    if not own_server:
+        print(f"Signed URL (expires in {ttl} s):")
+        print(url)
+        return
+    print(f"Signed URL (works while this command serves, for {ttl} s at most):")
+    print(url)
+    print("\nTo use the local S3 server from another shell (the Dagster UI, export-pipeline run):")
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_DEFAULT_REGION", "EXPORT_BUCKET", "EXPORT_METRICS_PATH"):
+        print(f"  export {name}={os.environ[name]}")
+    print(f"\nServing at {os.environ['AWS_ENDPOINT_URL_S3']} until Ctrl-C.", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
+    _say("stopped the local S3 server; its files and links are gone")
 
 
 def _ensure_bucket(name: str) -> None:
