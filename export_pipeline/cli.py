@@ -255,6 +255,65 @@ def _show_url(url: str, own_server: bool, serve: bool) -> None:
     _say("stopped the local S3 server; its files and links are gone")
 
 
+def _export_folder() -> tuple[Any, str, str]:
+    """The export bucket's client, name and prefix, as a run sees them."""
+    import boto3
+
+    from export_pipeline.publishing.keys import DEFAULT_PREFIX
+
+    bucket = os.environ.get("EXPORT_BUCKET")
+    if not bucket:
+        raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
+    return boto3.client("s3"), bucket, os.environ.get("EXPORT_PREFIX", DEFAULT_PREFIX)
+
+
+def _cmd_cleanup_lifecycle(args: argparse.Namespace) -> int:
+    from export_pipeline.publishing import cleanup
+    from export_pipeline.settings import get_cleanup
+
+    days = args.days if args.days is not None else get_cleanup().abort_upload_days
+    client, bucket, prefix = _export_folder()
+    rules = cleanup.put_abort_rule(client, bucket, prefix, days)
+    print(f"s3://{bucket}: lifecycle rule {cleanup.rule_id(prefix)} aborts uploads under "
+          f"'{cleanup.folder_prefix(prefix)}' {days} day(s) after they begin "
+          f"({len(rules) - 1} other rule(s) kept)")
+    return EXIT_OK
+
+
+def _cmd_cleanup_uploads(args: argparse.Namespace) -> int:
+    from datetime import datetime, timedelta, timezone
+
+    from export_pipeline.publishing import cleanup
+    from export_pipeline.settings import get_cleanup
+
+    hours = args.older_than_hours
+    if hours is None:
+        hours = get_cleanup().stale_upload_hours
+    client, bucket, prefix = _export_folder()
+    aborted = cleanup.abort_stale_uploads(
+        client, bucket, prefix, timedelta(hours=hours), datetime.now(timezone.utc)
+    )
+    for upload in aborted:
+        print(f"aborted s3://{bucket}/{upload.key} (begun {upload.initiated.isoformat()})")
+    print(f"{len(aborted)} upload(s) under s3://{bucket}/{cleanup.folder_prefix(prefix)} "
+          f"begun more than {hours:g} h ago aborted")
+    return EXIT_OK
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
+    return value
+
+
 def _ensure_bucket(name: str) -> None:
     import boto3
     from botocore.exceptions import ClientError
@@ -299,6 +358,24 @@ def build_parser() -> argparse.ArgumentParser:
                       help="port of the local S3 server (default: any free port)")
     demo.add_argument("--lines", type=int, default=8, help="how many lines to show (default 8)")
     demo.set_defaults(handler=_cmd_demo)
+    cleanup = commands.add_parser(
+        "cleanup", help="clear multipart uploads that killed runs left open (their parts are billed)"
+    )
+    what = cleanup.add_subparsers(dest="what", required=True)
+    lifecycle = what.add_parser(
+        "lifecycle", help="set a bucket lifecycle rule that aborts uploads under the export "
+        "prefix some days after they begin (other rules are kept)",
+    )
+    lifecycle.add_argument("--days", type=_positive_int, default=None,
+                           help="days after an upload begins (default EXPORT_ABORT_UPLOAD_DAYS, 1)")
+    lifecycle.set_defaults(handler=_cmd_cleanup_lifecycle, failure="cleanup failed")
+    uploads = what.add_parser(
+        "uploads", help="abort the uploads under the export prefix begun long ago, now "
+        "(for stores without lifecycle rules; the stale_upload_sweep schedule does it hourly)",
+    )
+    uploads.add_argument("--older-than-hours", type=_non_negative, default=None,
+                         help="age threshold (default EXPORT_STALE_UPLOAD_HOURS, 24)")
+    uploads.set_defaults(handler=_cmd_cleanup_uploads, failure="cleanup failed")
     return parser
 
 
@@ -341,7 +418,7 @@ def _dispatch(args: argparse.Namespace, watch: Any) -> int:
             ValueError) as error:
         if watch.received() is not None:
             raise  # an interrupted run: main says so, once
-        _say(f"export failed: {error}")
+        _say(f"{getattr(args, 'failure', 'export failed')}: {error}")
         return EXIT_FAILED
 
 

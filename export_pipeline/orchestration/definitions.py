@@ -1,5 +1,6 @@
 """The Dagster definitions ``workspace.yaml`` loads: the export job, the saved exports' jobs
-and schedules, the inbox and notification sensors, and their resources.
+and schedules, the inbox and notification sensors, the stale-upload sweep, and their
+resources.
 
 The export job's resources and their environment variables: see ``environment`` (the CLI's
 ``run`` binds the export job with those alone). The request inbox, saved exports and
@@ -18,7 +19,9 @@ from export_pipeline.orchestration.inbox_sensors import RequestInbox, build_inbo
 from export_pipeline.orchestration.jobs import export_job
 from export_pipeline.orchestration.notification_sensors import Notifier, build_notification_sensors
 from export_pipeline.orchestration.saved_export_jobs import saved_export_definitions
+from export_pipeline.orchestration.upload_cleanup import stale_upload_schedule, stale_upload_sweep_job
 from export_pipeline.saved_exports.definitions import load_saved_exports
+from export_pipeline.settings import get_cleanup
 
 
 def _sensor_status(name: str) -> dg.DefaultSensorStatus:
@@ -75,8 +78,8 @@ def inbox_and_saved_exports() -> tuple[list, list, list, dict]:
 def build_definitions() -> dg.Definitions:
     saved_jobs, schedules, sensors, inbox_resources = inbox_and_saved_exports()
     return dg.Definitions(
-        jobs=[export_job, *saved_jobs],
-        schedules=schedules,
+        jobs=[export_job, stale_upload_sweep_job, *saved_jobs],
+        schedules=[*schedules, stale_upload_schedule(get_cleanup())],
         sensors=sensors,
         resources={**inbox_resources, **export_resources()},
     )

@@ -155,3 +155,26 @@ def test_a_signal_during_the_upload_aborts_it(request_file, env, signum, s3_clie
     wait_until(uploading, process, "parts uploaded")
     os.kill(process.pid, signum)
     assert_stopped_by(process, signum, "", s3_client, bucket)
+
+
+def test_a_killed_run_leaves_its_upload_open_and_the_sweep_clears_it(
+    request_file, env, s3_client, bucket
+):
+    """SIGKILL cannot be caught: the parts stay, billed, until ``cleanup uploads`` (or the
+    lifecycle rule, or the hourly schedule) aborts them."""
+    process = start(request_file, env)
+    wait_until(lambda: s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads"), process,
+               "the upload")
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=60)
+    left = s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [u["Key"].startswith("exports/") for u in left] == [True]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "export_pipeline", "cleanup", "uploads", "--older-than-hours", "0"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"aborted s3://{bucket}/{left[0]['Key']}" in done.stdout
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert all_objects(s3_client, bucket) == []
