@@ -1,7 +1,7 @@
 """``export-pipeline``: run, validate and demo exports from the command line.
 
 Exit status: 0 done; 2 invalid request (every problem on stderr, nothing run or written);
-1 the export failed (the reason on stderr). ``run`` prints one JSON object as the last line
+1 the export failed (the reason on stderr); 130 and 143 stopped by SIGINT and SIGTERM. ``run`` prints one JSON object as the last line
 of stdout; progress goes to stderr.
 """
 
