@@ -300,18 +300,16 @@ def _cmd_cleanup_uploads(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
+def _at_least(minimum: int, kind: type = float):
+    """An argparse type: a number of ``kind``, ``minimum`` or more."""
 
+    def parse(text: str):
+        value = kind(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {text}")
+        return value
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
-    return value
+    return parse
 
 
 def _ensure_bucket(name: str) -> None:
@@ -366,14 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
         "lifecycle", help="set a bucket lifecycle rule that aborts uploads under the export "
         "prefix some days after they begin (other rules are kept)",
     )
-    lifecycle.add_argument("--days", type=_positive_int, default=None,
+    lifecycle.add_argument("--days", type=_at_least(1, int), default=None,
                            help="days after an upload begins (default EXPORT_ABORT_UPLOAD_DAYS, 1)")
     lifecycle.set_defaults(handler=_cmd_cleanup_lifecycle, failure="cleanup failed")
     uploads = what.add_parser(
         "uploads", help="abort the uploads under the export prefix begun long ago, now "
         "(for stores without lifecycle rules; the stale_upload_sweep schedule does it hourly)",
     )
-    uploads.add_argument("--older-than-hours", type=_non_negative, default=None,
+    uploads.add_argument("--older-than-hours", type=_at_least(0), default=None,
                          help="age threshold (default EXPORT_STALE_UPLOAD_HOURS, 24)")
     uploads.set_defaults(handler=_cmd_cleanup_uploads, failure="cleanup failed")
     return parser
