@@ -48,7 +48,8 @@ class CleanupSettings(BaseSettings):
         "0 * * * *", description="cron schedule of the sweep (the stale_upload_sweep schedule)"
     )
     stale_upload_sweep: Literal["running", "stopped"] = Field(
-        "running", description="whether the sweep's schedule starts running"
+        "stopped", description="the sweep schedule's state when the code location loads: on "
+        "for stores without lifecycle rules"
     )
     abort_upload_days: int = Field(
         1, ge=1, description="DaysAfterInitiation of the lifecycle rule `cleanup lifecycle` sets"

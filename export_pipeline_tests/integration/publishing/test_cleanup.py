@@ -132,10 +132,9 @@ def test_the_sweep_job_and_its_schedule(s3_client, bucket, instance, monkeypatch
     from export_pipeline.settings import CleanupSettings
 
     monkeypatch.setenv("EXPORT_STALE_UPLOAD_HOURS", "6")
-    monkeypatch.setenv("EXPORT_STALE_UPLOAD_SWEEP", "stopped")
+    monkeypatch.setenv("EXPORT_STALE_UPLOAD_SCHEDULE", "*/15 * * * *")
     schedule = stale_upload_schedule(CleanupSettings())
-    assert schedule.cron_schedule == "0 * * * *"
-    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.cron_schedule == "*/15 * * * *"
 
     begin(s3_client, bucket, "exports/r1/a.csv")
     begin(s3_client, bucket, "elsewhere/b.csv")
@@ -149,11 +148,17 @@ def test_the_sweep_job_and_its_schedule(s3_client, bucket, instance, monkeypatch
     assert open_keys(s3_client, bucket) == ["elsewhere/b.csv"]
 
 
-def test_the_code_location_runs_the_sweep_hourly(monkeypatch):
-    monkeypatch.delenv("EXPORT_STALE_UPLOAD_SWEEP", raising=False)
+@pytest.mark.parametrize("setting, status", [
+    (None, dg.DefaultScheduleStatus.STOPPED), ("running", dg.DefaultScheduleStatus.RUNNING),
+])
+def test_the_code_location_has_the_hourly_sweep(monkeypatch, setting, status):
+    if setting is None:
+        monkeypatch.delenv("EXPORT_STALE_UPLOAD_SWEEP", raising=False)
+    else:
+        monkeypatch.setenv("EXPORT_STALE_UPLOAD_SWEEP", setting)
     from export_pipeline.orchestration.definitions import build_definitions
 
     schedule = next(s for s in build_definitions().schedules if s.name == "stale_upload_sweep")
     assert schedule.cron_schedule == "0 * * * *"
-    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.default_status == status
     assert schedule.job_name == "stale_upload_sweep_job"
