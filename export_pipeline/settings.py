@@ -45,7 +45,8 @@ class CleanupSettings(BaseSettings):
         24, gt=0, description="the sweep aborts uploads under the export prefix begun longer ago than this"
     )
     stale_upload_schedule: str = Field(
-        "0 * * * *", description="cron schedule of the sweep (the stale_upload_sweep schedule)"
+        "0 * * * *", pattern=r"^\s*\S+(\s+\S+){4}\s*$",
+        description="cron schedule of the sweep (the stale_upload_sweep schedule), five fields",
     )
     stale_upload_sweep: Literal["running", "stopped"] = Field(
         "stopped", description="the sweep schedule's state when the code location loads: on "
