@@ -83,7 +83,7 @@ def test_the_dagster_run_fails_before_reading_anything(monkeypatch, instance, s3
     ]
 
 
-@pytest.mark.parametrize("case", ["missing bucket", "wrong secret"])
+@pytest.mark.parametrize("case", ["missing bucket", "wrong secret", "no answer"])
 def test_the_command_line_says_it_in_one_line_before_any_fetch(
     customer_s3, demo_store_path, tmp_path, case
 ):
@@ -100,9 +100,12 @@ def test_the_command_line_says_it_in_one_line_before_any_fetch(
     if case == "missing bucket":
         env["EXPORT_BUCKET"] = "no-such-bucket-here"
         expected = "does not exist"
-    else:
+    elif case == "wrong secret":
         env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
         expected = "S3 refused the secret key"
+    else:
+        env["AWS_ENDPOINT_URL_S3"] = f"http://127.0.0.1:{free_port()}"  # nothing listens
+        expected = f"cannot reach S3 at {env['AWS_ENDPOINT_URL_S3']}"
     done = subprocess.run([sys.executable, "-m", "export_pipeline", "run", str(request)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
