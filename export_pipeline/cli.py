@@ -1,8 +1,8 @@
 """``export-pipeline``: run, validate and demo exports from the command line.
 
 Exit status: 0 done; 2 invalid request (every problem on stderr, nothing run or written);
-1 the export failed (the reason on stderr); 130 and 143 stopped by SIGINT and SIGTERM. ``run`` prints one JSON object as the last line
-of stdout; progress goes to stderr.
+1 the export failed (the reason on stderr); 130 and 143 stopped by SIGINT and SIGTERM.
+``run`` prints one JSON object as the last line of stdout; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ def _instance():
 
 def run_export(document: Any) -> dict[str, Any]:
     """Run the export job on a validated document; the seed-000 response plus run id and counts."""
-    if not os.environ.get("EXPORT_BUCKET"):
-        raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
+    _export_bucket()
     import dagster as dg
 
     from export_pipeline.orchestration.cli_logging import cli_console_logger
@@ -261,10 +260,14 @@ def _export_folder() -> tuple[Any, str, str]:
 
     from export_pipeline.publishing.keys import DEFAULT_PREFIX
 
+    return boto3.client("s3"), _export_bucket(), os.environ.get("EXPORT_PREFIX", DEFAULT_PREFIX)
+
+
+def _export_bucket() -> str:
     bucket = os.environ.get("EXPORT_BUCKET")
     if not bucket:
         raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
-    return boto3.client("s3"), bucket, os.environ.get("EXPORT_PREFIX", DEFAULT_PREFIX)
+    return bucket
 
 
 def _cmd_cleanup_lifecycle(args: argparse.Namespace) -> int:
