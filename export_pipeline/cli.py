@@ -1,8 +1,8 @@
 """``export-pipeline``: run, validate and demo exports from the command line.
 
 Exit status: 0 done; 2 invalid request (every problem on stderr, nothing run or written);
-1 the export failed (the reason on stderr). ``run`` prints one JSON object as the last line
-of stdout; progress goes to stderr.
+1 the export failed (the reason on stderr); 130 and 143 stopped by SIGINT and SIGTERM.
+``run`` prints one JSON object as the last line of stdout; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -39,11 +39,9 @@ def _validate(document: Any):
 
 
 def _instance():
-    import dagster as dg
+    from export_pipeline.orchestration.cli_instance import cli_instance
 
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral()
+    return cli_instance(os.environ.get("DAGSTER_HOME"))
 
 
 def prepare_run(document: Any, source=None):
@@ -61,19 +59,21 @@ def prepare_run(document: Any, source=None):
 def run_export(document: Any, prepared) -> dict[str, Any]:
     """Run the export job on ``document`` (sealed) as ``prepared`` (``prepare_run``) planned it;
     the seed-000 response plus run id and counts."""
-    if not os.environ.get("EXPORT_BUCKET"):
-        raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
+    _export_bucket()
     import dagster as dg
 
+    from export_pipeline.orchestration.cli_logging import cli_console_logger
     from export_pipeline.orchestration.environment import export_resources
     from export_pipeline.orchestration.jobs import export_job
-    from export_pipeline.orchestration.run_outcomes import step_failure_reason
+    from export_pipeline.orchestration.run_outcomes import run_failure_reason, step_failure_reason
 
     # The export job and its resources alone: the code location's sensors, schedules and
     # saved exports are not needed to run one export, and cost start-up. The run config still
     # carries the request, so the run's record shows it and a re-execution validates it.
     resources = {**export_resources(), "prepared_export": prepared}
-    job = dg.Definitions(jobs=[export_job], resources=resources).resolve_job_def("export_job")
+    job = dg.Definitions(
+        jobs=[export_job], resources=resources, loggers={"console": cli_console_logger},
+    ).resolve_job_def("export_job")
     with _instance() as instance, _long_lived_objects_frozen(), _progress_shown(
         instance, prepared.run_id
     ):
@@ -86,7 +86,9 @@ def run_export(document: Any, prepared) -> dict[str, Any]:
                 for f in result.get_step_failure_events()
             ]
             raise ExportFailed(
-                f"run {result.run_id} failed: " + ("\n".join(reasons) or "see the run's event log")
+                f"run {result.run_id} failed: "
+                + ("\n".join(reasons) or run_failure_reason(result.get_run_failure_event())
+                   or "see the run's event log")
             )
         export = result.output_for_node("materialize_export")
         deliveries = None
@@ -229,7 +231,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from export_pipeline.demo.local_s3 import local_s3_server
 
     with contextlib.ExitStack() as stack:
-        if not (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")):
+        own_server = not (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+        if own_server:
             endpoint = stack.enter_context(local_s3_server(port=args.port))
             # A throwaway local server: fake credentials, so real ones never leave the machine.
             os.environ.update(
@@ -258,21 +261,97 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print("First lines, downloaded through the signed URL:")
         for line in lines[: args.lines]:
             print(f"  {line}")
-        print(f"Signed URL (expires in {os.environ.get('EXPORT_URL_TTL', '3600')} s):")
-        print(response["signedUrl"])
-        if args.serve:
-            import time
-
-            print("\nThe local S3 server keeps running until Ctrl-C. To use it from another "
-                  "shell (the Dagster UI, export-pipeline run):")
-            for name in ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                         "AWS_DEFAULT_REGION", "EXPORT_BUCKET", "EXPORT_METRICS_PATH"):
-                print(f"  export {name}={os.environ[name]}")
-            sys.stdout.flush()
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(3600)
+        _show_url(response["signedUrl"], own_server, args.serve)
     return EXIT_OK
+
+
+def _show_url(url: str, own_server: bool, serve: bool) -> None:
+    """A link shown to a person must work when shown: the demo's own server stops with the
+    command, so its link is shown only while the server keeps serving (``--serve``)."""
+    import time
+
+    ttl = os.environ.get("EXPORT_URL_TTL", "3600")
+    if own_server and not serve:
+        print("\nNo download link: the local S3 server stops with this command. "
+              "`export-pipeline demo --serve` keeps it running and prints a link that works "
+              "until Ctrl-C.")
+        return
+    if not own_server:
+        print(f"Signed URL (expires in {ttl} s):")
+        print(url)
+        return
+    print(f"Signed URL (works while this command serves, for {ttl} s at most):")
+    print(url)
+    print("\nTo use the local S3 server from another shell (the Dagster UI, export-pipeline run):")
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_DEFAULT_REGION", "EXPORT_BUCKET", "EXPORT_METRICS_PATH"):
+        print(f"  export {name}={os.environ[name]}")
+    print(f"\nServing at {os.environ['AWS_ENDPOINT_URL_S3']} until Ctrl-C.", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
+    _say("stopped the local S3 server; its files and links are gone")
+
+
+def _export_folder() -> tuple[Any, str, str]:
+    """The export bucket's client, name and prefix, as a run sees them."""
+    import boto3
+
+    from export_pipeline.publishing.keys import DEFAULT_PREFIX
+
+    return boto3.client("s3"), _export_bucket(), os.environ.get("EXPORT_PREFIX", DEFAULT_PREFIX)
+
+
+def _export_bucket() -> str:
+    bucket = os.environ.get("EXPORT_BUCKET")
+    if not bucket:
+        raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
+    return bucket
+
+
+def _cmd_cleanup_lifecycle(args: argparse.Namespace) -> int:
+    from export_pipeline.publishing import cleanup
+    from export_pipeline.settings import get_cleanup
+
+    days = args.days if args.days is not None else get_cleanup().abort_upload_days
+    client, bucket, prefix = _export_folder()
+    rules = cleanup.put_abort_rule(client, bucket, prefix, days)
+    print(f"s3://{bucket}: lifecycle rule {cleanup.rule_id(prefix)} aborts uploads under "
+          f"'{cleanup.folder_prefix(prefix)}' {days} day(s) after they begin "
+          f"({len(rules) - 1} other rule(s) kept)")
+    return EXIT_OK
+
+
+def _cmd_cleanup_uploads(args: argparse.Namespace) -> int:
+    from datetime import datetime, timedelta, timezone
+
+    from export_pipeline.publishing import cleanup
+    from export_pipeline.settings import get_cleanup
+
+    hours = args.older_than_hours
+    if hours is None:
+        hours = get_cleanup().stale_upload_hours
+    client, bucket, prefix = _export_folder()
+    aborted = cleanup.abort_stale_uploads(
+        client, bucket, prefix, timedelta(hours=hours), datetime.now(timezone.utc)
+    )
+    for upload in aborted:
+        print(f"aborted s3://{bucket}/{upload.key} (begun {upload.initiated.isoformat()})")
+    print(f"{len(aborted)} upload(s) under s3://{bucket}/{cleanup.folder_prefix(prefix)} "
+          f"begun more than {hours:g} h ago aborted")
+    return EXIT_OK
+
+
+def _at_least(minimum: int, kind: type = float):
+    """An argparse type: a number of ``kind``, ``minimum`` or more."""
+
+    def parse(text: str):
+        value = kind(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {text}")
+        return value
+
+    return parse
 
 
 def _ensure_bucket(name: str) -> None:
@@ -377,16 +456,55 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--tenant", required=True, help="the tenant the key is for")
     new.add_argument("--name", default="default", help="a label for the key (an export's created_by)")
     new.set_defaults(handler=_cmd_keys)
+    cleanup = commands.add_parser(
+        "cleanup", help="clear multipart uploads that killed runs left open (their parts are billed)"
+    )
+    what = cleanup.add_subparsers(dest="what", required=True)
+    lifecycle = what.add_parser(
+        "lifecycle", help="set a bucket lifecycle rule that aborts uploads under the export "
+        "prefix some days after they begin (other rules are kept)",
+    )
+    lifecycle.add_argument("--days", type=_at_least(1, int), default=None,
+                           help="days after an upload begins (default EXPORT_ABORT_UPLOAD_DAYS, 1)")
+    lifecycle.set_defaults(handler=_cmd_cleanup_lifecycle, failure="cleanup failed")
+    uploads = what.add_parser(
+        "uploads", help="abort the uploads under the export prefix begun long ago, now "
+        "(for stores without lifecycle rules; the stale_upload_sweep schedule does it hourly)",
+    )
+    uploads.add_argument("--older-than-hours", type=_at_least(0), default=None,
+                         help="age threshold (default EXPORT_STALE_UPLOAD_HOURS, 24)")
+    uploads.set_defaults(handler=_cmd_cleanup_uploads, failure="cleanup failed")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. SIGINT and SIGTERM stop it wherever it is (an upload under way is
+    aborted) and end it with one line and the shell's status for the signal: 130, 143."""
+    from export_pipeline import interrupts
+
+    args = build_parser().parse_args(argv)
+    with interrupts.watched() as watch:
+        try:
+            code = _dispatch(args, watch)
+        except BaseException:
+            if watch.received() is None:
+                raise
+            code = None
+        signum = watch.received()
+        if signum is None or code == EXIT_OK:
+            return code
+        watch.settle()
+    name = interrupts.signal_name(signum)
+    _say(f"interrupted by {name}: stopped before finishing (any upload under way was aborted)")
+    return 128 + signum
+
+
+def _dispatch(args: argparse.Namespace, watch: Any) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from export_pipeline.store.source import MetricSourceError
     from export_pipeline.contract.problems import InvalidRequest
 
-    args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except InvalidRequest as error:
@@ -399,7 +517,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     except (ExportFailed, MetricSourceError, RuntimeError, BotoCoreError, ClientError,
             ValueError) as error:
-        _say(f"export failed: {error}")
+        if watch.received() is not None:
+            raise  # an interrupted run: main says so, once
+        _say(f"{getattr(args, 'failure', 'export failed')}: {error}")
         return EXIT_FAILED
 
 

@@ -9,6 +9,7 @@ read the environment themselves.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,3 +69,29 @@ class ServiceSettings(BaseSettings):
 
 def get_service_settings() -> ServiceSettings:
     return ServiceSettings()
+
+
+class CleanupSettings(BaseSettings):
+    """Clearing multipart uploads that runs killed outright left open (their parts are
+    billed): the sweep's threshold and schedule, and the lifecycle rule's age."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPORT_", extra="ignore")
+
+    stale_upload_hours: float = Field(
+        24, gt=0, description="the sweep aborts uploads under the export prefix begun longer ago than this"
+    )
+    stale_upload_schedule: str = Field(
+        "0 * * * *", pattern=r"^\s*\S+(\s+\S+){4}\s*$",
+        description="cron schedule of the sweep (the stale_upload_sweep schedule), five fields",
+    )
+    stale_upload_sweep: Literal["running", "stopped"] = Field(
+        "stopped", description="the sweep schedule's state when the code location loads: on "
+        "for stores without lifecycle rules"
+    )
+    abort_upload_days: int = Field(
+        1, ge=1, description="DaysAfterInitiation of the lifecycle rule `cleanup lifecycle` sets"
+    )
+
+
+def get_cleanup() -> CleanupSettings:
+    return CleanupSettings()

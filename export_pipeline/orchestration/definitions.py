@@ -1,5 +1,6 @@
 """The Dagster definitions ``workspace.yaml`` loads: the export job, the saved exports' assets, jobs
-and schedules, the inbox and notification sensors, and their resources.
+and schedules, the inbox and notification sensors, the stale-upload sweep, and their
+resources.
 
 The export job's resources and their environment variables: see ``environment`` (the CLI's
 ``run`` binds the export job with those alone). The request inbox, saved exports and
@@ -19,7 +20,9 @@ from export_pipeline.orchestration.jobs import export_job
 from export_pipeline.orchestration.notification_sensors import Notifier, build_notification_sensors
 from export_pipeline.orchestration.saved_export_jobs import saved_export_definitions
 from export_pipeline.orchestration.service_runs import api_export_job
+from export_pipeline.orchestration.upload_cleanup import stale_upload_schedule, stale_upload_sweep_job
 from export_pipeline.saved_exports.definitions import load_saved_exports
+from export_pipeline.settings import get_cleanup
 
 
 def _sensor_status(name: str) -> dg.DefaultSensorStatus:
@@ -77,11 +80,11 @@ def build_definitions() -> dg.Definitions:
     assets, saved_jobs, schedules, sensors, inbox_resources = inbox_and_saved_exports()
     return dg.Definitions(
         assets=assets,
-        jobs=[export_job, api_export_job, *saved_jobs],
+        jobs=[export_job, api_export_job, stale_upload_sweep_job, *saved_jobs],
         # the asset page's Materialize runs Dagster's own asset job: in process, like ours, so
         # the fetched frames stay in memory between steps
         executor=dg.in_process_executor,
-        schedules=schedules,
+        schedules=[*schedules, stale_upload_schedule(get_cleanup())],
         sensors=sensors,
         resources={**inbox_resources, **export_resources()},
     )

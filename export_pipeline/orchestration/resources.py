@@ -20,6 +20,7 @@ from export_pipeline.destinations.host_policy import HostPolicy
 from export_pipeline.destinations.sealing import Sealer
 from export_pipeline.destinations.settings import DestinationSettings
 from export_pipeline.publishing.keys import DEFAULT_PREFIX
+from export_pipeline.publishing.preflight import check_writable
 from export_pipeline.store.source import MetricSource
 from export_pipeline.store.parquet import ParquetMetricSource
 from export_pipeline.formats.branding import Branding
@@ -55,9 +56,14 @@ class ExportStorage(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Build both clients as the run starts: a first boto3 client loads S3's service model
-        (about 0.2 s), better spent while the store is read than after the file is combined."""
+        (about 0.2 s), better spent while the store is read than after the file is combined.
+        Then check the bucket takes files (``preflight``), so a missing bucket or wrong
+        credentials fail the run before anything is read, in one line. The check goes
+        through the SigV4 client: the same endpoint and credentials as the upload client, but
+        short timeouts and two attempts, so an endpoint that does not answer is reported in
+        seconds rather than after the upload client's five patient attempts."""
         self.get_client()
-        self.get_presign_client()
+        check_writable(self.get_presign_client(), self.bucket, self.prefix)
 
     def get_client(self) -> Any:
         if "upload" not in self._clients:
@@ -71,7 +77,8 @@ class ExportStorage(dg.ConfigurableResource):
 
     def _sigv4_client(self) -> Any:
         """``S3Resource.get_client()`` takes no signature setting, and botocore would presign
-        with SigV2 by default; this client mirrors its settings and signs with SigV4."""
+        with SigV2 by default; this client mirrors its settings and signs with SigV4. Its
+        only call over the network is the bucket check."""
         s3 = self.s3
         session = boto3.session.Session(profile_name=s3.profile_name)
         return session.client(
@@ -83,7 +90,10 @@ class ExportStorage(dg.ConfigurableResource):
             aws_access_key_id=s3.aws_access_key_id,
             aws_secret_access_key=s3.aws_secret_access_key,
             aws_session_token=s3.aws_session_token,
-            config=Config(signature_version="s3v4"),
+            config=Config(
+                signature_version="s3v4", connect_timeout=5, read_timeout=20,
+                retries={"max_attempts": 2, "mode": "standard"},
+            ),
         )
 
 

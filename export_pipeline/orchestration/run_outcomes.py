@@ -45,7 +45,7 @@ def failure_errors(
         elif data is not None:
             errors.append({"path": "", "message": step_failure_reason(data), "step": event.step_key or ""})
     if not errors and run_failure is not None:
-        errors.append({"path": "", "message": run_failure.message or "the run failed"})
+        errors.append({"path": "", "message": run_failure_reason(run_failure) or "the run failed"})
     return errors
 
 
@@ -60,10 +60,27 @@ def step_failure_reason(failure: Any) -> str:
     """What went wrong in a step: a ``Failure``'s description, else the innermost error."""
     if failure.user_failure_data and failure.user_failure_data.description:
         return failure.user_failure_data.description
-    error = failure.error
+    return _innermost(failure.error)
+
+
+def run_failure_reason(run_failure: dg.DagsterEvent) -> str:
+    """Why a run failed before any step did (a resource that could not start, such as an
+    export bucket that does not take files): the innermost error, else the event's message."""
+    data = run_failure.job_failure_data
+    if data is not None and data.error is not None:
+        return _innermost(data.error)
+    return run_failure.message or ""
+
+
+def _innermost(error: Any) -> str:
+    """The innermost error's message, without the exception's class path in front."""
     while error.cause is not None:
         error = error.cause
-    return error.message.strip()
+    message = error.message.strip()
+    head, sep, rest = message.partition(": ")
+    if sep and error.cls_name and head.split(".")[-1] == error.cls_name and "." in head:
+        return rest.strip()
+    return message
 
 
 def error_text(errors: list[dict[str, str]]) -> str:

@@ -4,7 +4,8 @@ The upload is multipart: parts go up as they fill, a few at a time on a small th
 while the next part is being encoded, so the file is never held whole (at most
 ``concurrency + 1`` parts are in memory) and the upload overlaps the encoding. The object
 appears at its key only when the upload completes. Any failure aborts the upload, so a failed
-export leaves nothing at its final key and no parts billed in the bucket.
+export leaves nothing at its final key and no parts billed in the bucket. (A process killed
+outright cannot abort: see ``cleanup``.)
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
+
+from export_pipeline import interrupts
 
 PART_SIZE = 8 * 1024 * 1024  # S3 needs at least 5 MiB for every part but the last
 CONCURRENCY = 4  # parts uploading at once; each holds one part in memory
@@ -113,13 +116,15 @@ def upload_stream(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
         )
     except BaseException as error:
-        for future in in_flight:
-            future.cancel()
-        pool.shutdown(wait=True)  # no part may land after the abort
-        try:
-            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-        except Exception as abort_error:  # keep the first failure as the one raised
-            error.add_note(f"aborting multipart upload {upload_id} failed too: {abort_error}")
+        # A second Ctrl-C must not cut the abort short: the parts would stay, billed.
+        with interrupts.deferred():
+            for future in in_flight:
+                future.cancel()
+            pool.shutdown(wait=True)  # no part may land after the abort
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except Exception as abort_error:  # keep the first failure as the one raised
+                error.add_note(f"aborting multipart upload {upload_id} failed too: {abort_error}")
         raise
     finally:
         pool.shutdown(wait=True)

@@ -140,8 +140,41 @@ def test_demo_runs_end_to_end_on_its_own_server(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Exported 30 rows" in done.stdout
     assert "Date,Entries" in done.stdout
-    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in done.stdout
+    # Its server stopped with it: a link to it would be dead, so none is shown.
+    assert "http" not in done.stdout and "X-Amz-Signature" not in done.stdout
+    assert "`export-pipeline demo --serve` keeps it running" in done.stdout
     assert (tmp_path / "data" / "export-pipeline" / "demo-store").is_dir()
+
+
+def test_demo_serve_shows_a_link_that_works_while_it_serves(demo_store_path):
+    import signal
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_") and not k.startswith("EXPORT_")}
+    env["EXPORT_METRICS_PATH"] = str(demo_store_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "export_pipeline", "demo", "--serve"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        shown = []
+        for line in process.stdout:
+            shown.append(line)
+            if "until Ctrl-C" in line:
+                break
+        url = next(line.strip() for line in shown if "X-Amz-Signature" in line)
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.status == 200
+            assert response.read().startswith(b"Date,Entries\r\n2024-04-01,")
+        os.kill(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert err.strip().splitlines()[-1] == "stopped the local S3 server; its files and links are gone"
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("tz", ["UTC", "America/New_York"])

@@ -1,0 +1,50 @@
+"""The stale-upload sweep as a Dagster job on a schedule (hourly by default), for stores that
+have no lifecycle rules: it aborts multipart uploads under the export prefix that runs killed
+outright left open (see ``publishing.cleanup``)."""
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+
+from export_pipeline.orchestration.resources import ExportStorage
+from export_pipeline.publishing import cleanup
+from export_pipeline.settings import CleanupSettings
+
+
+class StaleUploadConfig(dg.Config):
+    older_than_hours: float = CleanupSettings.model_fields["stale_upload_hours"].default
+
+
+@dg.op(description="Abort multipart uploads under the export prefix begun longer ago than the threshold.")
+def abort_stale_uploads(
+    context: dg.OpExecutionContext, config: StaleUploadConfig, export_storage: ExportStorage
+) -> None:
+    if config.older_than_hours < 0:
+        raise dg.Failure(description="older_than_hours: must be 0 or more", allow_retries=False)
+    aborted = cleanup.abort_stale_uploads(
+        export_storage.get_client(), export_storage.bucket, export_storage.prefix,
+        timedelta(hours=config.older_than_hours), datetime.now(timezone.utc),
+    )
+    for upload in aborted:
+        context.log.info(f"aborted {upload.key} (begun {upload.initiated.isoformat()})")
+    context.add_output_metadata({"aborted": len(aborted), "keys": [u.key for u in aborted]})
+
+
+@dg.job(
+    description="Abort multipart uploads that killed runs left open under the export prefix.",
+    tags={"export_pipeline/kind": "cleanup"},
+)
+def stale_upload_sweep_job():
+    abort_stale_uploads()
+
+
+def stale_upload_schedule(settings: CleanupSettings) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="stale_upload_sweep",
+        job=stale_upload_sweep_job,
+        cron_schedule=settings.stale_upload_schedule,
+        run_config={"ops": {"abort_stale_uploads": {"config": {
+            "older_than_hours": settings.stale_upload_hours}}}},
+        default_status=(dg.DefaultScheduleStatus.RUNNING if settings.stale_upload_sweep == "running"
+                        else dg.DefaultScheduleStatus.STOPPED),
+    )
