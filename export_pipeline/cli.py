@@ -25,10 +25,10 @@ class ExportFailed(RuntimeError):
 
 
 def _metric_source():
-    from export_pipeline.demo.store import default_path
+    from export_pipeline.settings import MetricStoreSettings
     from export_pipeline.store.parquet import ParquetMetricSource
 
-    return ParquetMetricSource(os.environ.get("EXPORT_METRICS_PATH") or default_path())
+    return ParquetMetricSource(MetricStoreSettings.load().metrics_path)
 
 
 def _validate(document: Any):
@@ -38,17 +38,38 @@ def _validate(document: Any):
     return validate_document(document, _metric_source().schema())
 
 
+INSTANCE_CONFIG = """\
+# Dagster instance settings: https://docs.dagster.io/deployment/oss/dagster-yaml
+# Nothing set: runs, event logs and compute logs are kept in this folder, Dagster's default.
+# export-pipeline wrote this file on its first run with DAGSTER_HOME here, as Dagster asks
+# when the file is missing.
+"""
+
+
 def _instance():
     import dagster as dg
 
-    if os.environ.get("DAGSTER_HOME"):
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        _ensure_instance_config(home)
         return dg.DagsterInstance.get()
     return dg.DagsterInstance.ephemeral()
 
 
+def _ensure_instance_config(home: str) -> None:
+    """Dagster warns on every start that a ``DAGSTER_HOME`` without ``dagster.yaml`` means
+    its defaults, and asks for the file: write it once, with those defaults."""
+    if os.path.isdir(home):
+        with contextlib.suppress(FileExistsError, OSError):
+            with open(os.path.join(home, "dagster.yaml"), "x", encoding="utf-8") as config:
+                config.write(INSTANCE_CONFIG)
+
+
 def run_export(document: Any) -> dict[str, Any]:
     """Run the export job on a validated document; the seed-000 response plus run id and counts."""
-    if not os.environ.get("EXPORT_BUCKET"):
+    from export_pipeline.settings import BucketSettings
+
+    if not BucketSettings.load().bucket:
         raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
     import dagster as dg
 
@@ -111,12 +132,15 @@ def _sealed(document: Any) -> Any:
         plaintext_secret_paths,
         seal_for_run_config,
     )
+    from export_pipeline.settings import DeliverySettings
 
-    if plaintext_secret_paths(document) and not os.environ.get("EXPORT_SEALING_KEY"):
-        os.environ["EXPORT_SEALING_KEY"] = generate_key()
+    keys = DeliverySettings.load().sealing_keys()
+    if plaintext_secret_paths(document) and not keys:
+        keys = generate_key()
+        os.environ["EXPORT_SEALING_KEY"] = keys  # the run's DestinationsResource unseals with it
         _say("EXPORT_SEALING_KEY is not set: sealed the request's credentials with a key "
              "made for this run only")
-    return seal_for_run_config(document)
+    return seal_for_run_config(document, keys)
 
 
 def _read(path: str) -> Any:
@@ -165,13 +189,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_seal(args: argparse.Namespace) -> int:
     from export_pipeline.destinations.sealing import Sealer, generate_key, seal_document
+    from export_pipeline.settings import DeliverySettings
 
     if args.new_key:
         print(generate_key())
         return EXIT_OK
     if not args.request:
         raise ExportFailed("give a request file to seal (or --new-key)")
-    key = os.environ.get("EXPORT_SEALING_KEY")
+    key = DeliverySettings.load().sealing_keys()
     if not key:
         raise ExportFailed(
             "EXPORT_SEALING_KEY is not set: seal with the key of the deployment that will run "
@@ -186,8 +211,9 @@ def _cmd_seal(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import urllib.request
 
-    from export_pipeline.demo.store import build_demo_store, default_path
+    from export_pipeline.demo.store import build_demo_store
     from export_pipeline.demo.local_s3 import local_s3_server
+    from export_pipeline.settings import BucketSettings, MetricStoreSettings
 
     with contextlib.ExitStack() as stack:
         if not (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")):
@@ -202,9 +228,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             os.environ.pop("AWS_SESSION_TOKEN", None)
             os.environ.pop("AWS_PROFILE", None)
             _say(f"started a local S3-compatible server at {endpoint}")
-        os.environ.setdefault("EXPORT_BUCKET", DEMO_BUCKET)
-        _ensure_bucket(os.environ["EXPORT_BUCKET"])
-        store = os.environ.setdefault("EXPORT_METRICS_PATH", str(default_path()))
+        bucket = BucketSettings.load().bucket or DEMO_BUCKET
+        store = str(MetricStoreSettings.load().metrics_path)
+        # the export job reads its settings from the environment, as in any other run
+        os.environ.update(EXPORT_BUCKET=bucket, EXPORT_METRICS_PATH=store)
+        _ensure_bucket(bucket)
         if args.rebuild or not any(os.scandir(store) if os.path.isdir(store) else []):
             _say(f"building the demo metric store in {store}")
             build_demo_store(store)
@@ -220,7 +248,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print("First lines, downloaded through the signed URL:")
         for line in lines[: args.lines]:
             print(f"  {line}")
-        print(f"Signed URL (expires in {os.environ.get('EXPORT_URL_TTL', '3600')} s):")
+        print(f"Signed URL (expires in {BucketSettings.load().url_ttl} s):")
         print(response["signedUrl"])
         if args.serve:
             import time
@@ -228,8 +256,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             print("\nThe local S3 server keeps running until Ctrl-C. To use it from another "
                   "shell (the Dagster UI, export-pipeline run):")
             for name in ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                         "AWS_DEFAULT_REGION", "EXPORT_BUCKET", "EXPORT_METRICS_PATH"):
+                         "AWS_DEFAULT_REGION"):
                 print(f"  export {name}={os.environ[name]}")
+            print(f"  export EXPORT_BUCKET={bucket}\n  export EXPORT_METRICS_PATH={store}")
             sys.stdout.flush()
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
@@ -289,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from export_pipeline.store.source import MetricSourceError
     from export_pipeline.contract.models import InvalidRequest
+    from export_pipeline.settings import SettingsError
 
     args = build_parser().parse_args(argv)
     try:
@@ -298,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             _say(f"  {problem}")
         return EXIT_INVALID
+    except SettingsError as error:
+        _say(f"invalid settings: {error}")
+        return EXIT_FAILED
     except (ExportFailed, MetricSourceError, RuntimeError, BotoCoreError, ClientError,
             ValueError) as error:
         _say(f"export failed: {error}")

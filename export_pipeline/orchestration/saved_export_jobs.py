@@ -11,6 +11,7 @@ from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.orchestration.jobs import export_graph, request_run_config
 from export_pipeline.orchestration.run_outcomes import NAME_TAG, NOTIFICATION_TAG, WINDOW_TAG
 from export_pipeline.saved_exports.definitions import Cadence, SavedExport
+from export_pipeline.settings import DeliverySettings
 
 SAVED_EXPORT_TAG = "export_pipeline/saved_export"
 HOURLY_FMT = "%Y-%m-%dT%H-%M"  # no ':' in object keys
@@ -34,7 +35,10 @@ def saved_export_job(saved: SavedExport) -> dg.JobDefinition:
     def run_config(partition_key: str) -> dict:
         window = partitions_def.time_window_for_partition_key(partition_key)
         # a definition file may carry inline credentials: sealed before they become run config
-        document = seal_for_run_config(saved.request_for_window(window.start, window.end))
+        document = seal_for_run_config(
+            saved.request_for_window(window.start, window.end),
+            DeliverySettings.load().sealing_keys(),
+        )
         config = request_run_config(document)
         config["ops"]["materialize_export"] = {
             "config": {"fixed_key": f"{saved.name}/{partition_key}"}
