@@ -301,13 +301,14 @@ def markdown_table(section: type[BaseSettings]) -> str:
 
 
 def _block(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- settings: {name} -->\n).*?(\n<!-- /settings -->)", re.S)
+    """An area's block: its opening marker line, any table lines, the closing marker."""
+    return re.compile(rf"(<!-- settings: {name} -->\n)(?:[^<\n][^\n]*\n)*(<!-- /settings -->)")
 
 
 def update_readme(text: str) -> str:
     """``text`` with each ``<!-- settings: AREA -->`` block replaced by that area's table."""
     for name, section in SECTIONS.items():
-        text = _block(name).sub(lambda m, s=section: m[1] + markdown_table(s) + m[2], text)
+        text = _block(name).sub(lambda m, s=section: m[1] + markdown_table(s) + "\n" + m[2], text)
     return text
 
 
