@@ -1,4 +1,4 @@
-"""The UI path: ``dagster dev`` (webserver and daemon) on loopback, the export job launched
+"""The UI path: ``dg dev`` (webserver and daemon) on loopback, the export job launched
 through Dagster's GraphQL API, the way the Launchpad does, with the seed 000 body as config;
 then the daemon's inbox sensor picking up a request file, and a saved export's backfill
 launched through GraphQL (as the UI's backfill dialog does) with its notifications."""
@@ -22,6 +22,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 import yaml
 
+from export_pipeline.cli import INSTANCE_CONFIG
 from export_pipeline.orchestration.ops import EXPORT_ASSET_KEY
 from export_pipeline.saved_exports.definitions import parse_saved_export
 from export_pipeline.contract.validation import validate_document
@@ -62,6 +63,7 @@ def webhooks():
 def dagster_dev(tmp_path, demo_store_path, bucket, webhooks):
     home = tmp_path / "dagster_home"
     home.mkdir()
+    (home / "dagster.yaml").write_text(INSTANCE_CONFIG)  # as the CLI's first run leaves it
     port = free_port()
     definitions = tmp_path / "definitions"
     definitions.mkdir()
@@ -73,11 +75,11 @@ def dagster_dev(tmp_path, demo_store_path, bucket, webhooks):
     }
     log = open(tmp_path / "dagster_dev.log", "w")
     process = subprocess.Popen(
-        ["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        ["dg", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/server_info", process, 120, "dagster dev")
+        wait_for_http(f"http://127.0.0.1:{port}/server_info", process, 120, "dg dev")
     except RuntimeError:
         os.killpg(process.pid, signal.SIGKILL)
         raise RuntimeError((tmp_path / "dagster_dev.log").read_text()) from None
@@ -96,7 +98,7 @@ def dagster_dev(tmp_path, demo_store_path, bucket, webhooks):
         log.close()
 
 
-def test_launchpad_launch_through_graphql(dagster_dev, monkeypatch):
+def test_launchpad_launch_through_graphql(dagster_dev, monkeypatch, tmp_path):
     port, home = dagster_dev
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution("export_job", run_config=SEED_BODY)
@@ -111,6 +113,11 @@ def test_launchpad_launch_through_graphql(dagster_dev, monkeypatch):
         body = response.read()
     assert body.startswith(b"Date,Entries\r\n2024-04-01,")
     assert len(body) == metadata["bytes"].value
+    # the start-up warnings a user could do nothing about are gone at their cause
+    started = (tmp_path / "dagster_dev.log").read_text()
+    assert "Serving dagster-webserver" in started
+    for warning in ("BetaWarning", "SupersessionWarning", "No dagster instance configuration"):
+        assert warning not in started
 
 
 def wait_for(what: str, check, timeout: float = 240):
