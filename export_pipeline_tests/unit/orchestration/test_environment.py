@@ -158,10 +158,16 @@ def test_from_settings_keeps_the_validated_default_when_the_variable_is_unset():
     assert from_settings(get_settings().metric_store, "metrics_path").endswith("demo-store")
 
 
-def test_the_code_location_never_imports_the_demo():
+def test_loading_the_code_location_imports_neither_the_demo_nor_the_heavy_libraries():
+    """A code server loads the definitions before it answers anything: the demo (production
+    code never uses it) and the libraries only a run's writers and deliveries need stay out."""
+    unwanted = ("export_pipeline.demo", "reportlab", "matplotlib", "paramiko", "google.cloud",
+                "xlsxwriter", "asyncssh", "moto")
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, export_pipeline.orchestration.definitions as d; "
-         "d.defs(); print(sorted(m for m in sys.modules if m.startswith('export_pipeline.demo')))"],
+         "d.defs().get_repository_def(); print('\\n'.join(sys.modules))"],
         capture_output=True, text=True, timeout=120, check=True,
     )
-    assert loaded.stdout.strip() == "[]"
+    modules = loaded.stdout.split()
+    assert "export_pipeline.orchestration.definitions" in modules
+    assert [m for m in modules if m.startswith(unwanted)] == []
