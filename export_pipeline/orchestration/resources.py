@@ -32,6 +32,10 @@ from export_pipeline.settings import (
 )
 
 
+def s3_field() -> Any:
+    return Field(description="dagster-aws's S3 resource; boto3 reads the endpoint and credentials")
+
+
 class MetricSourceResource(dg.ConfigurableResource, ABC):
     """Any metric store; ops depend on this, so other sources plug in under the same key."""
 
@@ -51,9 +55,7 @@ class ParquetMetricStore(MetricSourceResource):
 class ExportStorage(dg.ConfigurableResource):
     """The export bucket: uploads go through dagster-aws's S3Resource, links are SigV4."""
 
-    s3: dg.ResourceDependency[S3Resource] = Field(
-        description="dagster-aws's S3 resource; boto3 reads the endpoint and credentials"
-    )
+    s3: dg.ResourceDependency[S3Resource] = s3_field()
     bucket: str = resource_field(BucketSettings, "bucket", required=True)
     prefix: str = resource_field(BucketSettings, "prefix")
     url_ttl_seconds: int = resource_field(BucketSettings, "url_ttl")

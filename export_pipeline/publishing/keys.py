@@ -13,8 +13,7 @@ import re
 from datetime import datetime, timezone
 
 from export_pipeline.contract.models import FILENAME_PATTERN, REQUEST_ID_PATTERN
-
-DEFAULT_PREFIX = "exports"
+from export_pipeline.settings import DEFAULT_PREFIX  # the deployment default (EXPORT_PREFIX)
 
 
 def export_key(
