@@ -41,7 +41,18 @@ def demo_store_path() -> Path:
 
 
 class SettingsError(ValueError):
-    """Settings the environment got wrong, one line per variable (never its value)."""
+    """Settings the environment got wrong: each variable and what is wrong, never its value."""
+
+
+def load(section: type[BaseSettings]) -> Any:
+    """One area's settings from the environment, or a ``SettingsError``."""
+    try:
+        return section()
+    except ValidationError as error:
+        raise SettingsError("; ".join(
+            f"{env_name(section, str(problem['loc'][0]))}: {problem['msg']}"
+            for problem in error.errors(include_input=False)
+        )) from None
 
 
 def setting(default: Any = None, description: str = "", *, shown: str | None = None,
@@ -62,15 +73,8 @@ class Section(BaseSettings):
 
     @classmethod
     def load(cls):
-        """The area's settings from the environment, or a ``SettingsError`` naming each wrong
-        variable and what is wrong with it."""
-        try:
-            return cls()
-        except ValidationError as error:
-            raise SettingsError("; ".join(
-                f"{env_name(cls, str(problem['loc'][0]))}: {problem['msg']}"
-                for problem in error.errors(include_input=False)
-            )) from None
+        """This area's settings from the environment, or a ``SettingsError``."""
+        return load(cls)
 
 
 class BucketSettings(Section):
@@ -251,8 +255,8 @@ def get_settings() -> Settings:
     loaded, problems = {}, []
     for name, section in SECTIONS.items():
         try:
-            loaded[name] = section.load() if issubclass(section, Section) else section()
-        except (SettingsError, ValidationError) as error:
+            loaded[name] = load(section)
+        except SettingsError as error:
             problems.append(str(error))
     if problems:
         raise SettingsError("; ".join(problems))

@@ -152,7 +152,9 @@ def test_every_wrong_variable_is_named_at_once(monkeypatch):
     monkeypatch.setenv("EXPORT_SMTP_PORT", "0")
     monkeypatch.setenv("EXPORT_MAX_ROWS", "0")
     message = str(pytest.raises(SettingsError, get_settings).value)
-    assert "EXPORT_URL_TTL" in message and "EXPORT_SMTP_PORT" in message and "rows" in message
+    assert "EXPORT_URL_TTL: Input should be a valid integer" in message
+    assert "EXPORT_SMTP_PORT: Input should be greater than or equal to 1" in message
+    assert "EXPORT_MAX_ROWS: Input should be greater than or equal to 1" in message
 
 
 def test_secrets_stay_hidden_in_reprs(monkeypatch):
