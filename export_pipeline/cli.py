@@ -39,7 +39,7 @@ def _validate(document: Any):
 
 
 INSTANCE_CONFIG = """\
-# Dagster instance settings: https://docs.dagster.io/deployment/oss/dagster-yaml
+# Dagster instance settings (storage, run launcher, telemetry, code server time limits...).
 # Nothing set: runs, event logs and compute logs are kept in this folder, Dagster's default.
 # export-pipeline wrote this file on its first run with DAGSTER_HOME here, as Dagster asks
 # when the file is missing.
@@ -60,7 +60,7 @@ def _ensure_instance_config(home: str) -> None:
     """Dagster warns on every start that a ``DAGSTER_HOME`` without ``dagster.yaml`` means
     its defaults, and asks for the file: write it once, with those defaults."""
     if os.path.isdir(home):
-        with contextlib.suppress(FileExistsError, OSError):
+        with contextlib.suppress(OSError):  # there already, or a read-only home
             with open(os.path.join(home, "dagster.yaml"), "x", encoding="utf-8") as config:
                 config.write(INSTANCE_CONFIG)
 
