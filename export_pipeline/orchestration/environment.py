@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
@@ -24,7 +25,6 @@ from export_pipeline.orchestration.resources import (
     ExportStorage,
     ParquetMetricStore,
     ReportBranding,
-    S3Connection,
 )
 from export_pipeline.settings import Settings, env_name, get_settings, is_set
 
@@ -68,7 +68,7 @@ def export_resources(settings: Settings | None = None) -> dict[str, Any]:
             path=from_settings(settings.metric_store, "metrics_path")
         ),
         "export_storage": ExportStorage(
-            s3=S3Connection(),
+            s3=S3Resource(),
             bucket=from_settings(bucket, "bucket", required=True),
             prefix=from_settings(bucket, "prefix"),
             url_ttl_seconds=from_settings(bucket, "url_ttl"),

@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from export_pipeline.inbox import requests as inbox
@@ -16,7 +17,7 @@ from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.store.source import MetricSourceError
 from export_pipeline.notifications.messages import parse_notification
 from export_pipeline.orchestration.jobs import export_job
-from export_pipeline.orchestration.resources import MetricSourceResource, S3Connection, s3_field
+from export_pipeline.orchestration.resources import MetricSourceResource, s3_field
 from export_pipeline.orchestration.run_outcomes import (
     NAME_TAG,
     NOTIFICATION_TAG,
@@ -38,7 +39,7 @@ MAX_REQUEST_BYTES = 1024 * 1024
 class RequestInbox(dg.ConfigurableResource):
     """Where clients drop request files and find their results."""
 
-    s3: dg.ResourceDependency[S3Connection] = s3_field()
+    s3: dg.ResourceDependency[S3Resource] = s3_field()
     bucket: str = resource_field(InboxSettings, "inbox_bucket", required=True)
     prefix: str = resource_field(InboxSettings, "inbox_prefix")
     results_prefix: str = resource_field(InboxSettings, "results_prefix")
