@@ -51,11 +51,12 @@ def main() -> None:
         import boto3
         import dagster as dg
 
-        from export_pipeline.demo.store import build_demo_store, default_path
+        from export_pipeline.demo.store import build_demo_store
         from export_pipeline.orchestration.definitions import build_definitions
+        from export_pipeline.settings import demo_store_path
 
-        if not default_path().exists():
-            build_demo_store(default_path())
+        if not demo_store_path().exists():
+            build_demo_store(demo_store_path())
         client = boto3.client("s3")
         client.create_bucket(Bucket="bench")
         body = json.loads(

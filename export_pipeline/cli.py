@@ -25,10 +25,10 @@ class ExportFailed(RuntimeError):
 
 
 def _metric_source():
-    from export_pipeline.demo.store import default_path
+    from export_pipeline.settings import MetricStoreSettings
     from export_pipeline.store.parquet import ParquetMetricSource
 
-    return ParquetMetricSource(os.environ.get("EXPORT_METRICS_PATH") or default_path())
+    return ParquetMetricSource(MetricStoreSettings.load().metrics_path)
 
 
 def _validate(document: Any):
@@ -38,10 +38,30 @@ def _validate(document: Any):
     return validate_document(document, _metric_source().schema())
 
 
+INSTANCE_CONFIG = """\
+# Dagster instance settings (storage, run launcher, telemetry, code server time limits...).
+# Nothing set: runs, event logs and compute logs are kept in this folder, Dagster's default.
+# export-pipeline wrote this file on its first run with DAGSTER_HOME here, as Dagster asks
+# when the file is missing.
+"""
+
+
 def _instance():
     from export_pipeline.orchestration.cli_instance import cli_instance
 
-    return cli_instance(os.environ.get("DAGSTER_HOME"))
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        os.makedirs(home, exist_ok=True)
+        _ensure_instance_config(home)
+    return cli_instance(home)
+
+
+def _ensure_instance_config(home: str) -> None:
+    """Dagster warns on every start that a ``DAGSTER_HOME`` without ``dagster.yaml`` means
+    its defaults, and asks for the file: write it once, with those defaults."""
+    with contextlib.suppress(OSError):  # there already, or a read-only home
+        with open(os.path.join(home, "dagster.yaml"), "x", encoding="utf-8") as config:
+            config.write(INSTANCE_CONFIG)
 
 
 def prepare_run(document: Any, source=None):
@@ -163,12 +183,15 @@ def _sealed(document: Any) -> Any:
         plaintext_secret_paths,
         seal_for_run_config,
     )
+    from export_pipeline.settings import DeliverySettings
 
-    if plaintext_secret_paths(document) and not os.environ.get("EXPORT_SEALING_KEY"):
-        os.environ["EXPORT_SEALING_KEY"] = generate_key()
+    keys = DeliverySettings.load().sealing_keys()
+    if plaintext_secret_paths(document) and not keys:
+        keys = generate_key()
+        os.environ["EXPORT_SEALING_KEY"] = keys  # the run's DestinationsResource unseals with it
         _say("EXPORT_SEALING_KEY is not set: sealed the request's credentials with a key "
              "made for this run only")
-    return seal_for_run_config(document)
+    return seal_for_run_config(document, keys)
 
 
 def _read(path: str) -> Any:
@@ -206,13 +229,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_seal(args: argparse.Namespace) -> int:
     from export_pipeline.destinations.sealing import Sealer, generate_key, seal_document
+    from export_pipeline.settings import DeliverySettings
 
     if args.new_key:
         print(generate_key())
         return EXIT_OK
     if not args.request:
         raise ExportFailed("give a request file to seal (or --new-key)")
-    key = os.environ.get("EXPORT_SEALING_KEY")
+    key = DeliverySettings.load().sealing_keys()
     if not key:
         raise ExportFailed(
             "EXPORT_SEALING_KEY is not set: seal with the key of the deployment that will run "
@@ -227,8 +251,9 @@ def _cmd_seal(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import urllib.request
 
-    from export_pipeline.demo.store import build_demo_store, default_path
+    from export_pipeline.demo.store import build_demo_store
     from export_pipeline.demo.local_s3 import local_s3_server
+    from export_pipeline.settings import BucketSettings, MetricStoreSettings
 
     with contextlib.ExitStack() as stack:
         own_server = not (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
@@ -244,9 +269,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             os.environ.pop("AWS_SESSION_TOKEN", None)
             os.environ.pop("AWS_PROFILE", None)
             _say(f"started a local S3-compatible server at {endpoint}")
-        os.environ.setdefault("EXPORT_BUCKET", DEMO_BUCKET)
-        _ensure_bucket(os.environ["EXPORT_BUCKET"])
-        store = os.environ.setdefault("EXPORT_METRICS_PATH", str(default_path()))
+        bucket = BucketSettings.load().bucket or DEMO_BUCKET
+        store = str(MetricStoreSettings.load().metrics_path)
+        # the export job reads its settings from the environment, as in any other run
+        os.environ.update(EXPORT_BUCKET=bucket, EXPORT_METRICS_PATH=store)
+        _ensure_bucket(bucket)
         if args.rebuild or not any(os.scandir(store) if os.path.isdir(store) else []):
             _say(f"building the demo metric store in {store}")
             build_demo_store(store)
@@ -270,7 +297,9 @@ def _show_url(url: str, own_server: bool, serve: bool) -> None:
     command, so its link is shown only while the server keeps serving (``--serve``)."""
     import time
 
-    ttl = os.environ.get("EXPORT_URL_TTL", "3600")
+    from export_pipeline.settings import BucketSettings
+
+    ttl = BucketSettings.load().url_ttl
     if own_server and not serve:
         print("\nNo download link: the local S3 server stops with this command. "
               "`export-pipeline demo --serve` keeps it running and prints a link that works "
@@ -297,13 +326,15 @@ def _export_folder() -> tuple[Any, str, str]:
     """The export bucket's client, name and prefix, as a run sees them."""
     import boto3
 
-    from export_pipeline.publishing.keys import DEFAULT_PREFIX
+    from export_pipeline.settings import BucketSettings
 
-    return boto3.client("s3"), _export_bucket(), os.environ.get("EXPORT_PREFIX", DEFAULT_PREFIX)
+    return boto3.client("s3"), _export_bucket(), BucketSettings.load().prefix
 
 
 def _export_bucket() -> str:
-    bucket = os.environ.get("EXPORT_BUCKET")
+    from export_pipeline.settings import BucketSettings
+
+    bucket = BucketSettings.load().bucket
     if not bucket:
         raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
     return bucket
@@ -311,9 +342,9 @@ def _export_bucket() -> str:
 
 def _cmd_cleanup_lifecycle(args: argparse.Namespace) -> int:
     from export_pipeline.publishing import cleanup
-    from export_pipeline.settings import get_cleanup
+    from export_pipeline.settings import CleanupSettings
 
-    days = args.days if args.days is not None else get_cleanup().abort_upload_days
+    days = args.days if args.days is not None else CleanupSettings.load().abort_upload_days
     client, bucket, prefix = _export_folder()
     rules = cleanup.put_abort_rule(client, bucket, prefix, days)
     print(f"s3://{bucket}: lifecycle rule {cleanup.rule_id(prefix)} aborts uploads under "
@@ -326,11 +357,11 @@ def _cmd_cleanup_uploads(args: argparse.Namespace) -> int:
     from datetime import datetime, timedelta, timezone
 
     from export_pipeline.publishing import cleanup
-    from export_pipeline.settings import get_cleanup
+    from export_pipeline.settings import CleanupSettings
 
     hours = args.older_than_hours
     if hours is None:
-        hours = get_cleanup().stale_upload_hours
+        hours = CleanupSettings.load().stale_upload_hours
     client, bucket, prefix = _export_folder()
     aborted = cleanup.abort_stale_uploads(
         client, bucket, prefix, timedelta(hours=hours), datetime.now(timezone.utc)
@@ -373,15 +404,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from export_pipeline.orchestration.service_runs import build_export_service
     from export_pipeline.service.app import create_app
-    from export_pipeline.settings import get_service_settings
+    from export_pipeline.settings import get_settings
 
-    settings = get_service_settings()
-    if not settings.tenants_file or not os.path.isfile(settings.tenants_file):
+    settings = get_settings()
+    if not settings.service.tenants_file or not os.path.isfile(settings.service.tenants_file):
         raise ExportFailed("EXPORT_TENANTS_FILE is not set or not a file: name the tenants file "
                            "(see README)")
     if not os.environ.get("DAGSTER_HOME"):
         raise ExportFailed("DAGSTER_HOME is not set: the service runs exports in that instance")
-    if not os.environ.get("EXPORT_BUCKET"):
+    if not settings.bucket.bucket:
         raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
     from export_pipeline.contract.problems import InvalidRequest
 
@@ -392,7 +423,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         except (InvalidRequest, OSError) as error:
             raise ExportFailed(f"cannot start the service: {error}") from None
         try:
-            uvicorn.run(create_app(service, settings.max_body_bytes), host=args.host,
+            uvicorn.run(create_app(service, settings.service.max_body_bytes), host=args.host,
                         port=args.port, log_level="info")
         finally:
             close()
@@ -504,6 +535,7 @@ def _dispatch(args: argparse.Namespace, watch: Any) -> int:
 
     from export_pipeline.store.source import MetricSourceError
     from export_pipeline.contract.problems import InvalidRequest
+    from export_pipeline.settings import SettingsError
 
     try:
         return args.handler(args)
@@ -515,6 +547,9 @@ def _dispatch(args: argparse.Namespace, watch: Any) -> int:
             for problem in error.problems:
                 _say(f"  {problem}")
         return EXIT_INVALID
+    except SettingsError as error:
+        _say(f"invalid settings: {error}")
+        return EXIT_FAILED
     except (ExportFailed, MetricSourceError, RuntimeError, BotoCoreError, ClientError,
             ValueError) as error:
         if watch.received() is not None:

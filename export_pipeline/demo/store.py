@@ -39,14 +39,6 @@ OPEN_HOURS = range(8, 22)
 YEAR = 2024
 
 
-def default_path() -> Path:
-    """Where ``export-pipeline demo`` builds the store unless ``EXPORT_METRICS_PATH`` says."""
-    import os
-
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "export-pipeline" / "demo-store"
-
-
 def _pick(values: list[str], seed: int) -> pl.Expr:
     index = (pl.col("row").hash(seed) % len(values)).cast(pl.Int64)
     return index.replace_strict(list(range(len(values))), values, return_dtype=pl.String)

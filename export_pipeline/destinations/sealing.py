@@ -11,7 +11,6 @@ Run config carrying a plaintext secret is refused before a run is created.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,13 +106,12 @@ def secret_values(document: Any) -> list[str]:
     ]
 
 
-def seal_for_run_config(document: Any, keys: str | None = None) -> Any:
+def seal_for_run_config(document: Any, keys: str | None) -> Any:
     """What every entry point (CLI, inbox sensor) calls before a request becomes run config:
-    the document with its credentials sealed under ``EXPORT_SEALING_KEY``. A document with no
-    inline credentials is returned as it is."""
+    the document with its credentials sealed under the deployment's sealing key
+    (``EXPORT_SEALING_KEY``). A document with no inline credentials is returned as it is."""
     if not plaintext_secret_paths(document):
         return document
-    keys = keys or os.environ.get("EXPORT_SEALING_KEY")
     if not keys:
         raise ValueError(
             "the request carries inline credentials and EXPORT_SEALING_KEY is not set: "

@@ -2,19 +2,17 @@
 and schedules, the inbox and notification sensors, the stale-upload sweep, and their
 resources.
 
-The export job's resources and their environment variables: see ``environment`` (the CLI's
-``run`` binds the export job with those alone). The request inbox, saved exports and
-notifications: see ``inbox_and_saved_exports`` and the README's tables.
+``defs`` is a ``dg.definitions`` function: importing this module reads no setting and no
+file; Dagster calls it when it loads the code location. The settings: ``export_pipeline.settings``
+(the README's tables); how they reach the resources: ``environment``.
 """
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from export_pipeline.orchestration.environment import env_int_or, env_or, export_resources
+from export_pipeline.orchestration.environment import export_resources, from_settings
 from export_pipeline.orchestration.inbox_sensors import RequestInbox, build_inbox_sensor, build_result_sensors
 from export_pipeline.orchestration.jobs import export_job
 from export_pipeline.orchestration.notification_sensors import Notifier, build_notification_sensors
@@ -22,72 +20,71 @@ from export_pipeline.orchestration.saved_export_jobs import saved_export_definit
 from export_pipeline.orchestration.service_runs import api_export_job
 from export_pipeline.orchestration.upload_cleanup import stale_upload_schedule, stale_upload_sweep_job
 from export_pipeline.saved_exports.definitions import load_saved_exports
-from export_pipeline.settings import get_cleanup
+from export_pipeline.settings import Settings, get_settings
 
 
-def _sensor_status(name: str) -> dg.DefaultSensorStatus:
-    running = os.environ.get(name, "running").strip().lower() != "stopped"
-    return dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
-
-
-def inbox_and_saved_exports() -> tuple[list, list, list, list, dict]:
+def inbox_and_saved_exports(settings: Settings) -> tuple[list, list, list, list, dict]:
     """Assets, jobs, schedules, sensors and resources of the request inbox, the saved exports in
-    ``EXPORT_DEFINITIONS_PATH`` and the notifications.
-
-    ``EXPORT_INBOX_BUCKET`` (default ``EXPORT_BUCKET``), ``EXPORT_INBOX_PREFIX`` (``requests/``),
-    ``EXPORT_RESULTS_PREFIX`` (``results/``), ``EXPORT_INBOX_SENSOR`` (``running``/``stopped``),
-    ``EXPORT_SENSOR_INTERVAL_SECONDS`` (30), ``EXPORT_SMTP_*``, ``EXPORT_SLACK_WEBHOOK_URL``,
-    ``EXPORT_DISCORD_WEBHOOK_URL``, ``EXPORT_TELEGRAM_BOT_TOKEN``, ``EXPORT_TELEGRAM_API_URL``,
-    ``EXPORT_NOTIFY_ATTEMPTS`` (3), ``EXPORT_NOTIFY_BACKOFF_SECONDS`` (2).
-    """
-    interval = int(os.environ.get("EXPORT_SENSOR_INTERVAL_SECONDS", "30"))
+    ``EXPORT_DEFINITIONS_PATH`` and the notifications."""
+    inbox, notifications = settings.inbox, settings.notifications
+    interval = inbox.sensor_interval_seconds
     assets, jobs, schedules = [], [], []
-    if os.environ.get("EXPORT_DEFINITIONS_PATH"):
+    if settings.saved_exports.definitions_path is not None:
         assets, jobs, schedules = saved_export_definitions(
-            load_saved_exports(os.environ["EXPORT_DEFINITIONS_PATH"])
+            load_saved_exports(settings.saved_exports.definitions_path)
         )
+    inbox_status = (
+        dg.DefaultSensorStatus.RUNNING if inbox.inbox_sensor == "running"
+        else dg.DefaultSensorStatus.STOPPED
+    )
     sensors = [
-        build_inbox_sensor(interval, _sensor_status("EXPORT_INBOX_SENSOR")),
+        build_inbox_sensor(interval, inbox_status),
         *build_result_sensors(interval),
         *build_notification_sensors(interval),
     ]
     resources = {
         "request_inbox": RequestInbox(
             s3=S3Resource(),
-            bucket=env_or("EXPORT_INBOX_BUCKET", dg.EnvVar("EXPORT_BUCKET")),
-            prefix=env_or("EXPORT_INBOX_PREFIX", "requests/"),
-            results_prefix=env_or("EXPORT_RESULTS_PREFIX", "results/"),
+            bucket=(
+                from_settings(inbox, "inbox_bucket") if inbox.inbox_bucket
+                else from_settings(settings.bucket, "bucket", required=True)
+            ),
+            prefix=from_settings(inbox, "inbox_prefix"),
+            results_prefix=from_settings(inbox, "results_prefix"),
         ),
         "notifier": Notifier(
-            smtp_host=env_or("EXPORT_SMTP_HOST", None),
-            smtp_port=env_int_or("EXPORT_SMTP_PORT", 587),
-            smtp_username=env_or("EXPORT_SMTP_USERNAME", None),
-            smtp_password=env_or("EXPORT_SMTP_PASSWORD", None),
-            smtp_sender=env_or("EXPORT_SMTP_FROM", "export-pipeline@localhost"),
-            smtp_security=env_or("EXPORT_SMTP_SECURITY", "starttls"),
-            slack_webhook_url=env_or("EXPORT_SLACK_WEBHOOK_URL", None),
-            discord_webhook_url=env_or("EXPORT_DISCORD_WEBHOOK_URL", None),
-            telegram_bot_token=env_or("EXPORT_TELEGRAM_BOT_TOKEN", None),
-            telegram_api_url=env_or("EXPORT_TELEGRAM_API_URL", "https://api.telegram.org"),
-            attempts=env_int_or("EXPORT_NOTIFY_ATTEMPTS", 3),
-            backoff_seconds=float(os.environ.get("EXPORT_NOTIFY_BACKOFF_SECONDS", "2")),
+            smtp_host=from_settings(notifications, "smtp_host"),
+            smtp_port=from_settings(notifications, "smtp_port"),
+            smtp_username=from_settings(notifications, "smtp_username"),
+            smtp_password=from_settings(notifications, "smtp_password"),
+            smtp_sender=from_settings(notifications, "smtp_from"),
+            smtp_security=from_settings(notifications, "smtp_security"),
+            slack_webhook_url=from_settings(notifications, "slack_webhook_url"),
+            discord_webhook_url=from_settings(notifications, "discord_webhook_url"),
+            telegram_bot_token=from_settings(notifications, "telegram_bot_token"),
+            telegram_api_url=from_settings(notifications, "telegram_api_url"),
+            attempts=from_settings(notifications, "notify_attempts"),
+            backoff_seconds=from_settings(notifications, "notify_backoff_seconds"),
         ),
     }
     return assets, jobs, schedules, sensors, resources
 
 
-def build_definitions() -> dg.Definitions:
-    assets, saved_jobs, schedules, sensors, inbox_resources = inbox_and_saved_exports()
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or get_settings()
+    assets, saved_jobs, schedules, sensors, inbox_resources = inbox_and_saved_exports(settings)
     return dg.Definitions(
         assets=assets,
         jobs=[export_job, api_export_job, stale_upload_sweep_job, *saved_jobs],
         # the asset page's Materialize runs Dagster's own asset job: in process, like ours, so
         # the fetched frames stay in memory between steps
         executor=dg.in_process_executor,
-        schedules=[*schedules, stale_upload_schedule(get_cleanup())],
+        schedules=[*schedules, stale_upload_schedule(settings.cleanup)],
         sensors=sensors,
-        resources={**inbox_resources, **export_resources()},
+        resources={**inbox_resources, **export_resources(settings)},
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -1,83 +1,86 @@
-"""The export job's resources as the deployment's environment sets them (``EnvVar``).
+"""The resources as the deployment's settings (``export_pipeline.settings``) make them.
+
+``from_settings`` decides, in this one place, how a setting reaches a resource: as
+``EnvVar(name)`` when the environment sets it and Dagster can read it itself (text and whole
+numbers), so the UI shows where the value came from and a secret never enters the resource's
+config; otherwise as the value the settings module validated (its default, a flag, a number
+with a fraction).
 
 Its own module so a one-shot ``export-pipeline run`` can bind the export job without
 building the code location's sensors, schedules and saved exports (see ``definitions``).
-
-``EXPORT_BUCKET`` (required to run), ``EXPORT_METRICS_PATH`` (default: the demo store),
-``EXPORT_URL_TTL`` (seconds, default 3600), ``EXPORT_PREFIX`` (default ``exports``),
-``EXPORT_PART_SIZE`` (multipart part size in bytes, default 8 MiB; S3's minimum is 5 MiB).
-PDF branding: ``EXPORT_BRAND_NAME``, ``EXPORT_BRAND_LOGO`` (a PNG or JPEG path),
-``EXPORT_BRAND_PRIMARY`` and ``EXPORT_BRAND_ACCENT`` (hex colours). Destinations: see the
-README's "Destinations" section.
 """
 
-import os
+from __future__ import annotations
+
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
-from export_pipeline.formats.branding import Branding
-from export_pipeline.demo.store import default_path
-from export_pipeline.publishing.keys import DEFAULT_PREFIX
 from export_pipeline.orchestration.resources import (
     DestinationsResource,
     ExportStorage,
     ParquetMetricStore,
     ReportBranding,
 )
-from export_pipeline.publishing.s3_upload import PART_SIZE
+from export_pipeline.settings import Settings, env_name, get_settings, is_set
 
 
-def env_or(name: str, default: Any) -> Any:
-    """``EnvVar(name)`` when it is set (so the UI shows where a value came from), else ``default``."""
-    return dg.EnvVar(name) if os.environ.get(name) else default
+def from_settings(section: BaseSettings, field: str, *, required: bool = False) -> Any:
+    """What a resource field gets for a setting; ``required`` settings are ``EnvVar`` even
+    when unset, so a run (not the code location) fails, naming the variable."""
+    name = env_name(type(section), field)
+    value = getattr(section, field)
+    readable = isinstance(value, (str, int, Path, SecretStr)) and not isinstance(value, bool)
+    if (is_set(type(section), field) and readable) or (required and value is None):
+        return dg.EnvVar.int(name) if isinstance(value, int) and not isinstance(value, bool) else dg.EnvVar(name)
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return str(value) if isinstance(value, Path) else value
 
 
-def env_int_or(name: str, default: int) -> Any:
-    return dg.EnvVar.int(name) if os.environ.get(name) else default
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
-
-
-def destinations_resource() -> DestinationsResource:
-    """Delivery settings; see the README's "Destinations" section for each variable."""
+def destinations_resource(settings: Settings) -> DestinationsResource:
+    """Delivery settings; see the README's "Operator settings"."""
+    delivery = settings.delivery
     return DestinationsResource(
-        allowed_hosts=env_or("EXPORT_DESTINATION_HOSTS", ""),
-        allow_private_networks=_env_flag("EXPORT_DESTINATION_ALLOW_PRIVATE"),
-        allow_loopback=_env_flag("EXPORT_DESTINATION_ALLOW_LOOPBACK"),
-        sftp_known_hosts=env_or("EXPORT_SFTP_KNOWN_HOSTS", None),
-        sftp_keys_dir=env_or("EXPORT_SFTP_KEYS_DIR", None),
-        s3_endpoint_url=env_or("EXPORT_DESTINATION_S3_ENDPOINT", None),
-        ftps_ca_file=env_or("EXPORT_FTPS_CA_FILE", None),
-        gcs_project=env_or("EXPORT_GCS_PROJECT", None),
-        sealing_key=env_or("EXPORT_SEALING_KEY", None),
-        timeout_seconds=float(os.environ.get("EXPORT_DESTINATION_TIMEOUT") or 30),
+        allowed_hosts=from_settings(delivery, "destination_hosts"),
+        allow_private_networks=from_settings(delivery, "destination_allow_private"),
+        allow_loopback=from_settings(delivery, "destination_allow_loopback"),
+        sftp_known_hosts=from_settings(delivery, "sftp_known_hosts"),
+        sftp_keys_dir=from_settings(delivery, "sftp_keys_dir"),
+        s3_endpoint_url=from_settings(delivery, "destination_s3_endpoint"),
+        ftps_ca_file=from_settings(delivery, "ftps_ca_file"),
+        gcs_project=from_settings(delivery, "gcs_project"),
+        sealing_key=from_settings(delivery, "sealing_key"),
+        timeout_seconds=from_settings(delivery, "destination_timeout"),
     )
 
 
-def export_resources() -> dict[str, Any]:
+def export_resources(settings: Settings | None = None) -> dict[str, Any]:
     """Every resource the export job (and each saved export's job) needs."""
+    settings = settings or get_settings()
+    bucket, branding = settings.bucket, settings.branding
     return {
         "metric_source": ParquetMetricStore(
-            path=env_or("EXPORT_METRICS_PATH", str(default_path()))
+            path=from_settings(settings.metric_store, "metrics_path")
         ),
         "export_storage": ExportStorage(
             s3=S3Resource(),
-            bucket=dg.EnvVar("EXPORT_BUCKET"),
-            prefix=env_or("EXPORT_PREFIX", DEFAULT_PREFIX),
-            url_ttl_seconds=env_int_or("EXPORT_URL_TTL", 3600),
-            part_size_bytes=env_int_or("EXPORT_PART_SIZE", PART_SIZE),
+            bucket=from_settings(bucket, "bucket", required=True),
+            prefix=from_settings(bucket, "prefix"),
+            url_ttl_seconds=from_settings(bucket, "url_ttl"),
+            part_size_bytes=from_settings(bucket, "part_size"),
         ),
         "report_branding": ReportBranding(
-            name=env_or("EXPORT_BRAND_NAME", ""),
-            logo_path=env_or("EXPORT_BRAND_LOGO", ""),
-            primary_color=env_or("EXPORT_BRAND_PRIMARY", Branding.primary_color),
-            accent_color=env_or("EXPORT_BRAND_ACCENT", Branding.accent_color),
+            name=from_settings(branding, "name"),
+            logo_path=from_settings(branding, "logo"),
+            primary_color=from_settings(branding, "primary"),
+            accent_color=from_settings(branding, "accent"),
         ),
-        "destinations": destinations_resource(),
+        "destinations": destinations_resource(settings),
         # The command line binds the request it validated and planned (``cli.run_export``).
         "prepared_export": dg.ResourceDefinition.hardcoded_resource(
             None, "Nothing prepared ahead: the plan step validates the run's request."

@@ -11,12 +11,13 @@ from typing import Any
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
+from pydantic import Field
 
 from export_pipeline.inbox import requests as inbox
 from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.notifications.messages import parse_notification
 from export_pipeline.orchestration.jobs import export_job, request_run_config
-from export_pipeline.orchestration.resources import MetricSourceResource
+from export_pipeline.orchestration.resources import MetricSourceResource, s3_field
 from export_pipeline.orchestration.run_outcomes import (
     NAME_TAG,
     NOTIFICATION_TAG,
@@ -27,6 +28,7 @@ from export_pipeline.orchestration.run_outcomes import (
 from export_pipeline.contract.documents import MAX_DOCUMENT_BYTES, decode_document
 from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.validation import validate_document
+from export_pipeline.settings import DeliverySettings, InboxSettings, resource_field
 
 REQUEST_ID_TAG = "export_pipeline/request_id"
 INBOX_KEY_TAG = "export_pipeline/inbox_key"
@@ -37,13 +39,20 @@ RUN_KEY_TAG = "dagster/run_key"
 class RequestInbox(dg.ConfigurableResource):
     """Where clients drop request files and find their results."""
 
-    s3: dg.ResourceDependency[S3Resource]
-    bucket: str
-    prefix: str = "requests/"
-    results_prefix: str = "results/"
-    max_listed_per_tick: int = 10_000
-    max_requests_per_tick: int = 50
-    tick_budget_seconds: float = 20.0
+    s3: dg.ResourceDependency[S3Resource] = s3_field()
+    bucket: str = resource_field(InboxSettings, "inbox_bucket", required=True)
+    prefix: str = resource_field(InboxSettings, "inbox_prefix")
+    results_prefix: str = resource_field(InboxSettings, "results_prefix")
+    max_listed_per_tick: int = Field(
+        10_000, description="inbox objects listed per tick at most; the rest wait for the next"
+    )
+    max_requests_per_tick: int = Field(
+        50, description="request files read and launched per tick at most"
+    )
+    tick_budget_seconds: float = Field(
+        20.0, description="a tick stops taking new files after this long, well inside "
+        "Dagster's sensor time limit"
+    )
 
     def get_client(self) -> Any:
         return self.s3.get_client()
@@ -58,7 +67,10 @@ def build_inbox_sensor(
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name="request_inbox_sensor",
-        job=export_job,
+        # Named, not the job object: a sensor holding a job that the Definitions binds
+        # resources to is rebuilt by Dagster, which then warns about a beta parameter on
+        # every code location load.
+        job_name=export_job.name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
         description="Launch export_job for every new or changed request file in the inbox.",
@@ -216,7 +228,9 @@ def _evaluate(
         if problems:
             return request_id, None, problems
         try:  # inline credentials never enter run config in plaintext
-            request_document = seal_for_run_config(request_document)
+            request_document = seal_for_run_config(
+                request_document, DeliverySettings.load().sealing_keys()
+            )
         except ValueError as error:
             return request_id, None, [Problem("destination", str(error))]
         return request_id, _run_request(item, request_id, request_document, validated, notification), []

@@ -12,6 +12,7 @@ import dagster as dg
 
 from export_pipeline.notifications.channels import Channels, SmtpSettings, deliver_with_retry
 from export_pipeline.notifications.messages import Notification, Policy, render
+from export_pipeline.settings import NotificationSettings, resource_field
 from export_pipeline.orchestration.run_outcomes import (
     NAME_TAG,
     NOTIFICATION_TAG,
@@ -26,18 +27,18 @@ class Notifier(dg.ConfigurableResource):
     """Delivery settings; secrets (SMTP password, webhook URLs, bot token) come from the
     environment through ``EnvVar``, never from run config."""
 
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_username: str | None = None
-    smtp_password: str | None = None
-    smtp_sender: str = "export-pipeline@localhost"
-    smtp_security: str = "starttls"  # starttls, ssl or none
-    slack_webhook_url: str | None = None
-    discord_webhook_url: str | None = None
-    telegram_bot_token: str | None = None
-    telegram_api_url: str = "https://api.telegram.org"
-    attempts: int = 3
-    backoff_seconds: float = 2.0
+    smtp_host: str | None = resource_field(NotificationSettings, "smtp_host")
+    smtp_port: int = resource_field(NotificationSettings, "smtp_port")
+    smtp_username: str | None = resource_field(NotificationSettings, "smtp_username")
+    smtp_password: str | None = resource_field(NotificationSettings, "smtp_password")
+    smtp_sender: str = resource_field(NotificationSettings, "smtp_from")
+    smtp_security: str = resource_field(NotificationSettings, "smtp_security")
+    slack_webhook_url: str | None = resource_field(NotificationSettings, "slack_webhook_url")
+    discord_webhook_url: str | None = resource_field(NotificationSettings, "discord_webhook_url")
+    telegram_bot_token: str | None = resource_field(NotificationSettings, "telegram_bot_token")
+    telegram_api_url: str = resource_field(NotificationSettings, "telegram_api_url")
+    attempts: int = resource_field(NotificationSettings, "notify_attempts")
+    backoff_seconds: float = resource_field(NotificationSettings, "notify_backoff_seconds")
 
     def channels(self) -> Channels:
         smtp = None

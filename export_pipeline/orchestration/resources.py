@@ -1,6 +1,7 @@
 """Dagster resources: where metric data comes from and where export files go.
 
-Settings come from the environment through ``EnvVar`` (see ``definitions``). S3 endpoint and
+Their values come from ``export_pipeline.settings`` (see ``environment``), and so do the
+descriptions the UI shows for the fields that carry a setting. S3 endpoint and
 credentials are not settings of ours: boto3 reads them as it always does
 (``AWS_ENDPOINT_URL_S3``, ``AWS_PROFILE``, the credentials chain), so AWS, MinIO, R2 and a
 local server work alike.
@@ -14,17 +15,26 @@ import boto3
 import dagster as dg
 from botocore.config import Config
 from dagster_aws.s3 import S3Resource
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from export_pipeline.destinations.host_policy import HostPolicy
 from export_pipeline.destinations.sealing import Sealer
 from export_pipeline.destinations.settings import DestinationSettings
-from export_pipeline.publishing.keys import DEFAULT_PREFIX
 from export_pipeline.publishing.preflight import check_writable
 from export_pipeline.store.source import MetricSource
 from export_pipeline.store.parquet import ParquetMetricSource
 from export_pipeline.formats.branding import Branding
-from export_pipeline.publishing.s3_upload import PART_SIZE
+from export_pipeline.settings import (
+    BrandingSettings,
+    BucketSettings,
+    DeliverySettings,
+    MetricStoreSettings,
+    resource_field,
+)
+
+
+def s3_field() -> Any:
+    return Field(description="dagster-aws's S3 resource; boto3 reads the endpoint and credentials")
 
 
 class MetricSourceResource(dg.ConfigurableResource, ABC):
@@ -37,7 +47,7 @@ class MetricSourceResource(dg.ConfigurableResource, ABC):
 class ParquetMetricStore(MetricSourceResource):
     """A folder of Parquet files in the documented layout."""
 
-    path: str
+    path: str = resource_field(MetricStoreSettings, "metrics_path")
 
     def get_source(self) -> MetricSource:
         return ParquetMetricSource(self.path)
@@ -46,11 +56,11 @@ class ParquetMetricStore(MetricSourceResource):
 class ExportStorage(dg.ConfigurableResource):
     """The export bucket: uploads go through dagster-aws's S3Resource, links are SigV4."""
 
-    s3: dg.ResourceDependency[S3Resource]
-    bucket: str
-    prefix: str = DEFAULT_PREFIX
-    url_ttl_seconds: int = 3600
-    part_size_bytes: int = PART_SIZE
+    s3: dg.ResourceDependency[S3Resource] = s3_field()
+    bucket: str = resource_field(BucketSettings, "bucket", required=True)
+    prefix: str = resource_field(BucketSettings, "prefix")
+    url_ttl_seconds: int = resource_field(BucketSettings, "url_ttl")
+    part_size_bytes: int = resource_field(BucketSettings, "part_size")
 
     _clients: dict[str, Any] = PrivateAttr(default_factory=dict)
 
@@ -100,10 +110,10 @@ class ExportStorage(dg.ConfigurableResource):
 class ReportBranding(dg.ConfigurableResource):
     """How PDF reports look: set per deployment (``EXPORT_BRAND_*``), never per request."""
 
-    name: str = ""
-    logo_path: str = ""
-    primary_color: str = Branding.primary_color
-    accent_color: str = Branding.accent_color
+    name: str = resource_field(BrandingSettings, "name")
+    logo_path: str = resource_field(BrandingSettings, "logo")
+    primary_color: str = resource_field(BrandingSettings, "primary")
+    accent_color: str = resource_field(BrandingSettings, "accent")
 
     def get_branding(self) -> Branding:
         return Branding(
@@ -119,17 +129,16 @@ class DestinationsResource(dg.ConfigurableResource):
     environment (``EnvVar``), never in run config.
     """
 
-    allowed_hosts: str = ""
-    """Comma-separated host names or patterns (``*.example.com``); empty: any public host."""
-    allow_private_networks: bool = False
-    allow_loopback: bool = False
-    sftp_known_hosts: Optional[str] = None
-    sftp_keys_dir: Optional[str] = None
-    s3_endpoint_url: Optional[str] = None
-    ftps_ca_file: Optional[str] = None
-    gcs_project: Optional[str] = None
-    sealing_key: Optional[str] = None
-    timeout_seconds: float = 30.0
+    allowed_hosts: str = resource_field(DeliverySettings, "destination_hosts")
+    allow_private_networks: bool = resource_field(DeliverySettings, "destination_allow_private")
+    allow_loopback: bool = resource_field(DeliverySettings, "destination_allow_loopback")
+    sftp_known_hosts: Optional[str] = resource_field(DeliverySettings, "sftp_known_hosts")
+    sftp_keys_dir: Optional[str] = resource_field(DeliverySettings, "sftp_keys_dir")
+    s3_endpoint_url: Optional[str] = resource_field(DeliverySettings, "destination_s3_endpoint")
+    ftps_ca_file: Optional[str] = resource_field(DeliverySettings, "ftps_ca_file")
+    gcs_project: Optional[str] = resource_field(DeliverySettings, "gcs_project")
+    sealing_key: Optional[str] = resource_field(DeliverySettings, "sealing_key")
+    timeout_seconds: float = resource_field(DeliverySettings, "destination_timeout")
 
     def settings(self) -> DestinationSettings:
         return DestinationSettings(

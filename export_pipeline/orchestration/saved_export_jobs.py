@@ -18,6 +18,7 @@ from export_pipeline.orchestration.ops import PLAN_DESCRIPTION, PLAN_OUTS, plan_
 from export_pipeline.orchestration.resources import MetricSourceResource
 from export_pipeline.orchestration.run_outcomes import NAME_TAG, NOTIFICATION_TAG, WINDOW_TAG
 from export_pipeline.saved_exports.definitions import Cadence, SavedExport
+from export_pipeline.settings import DeliverySettings
 
 SAVED_EXPORT_TAG = "export_pipeline/saved_export"
 KIND_TAG = "export_pipeline/kind"
@@ -58,7 +59,10 @@ def _plan_op(saved: SavedExport, partitions_def: dg.TimeWindowPartitionsDefiniti
         if missing:
             context.instance.add_run_tags(context.run_id, missing)
         try:  # a definition file may carry inline credentials: sealed before the plan is stored
-            document = seal_for_run_config(saved.request_for_window(window.start, window.end))
+            document = seal_for_run_config(
+                saved.request_for_window(window.start, window.end),
+                DeliverySettings.load().sealing_keys(),
+            )
         except ValueError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
         yield from plan_outputs(context, document, metric_source)

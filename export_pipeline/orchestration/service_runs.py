@@ -184,12 +184,10 @@ def _int(value: Any) -> int | None:
 
 def build_export_service(settings: Any, instance: dg.DagsterInstance):
     """The service with its parts: tenants, state, this instance's runs, the export bucket.
-    Returns the service and what to close when it stops."""
-    import os
+    ``settings`` is the whole ``Settings``. Returns the service and what to close when it
+    stops."""
     from pathlib import Path
 
-    from export_pipeline.demo.store import default_path
-    from export_pipeline.publishing.keys import DEFAULT_PREFIX
     from export_pipeline.saved_exports.definitions import load_saved_exports
     from export_pipeline.service.api import ExportService
     from export_pipeline.service.files import S3ExportFiles
@@ -197,25 +195,29 @@ def build_export_service(settings: Any, instance: dg.DagsterInstance):
     from export_pipeline.service.tenants import load_tenants
     from export_pipeline.store.parquet import ParquetMetricSource
 
-    tenants = load_tenants(settings.tenants_file)
-    state = StateStore(settings.state or Path(instance.root_directory) / "export-service.sqlite")
-    definitions = os.environ.get("EXPORT_DEFINITIONS_PATH")
+    service_settings = settings.service
+    tenants = load_tenants(service_settings.tenants_file)
+    state = StateStore(
+        service_settings.state or Path(instance.root_directory) / "export-service.sqlite"
+    )
+    definitions = settings.saved_exports.definitions_path
     saved = {s.name: s for s in load_saved_exports(definitions)} if definitions else {}
-    store_path = os.environ.get("EXPORT_METRICS_PATH") or str(default_path())
+    store_path = str(settings.metric_store.metrics_path)
     runs = DagsterExportRuns(instance)
     service = ExportService(
         tenants=tenants,
         state=state,
         runs=runs,
         files=S3ExportFiles.from_environment(),
-        bucket=os.environ["EXPORT_BUCKET"],
-        prefix=os.environ.get("EXPORT_PREFIX", DEFAULT_PREFIX),
-        url_ttl=settings.url_ttl,
+        bucket=settings.bucket.bucket,
+        prefix=settings.bucket.prefix,
+        url_ttl=settings.bucket.url_ttl,
         schema=lambda: ParquetMetricSource(store_path).schema(),
         saved_exports=lambda: saved,
-        rate_limit=(settings.rate_limit_requests, settings.rate_limit_seconds),
-        monthly_quota=settings.monthly_quota,
-        page_size=settings.page_size,
+        rate_limit=(service_settings.rate_limit_requests, service_settings.rate_limit_seconds),
+        monthly_quota=service_settings.monthly_quota,
+        page_size=service_settings.page_size,
+        sealing_keys=settings.delivery.sealing_keys(),
     )
 
     def close() -> None:

@@ -14,8 +14,7 @@ from datetime import datetime, timezone
 
 from export_pipeline.contract.envelope import REQUEST_ID_PATTERN
 from export_pipeline.contract.models import FILENAME_PATTERN
-
-DEFAULT_PREFIX = "exports"
+from export_pipeline.settings import DEFAULT_PREFIX  # the deployment default (EXPORT_PREFIX)
 
 
 def export_key(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from export_pipeline.contract.envelope import unwrap
 from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.validation import validate_document
 from export_pipeline.destinations.sealing import seal_for_run_config
@@ -108,6 +109,9 @@ class ExportService:
     rate_limit: tuple[int, float] = (120, 60.0)
     monthly_quota: int = 1000
     page_size: int = 50
+    sealing_keys: str | None = None
+    """The deployment's sealing keys (``EXPORT_SEALING_KEY``): inline credentials are sealed
+    with them before a request becomes run config."""
     limiter: RateLimiter = field(default_factory=RateLimiter)
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     _creating: threading.Lock = field(default_factory=threading.Lock)
@@ -158,12 +162,12 @@ class ExportService:
                 problems += error.problems
         if problems or validated is None:
             raise invalid(problems)
-        prefix = "data.body." if "data" in request_document and "csvFormat" not in request_document else ""
+        prefix = unwrap(request_document).prefix
         out_of_scope = scope_problems(validated.request, caller.tenant, prefix)
         if out_of_scope:
             raise ApiError(403, _problems_body(out_of_scope, reason="out_of_scope"))
         try:
-            sealed = seal_for_run_config(request_document)
+            sealed = seal_for_run_config(request_document, self.sealing_keys)
         except ValueError as error:
             raise invalid([Problem("destinations", str(error))]) from None
         return self._start(caller, fields, validated.request, sealed, notification)

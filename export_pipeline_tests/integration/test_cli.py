@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from export_pipeline_tests.support.helpers import all_objects
 from export_pipeline_tests.support.requests import SEED_BODY, SEED_ENVELOPE
@@ -126,6 +128,57 @@ def test_run_is_recorded_in_dagster_home(tmp_path, cli_env):
             del os.environ["DAGSTER_HOME"]
         else:
             os.environ["DAGSTER_HOME"] = previous
+
+
+def test_a_run_in_a_fresh_dagster_home_prints_only_its_progress(tmp_path, cli_env):
+    """No warning a user cannot act on: Dagster's "no dagster.yaml found" is answered by the
+    file the CLI writes; what remains is the run's progress (and, once per Dagster home,
+    Dagster's own telemetry notice, which says how to opt out)."""
+    import click
+    from dagster_shared.telemetry import SLACK_PROMPT, TELEMETRY_TEXT
+
+    home = tmp_path / "fresh_home"
+    home.mkdir()
+    cli_env["DAGSTER_HOME"] = str(home)
+    for attempt in ("first", "second"):
+        done = cli("run", write(tmp_path, SEED_BODY), env=cli_env)
+        assert done.returncode == 0, done.stderr
+        run_id = json.loads(done.stdout.strip().splitlines()[-1])["run_id"]
+        stderr = done.stderr
+        if attempt == "first":
+            notice = click.unstyle(TELEMETRY_TEXT) + "\n" + click.unstyle(SLACK_PROMPT) + "\n"
+            assert stderr.startswith(notice)
+            stderr = stderr[len(notice):]
+        progress = re.compile(
+            r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} - dagster - INFO - export_job - "
+            + re.escape(run_id) + r" - (plan_export|fetch_metrics\[\w+\]|combine_metrics|"
+            r"materialize_export) - "
+        )
+        unexpected = [line for line in stderr.splitlines() if not progress.match(line)]
+        assert unexpected == [], attempt
+    written = (home / "dagster.yaml").read_text()
+    assert written.startswith("# Dagster instance settings")
+    assert yaml.safe_load(written) is None  # comments only: Dagster's defaults
+
+
+def test_the_cli_keeps_an_operator_s_own_dagster_yaml(tmp_path, cli_env):
+    home = tmp_path / "configured_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    cli_env["DAGSTER_HOME"] = str(home)
+    done = cli("run", write(tmp_path, SEED_BODY), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+    assert "Telemetry" not in done.stderr and "dagster.yaml" not in done.stderr
+
+
+def test_a_bad_setting_stops_the_cli_naming_the_variable(tmp_path, cli_env, bucket, s3_client):
+    cli_env["EXPORT_URL_TTL"] = "an hour"
+    done = cli("run", write(tmp_path, SEED_BODY), env=cli_env)
+    assert done.returncode == 1
+    assert "invalid settings: EXPORT_URL_TTL: Input should be a valid integer" in done.stderr
+    assert "an hour" not in done.stderr and "Traceback" not in done.stderr
+    assert all_objects(s3_client, bucket) == []
 
 
 def test_demo_runs_end_to_end_on_its_own_server(tmp_path):

@@ -1,4 +1,4 @@
-"""The UI path: ``dagster dev`` (webserver and daemon) on loopback. The Launchpad's checks of
+"""The UI path: ``dg dev`` (webserver and daemon) on loopback. The Launchpad's checks of
 the export job's config (Dagster's GraphQL ``isPipelineConfigValid``, which the editor calls
 on every change) and the job launched with a request body as config; then the daemon's inbox
 sensor picking up a request file, and a saved export backfilled from its asset and from its
@@ -24,6 +24,7 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 import yaml
 
+from export_pipeline.cli import INSTANCE_CONFIG
 from export_pipeline.orchestration.export_assets import request_asset_key
 from export_pipeline.orchestration.export_assets import saved_export_asset_key
 from export_pipeline.saved_exports.definitions import parse_saved_export
@@ -65,6 +66,7 @@ def webhooks():
 def dagster_dev(tmp_path, demo_store_path, bucket, webhooks):
     home = tmp_path / "dagster_home"
     home.mkdir()
+    (home / "dagster.yaml").write_text(INSTANCE_CONFIG)  # as the CLI's first run leaves it
     port = free_port()
     definitions = tmp_path / "definitions"
     definitions.mkdir()
@@ -76,11 +78,11 @@ def dagster_dev(tmp_path, demo_store_path, bucket, webhooks):
     }
     log = open(tmp_path / "dagster_dev.log", "w")
     process = subprocess.Popen(
-        ["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        ["dg", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/server_info", process, 120, "dagster dev")
+        wait_for_http(f"http://127.0.0.1:{port}/server_info", process, 120, "dg dev")
     except RuntimeError:
         os.killpg(process.pid, signal.SIGKILL)
         raise RuntimeError((tmp_path / "dagster_dev.log").read_text()) from None
@@ -138,7 +140,7 @@ def config_check(client, document) -> list[tuple[str, str]]:
     return [(e["__typename"], e["message"]) for e in verdict["errors"]]
 
 
-def test_the_launchpad_checks_the_request_then_launches_it(dagster_dev, monkeypatch):
+def test_the_launchpad_checks_the_request_then_launches_it(dagster_dev, monkeypatch, tmp_path):
     port, home = dagster_dev
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     assert config_check(client, SEED_BODY) == []
@@ -191,6 +193,11 @@ def test_the_launchpad_checks_the_request_then_launches_it(dagster_dev, monkeypa
         body = response.read()
     assert body.startswith(b"Date,Entries\r\n2024-04-01,")
     assert len(body) == metadata["bytes"].value
+    # the start-up warnings a user could do nothing about are gone at their cause
+    started = (tmp_path / "dagster_dev.log").read_text()
+    assert "Serving dagster-webserver" in started
+    for warning in ("BetaWarning", "SupersessionWarning", "No dagster instance configuration"):
+        assert warning not in started
 
 
 def wait_for(what: str, check, timeout: float = 240):

@@ -17,7 +17,6 @@ from export_pipeline.demo.store import (
     YEAR,
     ZONES,
     build_demo_store,
-    default_path,
 )
 from export_pipeline.store.source import StoreSchema
 from export_pipeline.store.parquet import ParquetMetricSource
@@ -125,10 +124,3 @@ def test_rebuilding_replaces_the_store(tmp_path):
 def test_the_build_is_deterministic(tmp_path, demo_frame):
     again = pl.read_parquet(build_demo_store(tmp_path / "again") / "*.parquet")
     assert again.equals(demo_frame)
-
-
-def test_default_path_follows_xdg_data_home(monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
-    assert default_path() == tmp_path / "export-pipeline" / "demo-store"
-    monkeypatch.delenv("XDG_DATA_HOME")
-    assert default_path().parts[-4:] == (".local", "share", "export-pipeline", "demo-store")

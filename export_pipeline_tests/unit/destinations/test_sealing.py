@@ -80,12 +80,10 @@ def test_key_rotation():
     assert Sealer(new).unseal(rotated.seal("pw-2"), "") == "pw-2"
 
 
-def test_seal_for_run_config(monkeypatch):
-    monkeypatch.delenv("EXPORT_SEALING_KEY", raising=False)
+def test_seal_for_run_config():
     no_secrets = {"csvFormat": {}, "destination": {"type": "gcs", "gcs_bucket": "g"}}
-    assert seal_for_run_config(no_secrets) is no_secrets
+    assert seal_for_run_config(no_secrets, None) is no_secrets
     with pytest.raises(ValueError, match="EXPORT_SEALING_KEY is not set"):
-        seal_for_run_config(BODY)
+        seal_for_run_config(BODY, None)
     key = generate_key()
-    monkeypatch.setenv("EXPORT_SEALING_KEY", key)
-    assert plaintext_secret_paths(seal_for_run_config(BODY)) == []
+    assert plaintext_secret_paths(seal_for_run_config(BODY, key)) == []
