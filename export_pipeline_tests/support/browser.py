@@ -24,23 +24,25 @@ CHROME_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev
 def chromium_available() -> bool:
     return all(os.access(p, os.X_OK) for p in (CHROMIUM, CHROMEDRIVER))
 
-ROW_SCRIPT = """
+
+ROWS_SCRIPT = """
 const table = document.getElementById("exports");
 const headings = [...table.querySelectorAll("thead th")].map((th) => th.innerText.trim().toLowerCase());
-const row = table.querySelector(`tbody tr[data-id="${arguments[0]}"]`);
-if (!row) return null;
-const cells = Object.fromEntries([...row.cells].map((cell, i) => [headings[i], cell]));
-const link = cells.download.querySelector("a"), bar = cells.status.querySelector("progress");
-return {
-  name: cells.name.innerText,
-  status: cells.status.innerText.trim(),
-  created: cells.created.querySelector("time").dateTime,
-  format: cells.format.innerText,
-  rows: cells.rows.innerText,
-  download: link ? link.href : null,
-  errors: [...cells.error.querySelectorAll("li")].map((li) => li.innerText),
-  progress: bar ? {max: bar.max, value: bar.hasAttribute("value") ? bar.value : null} : null,
-};
+return [...table.querySelectorAll("tbody tr[data-id]")].map((row) => {
+  const cells = Object.fromEntries([...row.cells].map((cell, i) => [headings[i], cell]));
+  const link = cells.download.querySelector("a"), bar = cells.status.querySelector("progress");
+  return {
+    id: row.dataset.id,
+    name: cells.name.innerText,
+    status: cells.status.innerText.trim(),
+    created: cells.created.querySelector("time").dateTime,
+    format: cells.format.innerText,
+    rows: cells.rows.innerText,
+    download: link ? link.href : null,
+    errors: [...cells.error.querySelectorAll("li")].map((li) => li.innerText),
+    progress: bar ? {max: bar.max, value: bar.hasAttribute("value") ? bar.value : null} : null,
+  };
+});
 """
 
 
@@ -113,17 +115,25 @@ class Browser:
         return self.script("return [...document.querySelectorAll('#export-rows tr[data-id]')].map(r => r.dataset.id)")
 
     def rows(self) -> list[dict[str, Any]]:
-        return [self.row(i) for i in self.row_ids()]
+        """What a person reads in each row, cell by cell under the table's headings, read in
+        one step so a refresh of the list cannot change it half-way."""
+        return self.script(ROWS_SCRIPT)
 
-    def row(self, export_id: str) -> dict[str, Any]:
-        """What a person reads in the export's row, cell by cell under the table's headings,
-        read in one step so a refresh of the list cannot change it half-way."""
-        return self.script(ROW_SCRIPT, export_id)
+    def row(self, export_id: str) -> dict[str, Any] | None:
+        return next((row for row in self.rows() if row["id"] == export_id), None)
 
     def row_element(self, export_id: str, selector: str):
         from selenium.webdriver.common.by import By
 
         return self.driver.find_element(By.CSS_SELECTOR, f"#export-rows tr[data-id='{export_id}'] {selector}")
+
+    def controls(self) -> list[dict[str, str]]:
+        """Every visible control with the role and name the browser's accessibility tree gives it."""
+        from selenium.webdriver.common.by import By
+
+        return [{"tag": e.tag_name, "id": e.get_attribute("id") or "", "role": e.aria_role, "name": e.accessible_name}
+                for e in self.driver.find_elements(By.CSS_SELECTOR, "input, select, button, a[href]")
+                if e.is_displayed()]
 
     def problems(self) -> list[str]:
         from selenium.webdriver.common.by import By
@@ -136,7 +146,7 @@ class Browser:
         seen: list[tuple[str, dict | None]] = []
 
         def done() -> bool:
-            row = self.row(export_id)
+            row = self.row(export_id) or {"status": "(no row)", "progress": None}
             state = (row["status"], row["progress"])
             if not seen or seen[-1] != state:
                 seen.append(state)
@@ -155,8 +165,7 @@ class Browser:
     def sign_in(self, key: str) -> None:
         field = self.find("key")
         field.clear()
-        field.send_keys(key)
-        self.find("sign-in-form").find_element("css selector", "button[type=submit]").click()
+        field.send_keys(key, "\n")  # Enter submits, as from a keyboard
         self.wait(lambda: self.visible("reports") or "Wrong key" in self.text("sign-in-message")
                   or "not accepted" in self.text("sign-in-message"), "the sign-in answer")
 
@@ -194,7 +203,7 @@ class Browser:
         self.find("filters").find_element("css selector", "button[type=reset]").click()
 
     def delete(self, export_id: str, confirm: bool) -> None:
-        self.row_element(export_id, "button").click()
+        self.row_element(export_id, "button").send_keys(" ")  # a real button: Space presses it
         alert = self.wait(lambda: self._alert(), "the confirmation")
         alert.accept() if confirm else alert.dismiss()
 

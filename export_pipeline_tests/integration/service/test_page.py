@@ -86,6 +86,21 @@ def test_an_uploaded_request_runs_to_complete_by_itself_and_its_link_downloads_t
     print(f"screenshot: {screenshot}")
 
 
+def test_every_control_is_named_and_the_table_has_header_cells(acme):
+    controls = acme.controls()
+    assert {c["id"] for c in controls} >= {
+        "request-file", "saved-name", "saved-start", "saved-end", "created-from", "created-until",
+        "format-filter", "sign-out"}
+    assert all(c["name"].strip() for c in controls), [c for c in controls if not c["name"].strip()]
+    names = {c["id"]: c["name"] for c in controls}
+    assert names["saved-start"].startswith("Start") and names["format-filter"].startswith("Format")
+    assert {c["role"] for c in controls if c["tag"] == "button"} == {"button"}
+    downloads = [c["name"] for c in controls if c["tag"] == "a"]
+    assert downloads and all(n.startswith("Download ") for n in downloads)
+    headers = acme.script("return [...document.querySelectorAll('#exports thead th')].map(th => th.scope)")
+    assert set(headers) == {"col"} and len(headers) == 8
+
+
 def test_a_failed_export_shows_each_error_with_its_path(acme, tmp_path):
     body = {**copy.deepcopy(SEED_BODY), "name": "to a refused server", "destinations": [{
         "type": "sftp", "server": "127.0.0.1", "port": 9, "username": "u", "password": "p", "path": "/in"}]}
