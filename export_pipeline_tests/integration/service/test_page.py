@@ -60,7 +60,7 @@ def test_a_wrong_key_gets_a_message_and_a_right_key_signs_in(browser, service):
     assert list(browser.script("return Object.values(sessionStorage)")) == [service.keys["acme"]]
 
 
-def test_an_uploaded_request_runs_to_complete_by_itself_and_its_link_downloads_the_file(acme, service, tmp_path):
+def test_an_uploaded_request_runs_to_complete_by_itself_and_its_link_downloads_the_file(acme, service):
     export_id = _uploaded(acme, SEED_FILE)
     seen = acme.watch(export_id, {"complete", "failed"}, RUN_TIMEOUT)
     statuses = [status for status, _ in seen]
@@ -81,10 +81,6 @@ def test_an_uploaded_request_runs_to_complete_by_itself_and_its_link_downloads_t
     lines = parse_csv(downloaded)
     assert lines[0] == ["Date", "Entries"] and len(lines) == 31
 
-    screenshot = tmp_path / "reports-page.png"
-    acme.driver.save_screenshot(str(screenshot))
-    print(f"screenshot: {screenshot}")
-
 
 def test_every_control_is_named_and_the_table_has_header_cells(acme):
     controls = acme.controls()
@@ -103,7 +99,7 @@ def test_every_control_is_named_and_the_table_has_header_cells(acme):
 
 def test_a_failed_export_shows_each_error_with_its_path(acme, tmp_path):
     body = {**copy.deepcopy(SEED_BODY), "name": "to a refused server", "destinations": [{
-        "type": "sftp", "server": "127.0.0.1", "port": 9, "username": "u", "password": "p", "path": "/in"}]}
+        "type": "sftp", "server": "127.0.0.1", "port": 9, "username": "u", "password": "refused-anyway-7c1e", "path": "/in"}]}
     path = tmp_path / "refused.json"
     path.write_text(json.dumps(body))
     export_id = _uploaded(acme, path)
@@ -143,6 +139,9 @@ def test_a_yaml_request_with_problems_lists_each_path_and_creates_nothing(acme, 
     paths = {problem.split(":", 1)[0] for problem in acme.problems()}
     assert {"csvFormat.sortBy[0]", "metricRequests[0].aggregationPeriod"} <= paths, acme.problems()
     assert acme.row_ids() == before
+    screenshot = tmp_path / "reports-page.png"  # to look at: a complete, a failed, the problems
+    acme.driver.save_screenshot(str(screenshot))
+    print(f"screenshot: {screenshot}")
 
 
 def test_a_yaml_request_creates_an_xlsx_export_and_the_format_filter_keeps_one_format(acme, tmp_path):
