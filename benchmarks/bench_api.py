@@ -21,8 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import boto3
@@ -33,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from export_pipeline.demo.store import build_demo_store  # noqa: E402
 from export_pipeline.service.tenants import key_hash, new_key  # noqa: E402
+from export_pipeline_tests.support.helpers import free_port, wait_for_http  # noqa: E402
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                "AWS_DEFAULT_REGION": "us-east-1"}
@@ -41,28 +40,6 @@ run_coordinator: {module: dagster._core.run_coordinator, class: DefaultRunCoordi
 run_launcher: {module: dagster._core.launcher, class: DefaultRunLauncher}
 telemetry: {enabled: false}
 """
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url: str, process: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not start")
-            time.sleep(0.1)
 
 
 def main() -> int:
@@ -80,7 +57,7 @@ def main() -> int:
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            wait_up(f"{s3}/moto-api/", processes[-1], "moto server")
+            wait_for_http(f"{s3}/moto-api/", processes[-1], 120, "moto server")
             boto3.client("s3", endpoint_url=s3, region_name="us-east-1",
                          aws_access_key_id="bench", aws_secret_access_key="bench").create_bucket(Bucket="bench")
             store = build_demo_store(work / "store")
@@ -102,7 +79,7 @@ def main() -> int:
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "export_pipeline", "serve", "--port", str(api_port)],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(ROOT)))
-            wait_up(f"{api}/openapi.json", processes[-1], "export service")
+            wait_for_http(f"{api}/openapi.json", processes[-1], 120, "export service")
             latencies, gets, lists = [], [], []
             with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
                 complete_id = None

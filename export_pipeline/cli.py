@@ -297,15 +297,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from export_pipeline.settings import get_service_settings
 
     settings = get_service_settings()
-    if not settings.tenants_file:
-        raise ExportFailed("EXPORT_TENANTS_FILE is not set: name the tenants file (see README)")
+    if not settings.tenants_file or not os.path.isfile(settings.tenants_file):
+        raise ExportFailed("EXPORT_TENANTS_FILE is not set or not a file: name the tenants file "
+                           "(see README)")
     if not os.environ.get("DAGSTER_HOME"):
         raise ExportFailed("DAGSTER_HOME is not set: the service runs exports in that instance")
     if not os.environ.get("EXPORT_BUCKET"):
         raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
+    from export_pipeline.contract.models import InvalidRequest
+
     gc.enable()
     with dg.DagsterInstance.get() as instance:
-        service, close = build_export_service(settings, instance)
+        try:
+            service, close = build_export_service(settings, instance)
+        except (InvalidRequest, OSError) as error:
+            raise ExportFailed(f"cannot start the service: {error}") from None
         try:
             uvicorn.run(create_app(service, settings.max_body_bytes), host=args.host,
                         port=args.port, log_level="info")
@@ -315,8 +321,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from export_pipeline.service.tenants import key_entry, new_key
+    import re
 
+    from export_pipeline.service.tenants import TENANT_NAME_PATTERN, key_entry, new_key
+
+    if not re.match(TENANT_NAME_PATTERN, args.tenant):
+        raise ExportFailed("--tenant: lower-case letters, digits and '-', as in the tenants file")
+    if not 1 <= len(args.name) <= 100:
+        raise ExportFailed("--name: 1 to 100 characters")
     key = new_key()
     print(f"API key for tenant {args.tenant} (shown once, store it now):\n  {key}")
     print(f"Add under the tenant's keys in EXPORT_TENANTS_FILE:\n  {key_entry(key, args.name)}")

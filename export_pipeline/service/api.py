@@ -7,6 +7,7 @@ bucket that holds them are reached through the two small interfaces below.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ from export_pipeline.service.state import StateStore
 from export_pipeline.service.tenants import Caller, TenantDirectory
 from export_pipeline.store.source import StoreSchema
 
+_log = logging.getLogger(__name__)
 NAME_MAX, NOTES_MAX, TAG_MAX, TAGS_MAX = 100, 10_000, 50, 20
 RESOURCE_FIELDS = ("name", "notes", "tags")
 SAVED_FIELDS = {"savedExport", "start", "end", *RESOURCE_FIELDS}
@@ -217,7 +219,9 @@ class ExportService:
             )
         except Exception:
             self.state.remove(tenant.name, export_id)
-            raise
+            _log.exception("could not launch the run of export %s", export_id)
+            raise ApiError(503, {"reason": "unavailable",
+                                 "message": "the export could not be started; try again"}) from None
         self.state.save(record)
         return resource(record)
 
@@ -231,12 +235,12 @@ class ExportService:
     def list(self, caller: Caller, params: Mapping[str, str]) -> dict[str, Any]:
         query = self._list_query(params)
         tenant = caller.tenant.name
-        self._refresh(tenant, self.state.unfinished(tenant))
+        progress = self._refresh(tenant, self.state.unfinished(tenant))
         self._settle_deleted(tenant)
         records = self.state.list(tenant, query)
         page, more = records[: query.limit], len(records) > query.limit
         return {
-            "exports": [self._resource(r) for r in page],
+            "exports": [self._resource(r, progress.get(r.id)) for r in page],
             "next_cursor": encode_cursor(page[-1]) if more else None,
         }
 

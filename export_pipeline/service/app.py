@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -45,12 +46,12 @@ class ExportResource(BaseModel):
     created_by: str
     name: str
     notes: str
-    status: str
+    status: Literal["queued", "running", "complete", "failed"]
     errors: list[Problem] | None = None
     number_of_rows: int | None = None
     total_bytes: int | None = None
     tags: list[str]
-    format: str
+    format: Literal["csv", "xlsx", "pdf"]
     url: str | None = None
     progress: Progress | None = None
 
@@ -112,6 +113,9 @@ def create_app(service: ExportService, max_body_bytes: int) -> FastAPI:
         header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
         return service.authenticate(header)
 
+    if STATIC.is_dir():  # the Reports page's own files
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
     @app.get("/", include_in_schema=False)
     def index() -> Response:
         page = STATIC / "index.html"
@@ -122,10 +126,12 @@ def create_app(service: ExportService, max_body_bytes: int) -> FastAPI:
 
     @app.post(
         "/v1/exports", status_code=202, response_model=ExportResource,
-        responses={**_errors(413, 422), 202: {"headers": {"Location": {
+        responses={**_errors(413, 422, 503), 202: {"headers": {"Location": {
             "schema": {"type": "string"}, "description": "the new export's URL"}}}},
         openapi_extra={"requestBody": REQUEST_BODY},
         summary="Create an export",
+        description=f"Bodies over {max_body_bytes} bytes are refused (413) before they are read "
+        "further. 422 names every problem with its JSON path; nothing is launched.",
     )
     async def create_export(request: Request, who: Caller = Depends(caller)) -> JSONResponse:
         raw = await _body(request, max_body_bytes)

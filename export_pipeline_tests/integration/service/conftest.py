@@ -18,6 +18,7 @@ SEED_ENTITY = "64a1b2c3d4e5f6a7b8c9d0e3"
 TENANTS = {
     "acme": {"customer_scopes": {"entity_types": ["location"]}},
     "globex": {},
+    "hooli": {},  # the list test's alone, so its pages are exactly its exports
     "initech": {"customer_scopes": {"entities": [SEED_ENTITY], "entity_types": ["location"]},
                 "formats": ["csv"]},
     "dormant": {"active": False},

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import dagster as dg
 import httpx
 import pytest
 
@@ -75,8 +77,6 @@ def test_each_view_signs_a_fresh_url_valid_for_the_ttl_from_that_view(service, c
 
 
 def test_the_run_is_in_the_instance_tagged_with_tenant_and_export(completed, dagster_instance):
-    import dagster as dg
-
     _, created, _ = completed
     runs = dagster_instance.get_runs(filters=dg.RunsFilter(tags={
         "export_pipeline/tenant": "acme", "export_pipeline/export_id": created["id"]}))
@@ -85,12 +85,16 @@ def test_the_run_is_in_the_instance_tagged_with_tenant_and_export(completed, dag
     assert run.job_name == "api_export_job" and run.status is dg.DagsterRunStatus.SUCCESS
     assert run.tags["export_pipeline/kind"] == "api"
     assert run.run_config["file_path"] == f"tenants/acme/{created['id']}"
-    text = str(run.run_config) + str(run.tags)
-    assert service_key_not_in(text)
 
 
-def service_key_not_in(text: str) -> bool:
-    return "exk_" not in text
+def test_api_keys_never_reach_the_instance_or_the_services_log(service, completed, dagster_instance):
+    _, created, _ = completed
+    run = dagster_instance.get_runs(filters=dg.RunsFilter(tags={"export_pipeline/export_id": created["id"]}))[0]
+    texts = [str(run.run_config), str(run.tags), *(str(e) for e in dagster_instance.all_logs(run.run_id))]
+    texts += [p.read_text(errors="replace") for p in Path(service.env["DAGSTER_HOME"]).glob("service-*.log")]
+    for key in service.keys.values():
+        assert all(key not in text and key_hash(key) not in text for text in texts)
+    assert all("exk_" not in text for text in texts)
 
 
 def test_no_key_wrong_key_or_wrong_scheme_is_401(service):
@@ -191,7 +195,7 @@ def test_the_rate_limit_is_429_with_retry_after(service):
         answers = [client.get("/v1/exports") for _ in range(4)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert answers[3].json()["reason"] == "rate_limited"
-    assert int(answers[3].headers["Retry-After"]) == 1200  # a token per 3600/3 s
+    assert 1100 < int(answers[3].headers["Retry-After"]) <= 1200  # a token per 3600/3 s
     with service.client("globex") as client:  # another tenant's calls are its own
         assert client.get("/v1/exports").status_code == 200
 
@@ -211,7 +215,7 @@ def test_tenants_cannot_see_list_sign_or_delete_each_other(service, completed, s
 
 
 def test_list_filters_and_pages_newest_first(service):
-    with service.client("globex") as client:
+    with service.client("hooli") as client:
         ids = []
         for tags, fmt in ((["a"], "csv"), (["b"], "csv"), (["a", "b"], "xlsx")):
             response = _post(client, {**SEED_BODY, "tags": tags, "format": fmt})
@@ -224,19 +228,19 @@ def test_list_filters_and_pages_newest_first(service):
         def listed(**params) -> list[str]:
             return [e["id"] for e in client.get("/v1/exports", params=params).json()["exports"]]
 
-        assert listed()[:3] == newest_first
+        assert listed() == newest_first
         assert listed(tag="a") == [ids[2], ids[0]]
         assert listed(format="xlsx") == [ids[2]]
-        assert listed(status="complete")[:3] == newest_first
-        assert listed(status="failed") == []
+        assert listed(status="complete") == newest_first
+        assert listed(status="failed") == listed(status="queued") == []
         first = client.get(f"/v1/exports/{ids[0]}").json()
         third = client.get(f"/v1/exports/{ids[2]}").json()
         assert listed(created_after=first["created"]) == [ids[2], ids[1]]
-        assert listed(created_before=third["created"])[:2] == [ids[1], ids[0]]
+        assert listed(created_before=third["created"]) == [ids[1], ids[0]]
         page = client.get("/v1/exports", params={"limit": 2}).json()
         assert [e["id"] for e in page["exports"]] == newest_first[:2] and page["next_cursor"]
         rest = client.get("/v1/exports", params={"limit": 2, "cursor": page["next_cursor"]}).json()
-        assert [e["id"] for e in rest["exports"]][:1] == newest_first[2:]
+        assert [e["id"] for e in rest["exports"]] == newest_first[2:] and rest["next_cursor"] is None
 
 
 def test_delete_removes_the_file_so_an_earlier_url_stops_working(service, service_s3, service_bucket):
@@ -257,8 +261,6 @@ def test_delete_removes_the_file_so_an_earlier_url_stops_working(service, servic
 
 
 def test_delete_cancels_an_unfinished_export(service, dagster_instance, service_s3, service_bucket):
-    import dagster as dg
-
     with service.client("globex") as client:
         created = _post(client, SEED_BODY).json()
         assert client.delete(f"/v1/exports/{created['id']}").status_code == 204
@@ -292,8 +294,6 @@ def test_a_saved_export_and_a_window(service):
 
 
 def test_inline_credentials_are_sealed_before_the_run_and_never_shown(service, dagster_instance):
-    import dagster as dg
-
     body = {**SEED_BODY, "destinations": [{
         "type": "sftp", "server": "127.0.0.1", "port": 2222, "username": "u",
         "password": "hunter2-secret", "path": "/in"}]}
@@ -302,6 +302,10 @@ def test_inline_credentials_are_sealed_before_the_run_and_never_shown(service, d
         assert response.status_code == 202, response.text
         done = wait_for_status(client, response.json()["id"], {"complete", "failed"})
         assert "hunter2-secret" not in str(done) and "hunter2-secret" not in response.text
+        # loopback destinations are refused by the host policy: the export fails, saying why
+        assert done["status"] == "failed" and done["url"] is None
+        assert [set(e) for e in done["errors"]] == [{"path", "message"}]
+        assert "loopback address" in done["errors"][0]["message"]
     run = dagster_instance.get_runs(filters=dg.RunsFilter(tags={"export_pipeline/export_id": done["id"]}))[0]
     assert "hunter2-secret" not in str(run.run_config) + str(run.tags)
     logs = dagster_instance.all_logs(run.run_id)

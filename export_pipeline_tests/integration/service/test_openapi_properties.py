@@ -37,3 +37,17 @@ def test_the_document_names_every_operation(service):
     assert operations == {("/v1/exports", "post"), ("/v1/exports", "get"),
                           ("/v1/exports/{export_id}", "get"), ("/v1/exports/{export_id}", "delete")}
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_the_root_serves_the_reports_page_or_a_placeholder_without_a_key(service):
+    import httpx
+
+    from export_pipeline.service.app import STATIC
+
+    response = httpx.get(f"{service.url}/")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    page = STATIC / "index.html"
+    if page.is_file():
+        assert response.content == page.read_bytes()
+    else:
+        assert "/openapi.json" in response.text

@@ -1,0 +1,159 @@
+"""The export service's decisions, on in-memory stand-ins for its two outside parts (the runs
+and the bucket) and a real SQLite state file. The HTTP server, Dagster and S3 are exercised
+by the integration tests."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from export_pipeline.service.api import ApiError, ExportService, Launch
+from export_pipeline.service.exports import RunObservation, Status
+from export_pipeline.service.state import StateStore
+from export_pipeline.service.tenants import key_hash, new_key, parse_tenants
+from export_pipeline_tests.support.requests import SEED_BODY
+
+
+class Runs:
+    def __init__(self):
+        self.launched: list[Launch] = []
+        self.status: dict[str, RunObservation] = {}
+        self.cancelled: list[str] = []
+
+    def launch(self, launch: Launch) -> str:
+        self.launched.append(launch)
+        run_id = f"run-{len(self.launched)}"
+        self.status[run_id] = RunObservation(Status.queued)
+        return run_id
+
+    def observe(self, run_ids):
+        return {r: self.status[r] for r in run_ids if r in self.status}
+
+    def cancel(self, run_id):
+        self.cancelled.append(run_id)
+
+
+class Files:
+    def __init__(self):
+        self.deleted: list[tuple[str, str]] = []
+        self.signed = 0
+
+    def sign(self, bucket, key, expires_in):
+        self.signed += 1
+        return f"https://s3/{bucket}/{key}?ttl={expires_in}&n={self.signed}"
+
+    def delete(self, bucket, key):
+        self.deleted.append((bucket, key))
+
+
+@pytest.fixture
+def setup(tmp_path):
+    keys = {"acme": new_key(), "globex": new_key()}
+    tenants = parse_tenants({"tenants": [
+        {"name": n, "monthly_quota": 3, "branding": {"name": "Acme"} if n == "acme" else None,
+         "keys": [{"name": f"{n}-key", "sha256": key_hash(k)}]} for n, k in keys.items()]})
+    clock = [datetime(2026, 5, 31, 23, 0, tzinfo=timezone.utc)]
+    runs, files = Runs(), Files()
+    service = ExportService(
+        tenants=tenants, state=StateStore(tmp_path / "s.sqlite"), runs=runs, files=files,
+        bucket="b", prefix="exports", url_ttl=900, schema=lambda: None, saved_exports=dict,
+        clock=lambda: clock[0],
+    )
+    callers = {n: service.authenticate(f"Bearer {k}") for n, k in keys.items()}
+    return service, runs, files, callers, clock
+
+
+def _create(service, caller, body=None):
+    return service.create(caller, json.dumps(body or SEED_BODY).encode())
+
+
+def test_create_launches_one_run_under_the_tenants_prefix_with_its_tags_and_branding(setup):
+    service, runs, _, callers, _ = setup
+    created = _create(service, callers["acme"], {**SEED_BODY, "name": "n", "tags": ["a", "a", "b"]})
+    assert created["status"] == "queued" and created["tags"] == ["a", "b"]
+    (launch,) = runs.launched
+    assert launch.file_path == f"tenants/acme/{created['id']}"
+    assert launch.tags == {"export_pipeline/tenant": "acme", "export_pipeline/export_id": created["id"],
+                           "export_pipeline/created_by": "acme-key"}
+    assert launch.branding == {"name": "Acme"} and launch.name == "n"
+    assert launch.document == SEED_BODY
+
+
+def test_status_follows_the_run_and_each_view_signs_again(setup):
+    service, runs, files, callers, clock = setup
+    created = _create(service, callers["acme"])
+    runs.status["run-1"] = RunObservation(Status.running, progress={"fetches_done": 0, "fetches_total": 1, "rows": None})
+    assert service.view(callers["acme"], created["id"])["progress"]["fetches_total"] == 1
+    runs.status["run-1"] = RunObservation(Status.complete, rows=30, bytes=506)
+    clock[0] += timedelta(seconds=1)
+    first = service.view(callers["acme"], created["id"])
+    second = service.view(callers["acme"], created["id"])
+    assert first["url"] != second["url"] and "ttl=900" in first["url"]
+    assert (first["number_of_rows"], first["total_bytes"]) == (30, 506)
+    del runs.status["run-1"]  # a finished export is answered from the record alone
+    assert service.view(callers["acme"], created["id"])["status"] == "complete"
+
+
+def test_another_tenants_export_is_not_found_and_untouched(setup):
+    service, runs, files, callers, _ = setup
+    created = _create(service, callers["acme"])
+    for call in (service.view, service.delete):
+        with pytest.raises(ApiError) as error:
+            call(callers["globex"], created["id"])
+        assert error.value.status == 404
+    assert service.list(callers["globex"], {})["exports"] == []
+    assert files.deleted == [] and runs.cancelled == []
+
+
+def test_deleting_an_unfinished_export_cancels_it_and_deletes_a_file_written_as_it_stopped(setup):
+    service, runs, files, callers, _ = setup
+    created = _create(service, callers["acme"])
+    key = ("b", f"exports/tenants/acme/{created['id']}.csv")
+    service.delete(callers["acme"], created["id"])
+    assert runs.cancelled == ["run-1"] and files.deleted == [key]
+    runs.status["run-1"] = RunObservation(Status.complete, rows=1, bytes=1)  # it wrote anyway
+    service.list(callers["acme"], {})
+    assert files.deleted == [key, key]
+    service.list(callers["acme"], {})
+    assert files.deleted == [key, key]  # settled once
+
+
+def test_the_quota_counts_this_months_exports_deleted_ones_too(setup):
+    service, _, _, callers, clock = setup
+    for _ in range(3):
+        created = _create(service, callers["acme"])
+    service.delete(callers["acme"], created["id"])
+    with pytest.raises(ApiError) as error:
+        _create(service, callers["acme"])
+    assert error.value.status == 429 and error.value.headers["Retry-After"] == "3600"
+    assert _create(service, callers["globex"])["status"] == "queued"
+    clock[0] += timedelta(hours=1)  # June
+    assert _create(service, callers["acme"])["status"] == "queued"
+
+
+def test_resource_fields_and_list_parameters_are_checked_with_paths(setup):
+    service, runs, _, callers, _ = setup
+    with pytest.raises(ApiError) as error:
+        _create(service, callers["acme"], {**SEED_BODY, "name": "", "notes": 5, "tags": "x"})
+    assert {e["path"] for e in error.value.body["errors"]} == {"name", "notes", "tags"}
+    assert runs.launched == []
+    with pytest.raises(ApiError) as error:
+        service.list(callers["acme"], {"limit": "0", "status": "x", "format": "doc",
+                                       "created_after": "yesterday", "page": "2"})
+    assert {e["path"] for e in error.value.body["errors"]} == {
+        "limit", "status", "format", "created_after", "page"}
+
+
+def test_a_run_that_cannot_be_launched_is_503_and_leaves_no_export(setup):
+    service, runs, _, callers, _ = setup
+
+    def refuse(launch):
+        raise ConnectionError("code server down")
+
+    runs.launch = refuse
+    with pytest.raises(ApiError) as error:
+        _create(service, callers["acme"])
+    assert error.value.status == 503
+    assert service.list(callers["acme"], {})["exports"] == []
