@@ -82,7 +82,7 @@ def test_an_uploaded_request_runs_to_complete_by_itself_and_its_link_downloads_t
     assert lines[0] == ["Date", "Entries"] and len(lines) == 31
 
 
-def test_every_control_is_named_and_the_table_has_header_cells(acme):
+def test_every_control_is_named_and_the_table_has_header_cells_and_nothing_comes_from_elsewhere(acme, service):
     controls = acme.controls()
     assert {c["id"] for c in controls} >= {
         "request-file", "saved-name", "saved-start", "saved-end", "created-from", "created-until",
@@ -93,6 +93,10 @@ def test_every_control_is_named_and_the_table_has_header_cells(acme):
     assert {c["role"] for c in controls if c["tag"] == "button"} == {"button"}
     downloads = [c["name"] for c in controls if c["tag"] == "a"]
     assert downloads and all(n.startswith("Download ") for n in downloads)
+    loaded = acme.script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert {"/static/app.js", "/static/style.css"} <= {u.removeprefix(service.url) for u in loaded}
+    assert all(u.startswith(service.url + "/") for u in loaded), loaded  # nothing from elsewhere
+    assert acme.script("return getComputedStyle(document.body).backgroundColor") == "rgb(246, 247, 249)"
     headers = acme.script("return [...document.querySelectorAll('#exports thead th')].map(th => th.scope)")
     assert set(headers) == {"col"} and len(headers) == 8
 
