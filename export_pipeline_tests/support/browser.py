@@ -55,7 +55,6 @@ class Browser:
     @classmethod
     @contextmanager
     def start(cls, root: Path, base_url: str) -> Iterator[Browser]:
-        os.environ["SE_OFFLINE"] = "true"
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
@@ -68,7 +67,15 @@ class Browser:
         options.add_argument(f"--user-data-dir={root / 'profile'}")
         options.add_experimental_option("prefs", {
             "download.default_directory": str(downloads), "download.prompt_for_download": False})
-        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        offline = os.environ.get("SE_OFFLINE")
+        os.environ["SE_OFFLINE"] = "true"  # Selenium Manager, should it run, downloads nothing
+        try:
+            driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        finally:
+            if offline is None:
+                del os.environ["SE_OFFLINE"]
+            else:
+                os.environ["SE_OFFLINE"] = offline
         try:
             driver.execute_cdp_cmd("Browser.setDownloadBehavior",
                                    {"behavior": "allow", "downloadPath": str(downloads)})
