@@ -78,7 +78,7 @@ def prepare_run(document: Any, source=None):
 
 def run_export(document: Any, prepared) -> dict[str, Any]:
     """Run the export job on ``document`` (sealed) as ``prepared`` (``prepare_run``) planned it;
-    the seed-000 response plus run id and counts."""
+    the export response plus run id and counts."""
     _export_bucket()
     import dagster as dg
 
@@ -123,7 +123,7 @@ def run_export(document: Any, prepared) -> dict[str, Any]:
 def _long_lived_objects_frozen():
     """Collect garbage during the run, but not among the objects the imports made (Dagster's
     are most of them): they live as long as the process, yet every full collection would walk
-    them all. Freezing them took about 0.3 s off a benchmark export.
+    them all.
 
     The command line turns the collector off while modules load (``console_main``); start-up
     is over here, so it is on from here on, whatever follows the run (``demo --serve`` keeps
@@ -468,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     seal.add_argument("--new-key", action="store_true", help="print a new sealing key and exit")
     seal.set_defaults(handler=_cmd_seal)
     demo = commands.add_parser(
-        "demo", help="build the demo store and run the seed 000 example end to end"
+        "demo", help="build the demo store and run the example request end to end"
     )
     demo.add_argument("--rebuild", action="store_true", help="rebuild the demo metric store")
     demo.add_argument("--serve", action="store_true",
@@ -563,9 +563,8 @@ def console_main() -> None:
 
     A one-shot process spends much of its start-up importing Dagster, whose hundreds of
     thousands of new objects set off full garbage collections that find nothing to free; the
-    collector is off until the run starts (``_long_lived_objects_frozen``), about 0.2 s. Before
-    exiting, every object is frozen, sparing the interpreter's exit-time collections (about
-    0.5 s after an export) for memory the process releases anyway."""
+    collector is off until the run starts (``_long_lived_objects_frozen``). Before
+    exiting, every object is frozen, sparing the interpreter's exit-time collections for memory the process releases anyway."""
     gc.disable()
     code = main()
     gc.freeze()

@@ -1,6 +1,6 @@
-"""The export request: the body of seed 000 (``csvFormat`` + ``metricRequests``) as pydantic models.
+"""The export request: the CSV-generator body (``csvFormat`` + ``metricRequests``) as pydantic models.
 
-Field names are the seed's camelCase on the wire and snake_case in Python. Unknown fields are
+Field names are camelCase on the wire and snake_case in Python. Unknown fields are
 refused, so a misspelt ``sortby`` is reported instead of silently ignored. These models check
 shape and local rules only; rules that look across the request or at the metric store live in
 ``validation``.
@@ -98,7 +98,7 @@ def _lower(value: Any) -> Any:
 
 
 class DecimationFunction(str, Enum):
-    """How the samples of one bucket become its value (seed 004 ``dsf``)."""
+    """How the samples of one bucket become its value (the ``dsf`` of decimation)."""
 
     avg = "avg"
     max = "max"
@@ -174,7 +174,7 @@ def _check_ds(value: str) -> str:
 
 
 class OutputOptions(_Model):
-    """The file's format and layout (seed 004's ``format`` object; a string is ``extension``)."""
+    """The file's format and layout (the ``format`` object; a string is ``extension``)."""
 
     extension: Annotated[FileFormat, BeforeValidator(_lower, json_schema_input_type=str)] = FileFormat.csv
     """The file type: csv, xlsx or pdf (any case)."""
@@ -288,9 +288,9 @@ class CsvFormat(_Model):
 
 
 class MetricRequest(_Model):
-    """A standard metric body plus the two labelling fields of seed 000.
+    """A standard metric body plus two labelling fields (``metricId``, ``name``).
 
-    The range is ``start``/``end`` (ISO instants), or seed 004's ``from``/``to`` (Unix
+    The range is ``start``/``end`` (ISO instants), or ``from``/``to`` (Unix
     seconds), or either bound with a ``period`` (ISO 8601 duration) for the other; a ``period``
     alone ends now. Both bounds are inclusive; a bound derived from a ``period`` stops one
     microsecond short, so ``P1D`` from a midnight is exactly that day.
@@ -405,7 +405,7 @@ def resolve_period(
 
 class DestinationType(str, Enum):
     """Seed 003's destination types (any case on the wire), plus ``ftps`` (FTP over explicit
-    TLS), which the seed does not name."""
+    TLS), which the destinations API does not name."""
 
     aws = "aws"
     s3 = "s3"
@@ -425,7 +425,7 @@ def _port(value: Any) -> Any:
 
 
 class DestinationSpec(BaseModel):
-    """Where to deliver the file, with seed 003's field names as they are on the wire.
+    """Where to deliver the file, with the destinations API's field names as they are on the wire.
 
     Credentials are ``SecretStr`` so no repr or log line shows them; in run config they are
     sealed (see ``destinations.sealing``), which this model does not need to know.

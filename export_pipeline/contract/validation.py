@@ -52,7 +52,7 @@ class ValidatedRequest:
 def validate_document(
     document: Any, schema: StoreSchema | None = None, limits: LimitSettings | None = None
 ) -> ValidatedRequest:
-    """The request in ``document`` (a seed-000 body or its envelope), or ``InvalidRequest``.
+    """The request in ``document`` (a request body or its envelope), or ``InvalidRequest``.
     ``limits`` bound what it may cost (the configured ``EXPORT_MAX_*`` when not given)."""
     envelope = unwrap(document)
     body, prefix, problems = envelope.body, envelope.prefix, list(envelope.problems)

@@ -1,6 +1,6 @@
-"""A realistic demo metric store: a year of store footfall, so seed 000 works out of the box.
+"""A realistic demo metric store: a year of store footfall, so the example request works out of the box.
 
-Twelve retail locations (seed 000's entity among them) and three mall zones, hourly from
+Twelve retail locations (the example request's entity among them) and three mall zones, hourly from
 08:00 to 21:00 UTC through 2024, each hour split into four slices by shopper segment, age band
 and product taxonomy, with entries, exits and sales volume that follow the hour of day, the
 day of week and the size of the location. One Parquet file per month, in the documented

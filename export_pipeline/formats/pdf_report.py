@@ -108,7 +108,7 @@ def _change(current, previous) -> str:
 
 def _pyplot():
     """matplotlib's pyplot, imported on the first chart: every run imports this module (the
-    deployment's ``Branding``), and pyplot alone costs about 0.35 s of start-up."""
+    deployment's ``Branding``), and pyplot is costly to import."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: render to PNG in memory

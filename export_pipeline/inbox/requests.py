@@ -166,7 +166,7 @@ def id_from_key(key: str, prefix: str) -> str:
 
 
 def split_notification(document: Any) -> tuple[Any, Any]:
-    """An inbox file may carry seed 004's ``notification`` beside the request; the request
+    """An inbox file may carry a ``notification`` beside the request; the request
     itself is everything else."""
     if isinstance(document, dict) and "notification" in document:
         rest = {k: v for k, v in document.items() if k != "notification"}
@@ -222,7 +222,7 @@ def result_document(
     errors: list[Problem] | list[dict] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """What a client polls: seed 001's status workflow with seed 000's response body.
+    """What a client polls: the export resource's status workflow with the export response body.
 
     ``body`` (``bucket``, ``key``, ``signedUrl``), ``rows`` and ``bytes`` are set when the
     export is ``complete``; ``errors`` (each with a JSON ``path`` when it is about the request)

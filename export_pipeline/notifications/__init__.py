@@ -1,2 +1,2 @@
-"""Export notifications (seed 004's ``notification.messages``): the message model and its
+"""Export notifications (``notification.messages``): the message model and its
 templates, and delivery to email, Slack, Discord and Telegram. No Dagster in here."""

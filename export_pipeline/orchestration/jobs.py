@@ -82,7 +82,7 @@ export_job = export_graph.to_job(
         receive_processed_config_values=False,
     ),
     # In-process: fetched frames stay in memory between ops instead of being pickled to disk
-    # and re-read by a new process per step (16x faster on a small fan-out).
+    # and re-read by a new process per step.
     executor_def=dg.in_process_executor,
     description="Export metric requests to a file (CSV, XLSX or a PDF report) in the export "
     "bucket, with a signed URL, and deliver it to the request's destinations.",

@@ -34,7 +34,7 @@ its store reads under way, for the run it started in process; None (the code loc
 binding) for every other run, whose plan op validates the request itself."""
 
 class ExportRequestConfig(dg.Config):
-    """The submitted request document (a seed-000 body or its envelope) as JSON text."""
+    """The submitted request document (a request body or its envelope) as JSON text."""
 
     request_json: str
 

@@ -65,8 +65,8 @@ class ExportStorage(dg.ConfigurableResource):
     _clients: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """Build both clients as the run starts: a first boto3 client loads S3's service model
-        (about 0.2 s), better spent while the store is read than after the file is combined.
+        """Build both clients as the run starts: a first boto3 client loads S3's service model,
+        better spent while the store is read than after the file is combined.
         Then check the bucket takes files (``preflight``), so a missing bucket or wrong
         credentials fail the run before anything is read, in one line. The check goes
         through the SigV4 client: the same endpoint and credentials as the upload client, but

@@ -2,7 +2,7 @@
 the PDF report), stream it up, then sign a link to it.
 
 The XLSX and PDF writers are imported when a request asks for them: xlsxwriter and reportlab
-would otherwise add about 0.1 s to every export's start-up."""
+would otherwise add to every export's start-up."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from export_pipeline.publishing.s3_upload import PART_SIZE, presign_get, upload_
 
 @dataclass(frozen=True)
 class ExportResult:
-    """The seed-000 response body (bucket, key, signedUrl) plus what a client polls for."""
+    """The export response body (bucket, key, signedUrl) plus what a client polls for."""
 
     request_id: str
     bucket: str

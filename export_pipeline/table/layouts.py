@@ -1,8 +1,8 @@
 """Pivoted layouts of the export table: ``wide`` and ``crosstab`` (``format.outputFormat``).
 
-``wide`` (seed 004): one row per bucket; every series (a combination of the row keys other
+``wide``: one row per bucket; every series (a combination of the row keys other
 than the date) gets a column per metric column, headed ``<heading> (<key>, <key>)``, series in
-ascending key order (empty last), metric columns in request order. ``crosstab`` (seed 003): one
+ascending key order (empty last), metric columns in request order. ``crosstab``: one
 row per series (and metric column, when there are several), one column per bucket of the
 requested range, headed by its date, every bucket present even when it holds no data.
 Both are pivots of the long table, so they hold exactly its numbers.
