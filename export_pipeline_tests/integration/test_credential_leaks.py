@@ -17,16 +17,15 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from export_pipeline.destinations.sealing import Sealer, seal_document
 from export_pipeline_tests.support.helpers import wait_for_run
-from export_pipeline_tests.integration.orchestration.test_dagster_dev import dagster_dev, webhooks  # noqa: F401 (fixtures)
-from export_pipeline_tests.integration.orchestration.test_delivery_ops import (  # noqa: F401 (delivery_env: fixture)
+from export_pipeline_tests.support.dagster_dev import dagster_dev, webhooks  # noqa: F401 (fixtures)
+from export_pipeline_tests.support.deliveries import (  # noqa: F401 (delivery_env: fixture)
     SEALING_KEY,
     delivery_env,
     ftp_destination,
-    run_job,
     s3_destination,
     sftp_destination,
 )
-from export_pipeline_tests.support.requests import SEED_ENVELOPE
+from export_pipeline_tests.support.requests import SEED_ENVELOPE, run_job
 
 
 def plaintext_request(*destinations: dict, request_id: str) -> dict:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import copy
-import csv
-import io
-import json
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +11,6 @@ import polars as pl
 import pytest
 import yaml
 
-from export_pipeline.orchestration.definitions import build_definitions
 from export_pipeline.orchestration.export_assets import request_asset_key
 from export_pipeline.contract.validation import validate_document
 from export_pipeline_tests.support.helpers import all_objects, utc, write_store

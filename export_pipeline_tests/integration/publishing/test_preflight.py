@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from export_pipeline.orchestration.environment import export_resources
-from export_pipeline.orchestration.jobs import export_job, request_run_config
+from export_pipeline.orchestration.jobs import export_job
 from export_pipeline.publishing.preflight import StorageUnavailable, check_writable
 from export_pipeline_tests.support.helpers import free_port
 from export_pipeline_tests.support.requests import SEED_BODY
