@@ -149,7 +149,9 @@ def test_unicode_text_is_fine():
     document = copy.deepcopy(SEED_BODY)
     document["csvFormat"]["columns"][1]["heading"] = "Entrées – 東京 😀"
     document["metricRequests"][0]["entityType"] = "magasin é"
-    validate_document(document)
+    request = validate_document(document).request
+    assert request.csv_format.columns[1].heading == "Entrées – 東京 😀"
+    assert request.metric_requests[0].entity_type == "magasin é"
 
 
 def test_control_characters_are_refused_in_labels_shown_on_the_report():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import timezone
+from datetime import datetime, timezone
 from importlib.resources import files
 from typing import Any
 
@@ -229,7 +229,8 @@ def test_unknown_row_filter_dimension_is_checked_against_the_schema():
 def test_known_row_filters_pass_the_schema_check():
     doc = body()
     doc["csvFormat"]["rowFilters"] = ["entity", "entity_type", "age", "taxonomy"]
-    validate_document(doc, SCHEMA)
+    request = validate_document(doc, SCHEMA).request
+    assert request.csv_format.row_filters == ["entity", "entity_type", "age", "taxonomy"]
 
 
 # --- columns ----------------------------------------------------------------------------------
@@ -295,7 +296,9 @@ def test_dimension_columns_that_name_a_row_dimension(column, row_filters):
     doc = body()
     doc["csvFormat"]["columns"][0] = column
     doc["csvFormat"]["rowFilters"] = row_filters
-    validate_document(doc)
+    accepted = validate_document(doc).request.csv_format.columns[0]
+    assert not accepted.is_metric
+    assert accepted.dimension_name == column.get("field", column["heading"].strip().lower())
 
 
 def test_dimension_column_heading_must_name_a_row_dimension():
@@ -422,7 +425,9 @@ def test_start_before_end_is_compared_as_instants():
     doc = body()
     # 23:00 UTC on March 31st, before midnight UTC although its wall clock reads later
     doc["metricRequests"][0].update(start="2024-04-01T01:00:00+02:00", end="2024-04-01T00:00:00Z")
-    validate_document(doc)
+    accepted = validate_document(doc).request.metric_requests[0]
+    assert accepted.start == datetime(2024, 3, 31, 23, tzinfo=timezone.utc)
+    assert accepted.end == datetime(2024, 4, 1, tzinfo=timezone.utc)
 
 
 def test_start_after_end_is_rejected_whatever_the_instant_spelling():
@@ -467,7 +472,8 @@ def test_an_omitted_aggregation_period_is_day_when_comparing():
     doc = body()
     extra = second_request(doc)
     del extra["aggregationPeriod"]
-    validate_document(doc)  # day and (default) day agree
+    accepted = validate_document(doc).request  # day and (default) day agree
+    assert [m.aggregation_period for m in accepted.metric_requests] == [AggregationPeriod.day] * 2
     del doc["metricRequests"][0]["aggregationPeriod"]
     extra["aggregationPeriod"] = "month"
     assert_problem(problems_of(doc), "metricRequests[1].aggregationPeriod", "must match")
