@@ -11,6 +11,7 @@ Run config carrying a plaintext secret is refused before a run is created.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,3 +119,18 @@ def seal_for_run_config(document: Any, keys: str | None) -> Any:
             "they cannot be sealed, and run config never holds them in plaintext"
         )
     return seal_document(document, Sealer(keys))
+
+
+SHORT_SECRET = 8
+
+
+def mask_secrets(message: str, secrets: list[str]) -> str:
+    """``message`` with every credential in it replaced by ``***``, whatever a library put in
+    it. A short secret is masked only where it stands as a whole token, so a password ``p``
+    does not turn ``loopback`` into ``loo***back`` and hide the real reason."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        if len(secret) >= SHORT_SECRET:
+            message = message.replace(secret, "***")
+        else:
+            message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", message)
+    return message

@@ -23,6 +23,7 @@ from export_pipeline.destinations.base import (
     Upload,
 )
 from export_pipeline.destinations.factory import open_destination
+from export_pipeline.destinations.sealing import mask_secrets
 from export_pipeline.orchestration.resources import DestinationsResource, ExportStorage
 from export_pipeline.contract.models import DestinationSpec, DestinationType
 
@@ -68,9 +69,7 @@ def _secrets(spec: DestinationSpec, destinations: DestinationsResource) -> list[
 
 def _reason(task: DeliveryTask, message: str, secrets: list[str]) -> str:
     """A failure message naming the destination, with any credential in it masked."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            message = message.replace(secret, "***")
+    message = mask_secrets(message, secrets)
     return message if message.startswith(task.where) else f"{task.where}: {message}"
 
 

@@ -87,3 +87,14 @@ def test_seal_for_run_config():
         seal_for_run_config(BODY, None)
     key = generate_key()
     assert plaintext_secret_paths(seal_for_run_config(BODY, key)) == []
+
+
+def test_mask_secrets_hides_every_credential_and_keeps_the_words_around_a_short_one():
+    from export_pipeline.destinations.sealing import mask_secrets
+
+    message = "login p failed for user exports with key AKIAEXAMPLE123 at loopback address"
+    assert mask_secrets(message, ["p", "AKIAEXAMPLE123", ""]) == (
+        "login *** failed for user exports with key *** at loopback address"
+    )
+    assert mask_secrets("url=sftp://u:hunter2@host", ["hunter2"]) == "url=sftp://u:***@host"
+    assert mask_secrets("tokenLONGSECRETVALUEtail", ["LONGSECRETVALUE"]) == "token***tail"
