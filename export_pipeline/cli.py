@@ -26,9 +26,10 @@ class ExportFailed(RuntimeError):
 
 def _metric_source():
     from export_pipeline.demo.store import default_path
-    from export_pipeline.store.parquet import ParquetMetricSource
+    from export_pipeline.settings import get_metric_source_settings
+    from export_pipeline.store.configured import metric_source
 
-    return ParquetMetricSource(os.environ.get("EXPORT_METRICS_PATH") or default_path())
+    return metric_source(get_metric_source_settings(), str(default_path()))
 
 
 def _validate(document: Any):

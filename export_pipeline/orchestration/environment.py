@@ -23,8 +23,10 @@ from export_pipeline.publishing.keys import DEFAULT_PREFIX
 from export_pipeline.orchestration.resources import (
     DestinationsResource,
     ExportStorage,
+    MetricSourceResource,
     ParquetMetricStore,
     ReportBranding,
+    SqlMetricStore,
 )
 from export_pipeline.publishing.s3_upload import PART_SIZE
 
@@ -58,12 +60,31 @@ def destinations_resource() -> DestinationsResource:
     )
 
 
+def metric_source_resource() -> MetricSourceResource:
+    """The Parquet folder, or the SQL table ``EXPORT_METRICS_SOURCE`` names (see the README's
+    "Your own data" sections); an unknown scheme fails the run's first step in one line."""
+    from export_pipeline.settings import get_metric_source_settings
+
+    settings = get_metric_source_settings()
+    if settings.scheme == "parquet":
+        if settings.parquet_path and settings.source:
+            return ParquetMetricStore(path=settings.parquet_path)
+        return ParquetMetricStore(path=env_or("EXPORT_METRICS_PATH", str(default_path())))
+    return SqlMetricStore(
+        url=dg.EnvVar("EXPORT_METRICS_SOURCE"),
+        table=env_or("EXPORT_METRICS_TABLE", settings.table),
+        columns=env_or("EXPORT_METRICS_COLUMNS", ""),
+        measures=env_or("EXPORT_METRICS_MEASURES", ""),
+        dimensions=env_or("EXPORT_METRICS_DIMENSIONS", ""),
+        statement_timeout_seconds=settings.statement_timeout,
+        retries=settings.retries,
+    )
+
+
 def export_resources() -> dict[str, Any]:
     """Every resource the export job (and each saved export's job) needs."""
     return {
-        "metric_source": ParquetMetricStore(
-            path=env_or("EXPORT_METRICS_PATH", str(default_path()))
-        ),
+        "metric_source": metric_source_resource(),
         "export_storage": ExportStorage(
             s3=S3Resource(),
             bucket=dg.EnvVar("EXPORT_BUCKET"),

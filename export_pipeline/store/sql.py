@@ -557,3 +557,14 @@ def to_frame(arrow: Any, layout: _Layout, query: MetricQuery) -> pl.DataFrame:
             for m in query.measures
         ),
     ).sort(query.key_columns, nulls_last=True)
+
+
+def sql_source(settings: Any) -> SqlMetricSource:
+    """A source from ``MetricSourceSettings`` (passed in; this module reads no environment)."""
+    return SqlMetricSource(
+        settings.source,
+        settings.table,
+        ColumnMapping.parse(settings.columns, settings.measures, settings.dimensions),
+        statement_timeout_seconds=settings.statement_timeout,
+        retries=settings.retries,
+    )
