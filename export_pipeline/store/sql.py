@@ -200,6 +200,7 @@ class SqlMetricSource:
         self.backoff_seconds = backoff_seconds
         self.application_name = application_name
         self._lock = threading.Lock()
+        self._busy = threading.Lock()  # held while a statement runs
         self._con: Any = None
         self._layout: _Layout | None = None
         self.rows_fetched = 0
@@ -240,15 +241,21 @@ class SqlMetricSource:
             return self._con
 
     def close(self) -> None:
-        """Cancel whatever still runs and close the connection (idempotent)."""
+        """Cancel whatever still runs and close the connection (idempotent). The connection is
+        closed once the cancelled statement has returned: closing it under a running fetch
+        would leave that fetch waiting on a dead socket."""
         with self._lock:
             con, self._con = self._con, None
         if con is not None:
             self._cancel(con)
+            idle = self._busy.acquire(timeout=30)
             try:
                 con.disconnect()
             except Exception:
                 pass
+            finally:
+                if idle:
+                    self._busy.release()
 
     def cancel(self) -> None:
         """Stop the statement running on this source's connection, from any thread."""
@@ -337,12 +344,13 @@ class SqlMetricSource:
 
         def run() -> Any:
             expr = build_expression(self._table(), layout, query)
-            try:
-                return expr.to_pyarrow()
-            except BaseException:
-                # An interrupt (or any failure) leaves no statement running in the engine.
-                self.cancel()
-                raise
+            with self._busy:
+                try:
+                    return expr.to_pyarrow()
+                except BaseException:
+                    # An interrupt (or any failure) leaves no statement running in the engine.
+                    self.cancel()
+                    raise
 
         arrow = self._retrying("read", run)
         self.rows_fetched += arrow.num_rows
