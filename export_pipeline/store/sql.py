@@ -23,6 +23,7 @@ values add exactly (integers, binary fractions), as the Parquet source's ordered
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from dataclasses import dataclass, field
@@ -226,9 +227,11 @@ class SqlMetricSource:
         kwargs: dict[str, Any] = dict(target.options)
         kwargs.setdefault("application_name", self.application_name)
         kwargs.setdefault("connect_timeout", 10)
+        # Timestamps are written in UTC (a samples bucket is read back from text).
+        options = f"{kwargs.get('options', '')} -c TimeZone=UTC"
         if self.statement_timeout_seconds:
-            timeout_ms = int(self.statement_timeout_seconds * 1000)
-            kwargs["options"] = f"{kwargs.get('options', '')} -c statement_timeout={timeout_ms}".strip()
+            options += f" -c statement_timeout={int(self.statement_timeout_seconds * 1000)}"
+        kwargs["options"] = options.strip()
         return ibis.postgres.connect(
             host=target.host or None, port=target.port, database=target.database or None,
             user=target.user, **kwargs,
@@ -346,15 +349,43 @@ class SqlMetricSource:
             expr = build_expression(self._table(), layout, query)
             with self._busy:
                 try:
-                    return expr.to_pyarrow()
+                    if self.target.scheme == "postgres":
+                        return self._copy_out(expr, layout, query)
+                    return pl.from_arrow(expr.to_pyarrow())
                 except BaseException:
                     # An interrupt (or any failure) leaves no statement running in the engine.
                     self.cancel()
                     raise
 
-        arrow = self._retrying("read", run)
-        self.rows_fetched += arrow.num_rows
-        return to_frame(arrow, layout, query)
+        frame = self._retrying("read", run)
+        self.rows_fetched += frame.height
+        return to_frame(frame, layout, query)
+
+    def _copy_out(self, expr: Any, layout: _Layout, query: MetricQuery) -> pl.DataFrame:
+        """PostgreSQL has no Arrow output: its fastest is ``COPY (the compiled query) TO
+        STDOUT`` as CSV, read by polars' CSV reader (a third of the time of fetching rows
+        through the driver into Arrow). NULL is an unquoted empty field, an empty string a
+        quoted one, which polars reads back as null and "" respectively."""
+        sql = self.connection().compile(expr)
+        buffer = io.BytesIO()
+        raw = self.connection().con
+        with raw.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER)") as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+        raw.commit()
+        schema = {
+            BUCKET: pl.String if query.samples else pl.Int64,
+            ENTITY_ID: pl.String,
+            **{d: pl.String for d in query.dimensions},
+            **{m: pl.Int64 if m in layout.integer_measures else pl.Float64 for m in query.measures},
+        }
+        frame = pl.read_csv(buffer.getvalue(), schema=schema)
+        if query.samples:
+            parsed = pl.col(BUCKET).str.replace(r"\+00$", "").str.to_datetime(
+                "%Y-%m-%d %H:%M:%S%.f", time_unit="us")
+            zone = UTC if layout.timestamp_zone else None
+            frame = frame.with_columns(parsed.dt.replace_time_zone(zone) if zone else parsed)
+        return frame
 
 
 def _first_line(error: BaseException) -> str:
@@ -546,10 +577,8 @@ def calendar_starts(query: MetricQuery, granularity: Granularity, tz: ZoneInfo |
 # --- back in polars ---------------------------------------------------------------------------
 
 
-def to_frame(arrow: Any, layout: _Layout, query: MetricQuery) -> pl.DataFrame:
+def to_frame(frame: pl.DataFrame, layout: _Layout, query: MetricQuery) -> pl.DataFrame:
     """The engine's rows as the Parquet source's frame: same columns, dtypes and order."""
-    frame = pl.from_arrow(arrow)
-    assert isinstance(frame, pl.DataFrame)
     if query.samples:
         bucket = pl.col(BUCKET).cast(pl.Datetime("us", frame.schema[BUCKET].time_zone))
         bucket = bucket.dt.replace_time_zone(UTC) if layout.timestamp_zone is None else bucket
