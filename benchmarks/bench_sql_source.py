@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,6 @@ import time
 import uuid
 from pathlib import Path
 
-import boto3
 import polars as pl
 
 HERE = Path(__file__).resolve().parent
@@ -34,7 +32,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
 from bench_export import (  # noqa: E402
-    END, ISO, START, download, export_request, fingerprint, generate_store, human_bytes, measure,
+    END, ISO, START, bench_environment, download, export_request, fingerprint, generate_store, human_bytes, measure,
     start_s3_server,
 )
 from export_pipeline_tests.support.sql_stores import PostgresServer  # noqa: E402
@@ -75,18 +73,7 @@ def main() -> int:
         request_path.write_text(json.dumps(request))
 
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("DAGSTER_HOME", "AWS_PROFILE", "AWS_ENDPOINT_URL")}
-        env.update(
-            AWS_ENDPOINT_URL_S3=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-            AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=os.devnull,
-            AWS_SHARED_CREDENTIALS_FILE=os.devnull, EXPORT_BUCKET=bucket,
-            EXPORT_METRICS_SOURCE=url,
-            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-        )
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench",
-                          aws_secret_access_key="bench", region_name="us-east-1")
-        s3.create_bucket(Bucket=bucket)
+        env, s3 = bench_environment(endpoint, bucket, EXPORT_METRICS_SOURCE=url)
 
         def command(name: str, key: str) -> list[str]:
             if name == "product":

@@ -27,7 +27,7 @@ import io
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo

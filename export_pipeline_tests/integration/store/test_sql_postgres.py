@@ -14,12 +14,13 @@ import uuid
 import pytest
 
 from export_pipeline.store.parquet import ParquetMetricSource
-from export_pipeline.store.source import MetricQuery, MetricSourceError
+from export_pipeline.store.source import MetricSourceError
 from export_pipeline.store.sql import SqlMetricSource
-from export_pipeline.timeline.periods import AggregationPeriod, Granularity
-from export_pipeline.timeline.windows import Window
-from export_pipeline_tests.support.helpers import free_port, utc, write_store
-from export_pipeline_tests.unit.store.test_sql import FRAME, PERIODS, q
+from export_pipeline.timeline.periods import AggregationPeriod
+from export_pipeline_tests.support.helpers import free_port, write_store
+from export_pipeline_tests.unit.store.test_sql import (
+    FRAME, PERIODS, assert_same_frames, q, samples_and_filters,
+)
 
 P = AggregationPeriod
 
@@ -35,25 +36,12 @@ def sources(postgres, tmp_path_factory):
 @pytest.mark.parametrize("zone", ("UTC", "America/New_York", "Asia/Kolkata"))
 @pytest.mark.parametrize("period", PERIODS, ids=str)
 def test_same_frame_as_parquet(sources, zone, period):
-    parquet, sql = sources
-    query = q(period, zone)
-    expected, got = parquet.fetch(query), sql.fetch(query)
-    assert got.schema == expected.schema
-    assert got.equals(expected)
+    assert_same_frames(*sources, [q(period, zone)])
 
 
 @pytest.mark.parametrize("zone", ("UTC", "America/New_York"))
 def test_samples_and_filters_match_parquet(sources, zone):
-    parquet, sql = sources
-    for query in (
-        q(P.hour, zone, samples=True),
-        q(P.day, zone, entities=("a", "c"), dimensions=("segments", "age")),
-        q(P.day, zone, entity_type="location", dimensions=(), inclusive=False,
-          start=utc(2024, 11, 2, 4), end=utc(2024, 11, 4, 5)),
-    ):
-        expected, got = parquet.fetch(query), sql.fetch(query)
-        assert got.schema == expected.schema
-        assert got.equals(expected)
+    assert_same_frames(*sources, samples_and_filters(zone))
 
 
 def test_missing_table_and_wrong_types(postgres):

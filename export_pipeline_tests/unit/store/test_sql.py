@@ -21,9 +21,8 @@ from export_pipeline.store.sql import ColumnMapping, SqlMetricSource, SqlTarget,
 from export_pipeline.timeline.periods import AggregationPeriod, Granularity
 from export_pipeline.timeline.windows import Window
 from export_pipeline_tests.support.helpers import utc, write_store
-from export_pipeline_tests.support.requests import SEED_BODY
 from export_pipeline_tests.support.sql_stores import load_duckdb
-from export_pipeline_tests.unit.store.test_parquet import SCHEMA, store_frame
+from export_pipeline_tests.unit.store.test_parquet import store_frame
 
 P = AggregationPeriod
 
@@ -72,29 +71,31 @@ PERIODS = (
 )
 
 
-@pytest.mark.parametrize("zone", ZONES)
-@pytest.mark.parametrize("period", PERIODS, ids=str)
-def test_same_frame_as_parquet(sources, zone, period):
-    parquet, sql = sources
-    query = q(period, zone)
-    expected = parquet.fetch(query)
-    got = sql.fetch(query)
-    assert got.schema == expected.schema
-    assert got.equals(expected), (got, expected)
+def assert_same_frames(parquet, sql, queries) -> None:
+    for query in queries:
+        expected, got = parquet.fetch(query), sql.fetch(query)
+        assert got.schema == expected.schema
+        assert got.equals(expected), (query, got, expected)
 
 
-@pytest.mark.parametrize("zone", ("UTC", "America/New_York"))
-def test_samples_and_filters_match_parquet(sources, zone):
-    parquet, sql = sources
-    for query in (
+def samples_and_filters(zone: str) -> list[MetricQuery]:
+    return [
         q(P.hour, zone, samples=True),
         q(P.day, zone, entities=("a", "c"), dimensions=("segments", "age")),
         q(P.day, zone, entity_type="location", dimensions=(), inclusive=False,
           start=utc(2024, 11, 2, 4), end=utc(2024, 11, 4, 5)),
-    ):
-        expected, got = parquet.fetch(query), sql.fetch(query)
-        assert got.schema == expected.schema
-        assert got.equals(expected)
+    ]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("period", PERIODS, ids=str)
+def test_same_frame_as_parquet(sources, zone, period):
+    assert_same_frames(*sources, [q(period, zone)])
+
+
+@pytest.mark.parametrize("zone", ("UTC", "America/New_York"))
+def test_samples_and_filters_match_parquet(sources, zone):
+    assert_same_frames(*sources, samples_and_filters(zone))
 
 
 def _python_bucket(ts: datetime, period: P, tz: ZoneInfo) -> datetime:
