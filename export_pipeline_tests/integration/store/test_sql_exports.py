@@ -103,14 +103,22 @@ REQUESTS = {
 }
 
 
+def open_connections(postgres) -> int:
+    with postgres.connect() as con:
+        return con.execute("SELECT count(*) FROM pg_stat_activity "
+                           "WHERE application_name = 'export_pipeline'").fetchone()[0]
+
+
 @pytest.mark.parametrize("name", REQUESTS)
-def test_the_same_file_from_every_source(name, stores, bucket, monkeypatch):
+def test_the_same_file_from_every_source(name, stores, bucket, monkeypatch, postgres):
     files = {}
     for source, url in stores.items():
         monkeypatch.setenv("EXPORT_METRICS_SOURCE", url)
         result = run_job(copy.deepcopy(REQUESTS[name]))
         assert result.success, (source, result.get_step_failure_events())
         files[source] = download(result.output_for_node("materialize_export").signed_url)
+    # The run's connection was closed when its resources were torn down.
+    assert postgres.wait_until(lambda: open_connections(postgres) == 0, timeout=10)
     rows = parse_csv(files["parquet"])
     assert len(rows) > 2 and any(cell for row in rows[1:] for cell in row[1:])
     assert files["duckdb"] == files["parquet"]
