@@ -323,7 +323,8 @@ class SqlMetricSource:
             if is_transient(error):
                 raise
             raise MetricSourceError(
-                f"metric source {self.target.describe()} has no table {self.table_name!r}"
+                f"metric source {self.target.describe()} has no table {self.table_name!r} "
+                f"({_first_line(error)})"
             ) from error
 
     def layout(self) -> _Layout:
@@ -478,6 +479,8 @@ def build_expression(table: Any, layout: _Layout, query: MetricQuery) -> Any:
         **{d: filtered[layout.column(d)] for d in query.dimensions},
     }
     sums = {m: filtered[m].sum() for m in query.measures}
+    if not sums:  # only the keys are wanted (a request whose columns fetch no value)
+        return filtered.select(**keys).distinct()
     return filtered.group_by(**keys).aggregate(**sums)
 
 

@@ -222,3 +222,9 @@ def test_queries_compile_for_other_engines(dialect):
         query = MetricQuery(**{**query.__dict__, "measures": ("visits",)})
         sql = ibis.to_sql(build_expression(table, layout, query), dialect=dialect)
         assert "GROUP BY" in sql.upper() and "visits" in sql
+
+
+def test_a_query_without_measures_gives_its_keys(sources):
+    parquet, sql = sources
+    query = MetricQuery(**{**q(P.day, "America/New_York").__dict__, "measures": ()})
+    assert_same_frames(parquet, sql, [query])
