@@ -3,7 +3,8 @@
 Its own module so a one-shot ``export-pipeline run`` can bind the export job without
 building the code location's sensors, schedules and saved exports (see ``definitions``).
 
-``EXPORT_BUCKET`` (required to run), ``EXPORT_METRICS_PATH`` (default: the demo store),
+``EXPORT_BUCKET`` (required to run), ``EXPORT_METRICS_PATH`` (default: the demo store) or
+``EXPORT_METRICS_SOURCE`` and its table settings (a SQL table, see ``settings``),
 ``EXPORT_URL_TTL`` (seconds, default 3600), ``EXPORT_PREFIX`` (default ``exports``),
 ``EXPORT_PART_SIZE`` (multipart part size in bytes, default 8 MiB; S3's minimum is 5 MiB).
 PDF branding: ``EXPORT_BRAND_NAME``, ``EXPORT_BRAND_LOGO`` (a PNG or JPEG path),
