@@ -18,9 +18,8 @@ from export_pipeline.store.source import MetricSourceError
 from export_pipeline.store.sql import SqlMetricSource
 from export_pipeline.timeline.periods import AggregationPeriod
 from export_pipeline_tests.support.helpers import free_port, write_store
-from export_pipeline_tests.unit.store.test_sql import (
-    FRAME, PERIODS, assert_same_frames, q, samples_and_filters,
-)
+from export_pipeline_tests.unit.store import test_sql as sql_unit_tests
+from export_pipeline_tests.unit.store.test_sql import FRAME, q
 
 P = AggregationPeriod
 
@@ -33,15 +32,10 @@ def sources(postgres, tmp_path_factory):
         yield parquet, sql
 
 
-@pytest.mark.parametrize("zone", ("UTC", "America/New_York", "Asia/Kolkata"))
-@pytest.mark.parametrize("period", PERIODS, ids=str)
-def test_same_frame_as_parquet(sources, zone, period):
-    assert_same_frames(*sources, [q(period, zone)])
-
-
-@pytest.mark.parametrize("zone", ("UTC", "America/New_York"))
-def test_samples_and_filters_match_parquet(sources, zone):
-    assert_same_frames(*sources, samples_and_filters(zone))
+# The DuckDB tests' comparisons with the Parquet source, run here on ``sources`` above.
+test_same_frame_as_parquet = sql_unit_tests.test_same_frame_as_parquet
+test_samples_and_filters_match_parquet = sql_unit_tests.test_samples_and_filters_match_parquet
+test_a_query_without_measures_gives_its_keys = sql_unit_tests.test_a_query_without_measures_gives_its_keys
 
 
 def test_missing_table_and_wrong_types(postgres):
