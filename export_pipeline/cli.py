@@ -32,11 +32,11 @@ def _metric_source():
     return metric_source(get_metric_source_settings(), str(default_path()))
 
 
-def _validate(document: Any):
+def _validate(document: Any, source: Any = None):
     """Validate against the configured store's schema; raises InvalidRequest or MetricSourceError."""
     from export_pipeline.contract.validation import validate_document
 
-    return validate_document(document, _metric_source().schema())
+    return validate_document(document, (source or _metric_source()).schema())
 
 
 def _instance():
@@ -128,19 +128,25 @@ def _read(path: str) -> Any:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     document = _read(args.request)
-    validated = _validate(document)
+    source = _metric_source()
     from export_pipeline.store import prefetch
 
-    _start_reads(validated)
     try:
-        response = run_export(document)
+        validated = _validate(document, source)
+        _start_reads(validated, source)
+        try:
+            response = run_export(document)
+        finally:
+            prefetch.clear()
     finally:
-        prefetch.clear()
+        # A SQL source's connection: closing it cancels a read-ahead still running in the
+        # engine when the run failed or was interrupted (Ctrl-C).
+        getattr(source, "close", lambda: None)()
     print(json.dumps(response), flush=True)  # a caller may act on it before exit
     return EXIT_OK
 
 
-def _start_reads(validated: Any) -> None:
+def _start_reads(validated: Any, source: Any) -> None:
     """Start the plan's store reads now, so they run while Dagster starts (see ``prefetch``).
     The plan is the one the job's plan op makes from the same request (sealing changes only
     destination credentials): the same queries, time zone and samples mode included."""
@@ -148,7 +154,7 @@ def _start_reads(validated: Any) -> None:
     from export_pipeline.planning.plan import plan_export
 
     plan = plan_export(validated.request, validated.request_id or "cli")
-    prefetch.start(_metric_source(), [scan.query for scan in plan.scans])
+    prefetch.start(source, [scan.query for scan in plan.scans])
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -174,3 +174,39 @@ def test_closing_the_source_cancels_its_running_query(sources, postgres):
         assert postgres.wait_until(lambda: active() == 0, timeout=20)
     finally:
         source.close()
+
+
+def test_ctrl_c_on_the_cli_cancels_its_reads_in_the_engine(sources, postgres, bucket, tmp_path):
+    """``export-pipeline run`` reads ahead in a background thread while Dagster starts: a
+    Ctrl-C then must still stop that query in the engine, not leave it running there."""
+    import json
+
+    from export_pipeline_tests.integration.store.test_sql_exports import REQUESTS
+
+    _slow_view(postgres, "very_slow_metrics", 1)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(REQUESTS["wide-hourly-utc"]))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "export_pipeline", "run", str(request)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+             "EXPORT_METRICS_SOURCE": postgres.url(), "EXPORT_METRICS_TABLE": "very_slow_metrics",
+             "EXPORT_METRICS_COLUMNS": "", "EXPORT_METRICS_MEASURES": ""},
+    )
+
+    def active() -> int:
+        with postgres.connect() as con:
+            return con.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                "'export_pipeline' AND state = 'active'").fetchone()[0]
+
+    try:
+        started = postgres.wait_until(lambda: active() >= 1 or child.poll() is not None, 60)
+        assert started and child.poll() is None, child.communicate()
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=60)
+        assert child.returncode != 0
+        assert postgres.wait_until(lambda: active() == 0, timeout=20)
+    finally:
+        child.kill()
+        child.wait()
