@@ -1,5 +1,6 @@
 """A SQL table as the metric store: the whole fetch runs in the engine, only the export's rows
-come back (as Arrow, into polars).
+come back into polars (as Arrow from DuckDB; through ``COPY … TO STDOUT`` from PostgreSQL,
+which has no Arrow output).
 
 One ibis expression per query (filters, the time-zone bucketing, the group-by and the sums)
 is compiled by ibis to the engine's SQL, so the same code runs on DuckDB and PostgreSQL (tested)
@@ -17,8 +18,8 @@ The bucket leaves the engine as an epoch second and becomes a zoned datetime in 
 The frame is the Parquet source's frame, column for column: ``bucket`` (in the query's zone),
 ``entity_id``, the query's dimensions (strings) and the measures' sums (Int64 for integer
 columns, Float64 otherwise), sorted the same way. Samples (``query.samples``) are summed per
-stored timestamp; the engine adds them in its own order, so float sums are exact only when the
-values add exactly (integers, binary fractions), as the Parquet source's ordered sums are.
+stored timestamp; the engine adds them in its own order, so a float sum matches the Parquet
+source's to the last bit only when the values add exactly (integers, binary fractions).
 """
 
 from __future__ import annotations
