@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import boto3
 import numpy as np
@@ -187,6 +188,23 @@ def measure(command: list[str], env: dict, cwd: Path) -> Measurement:
                        key=result["key"])
 
 
+def bench_environment(endpoint: str, bucket: str, **settings: str) -> tuple[dict, Any]:
+    """The contenders' environment (the local S3 server, fake credentials, ``bucket`` and
+    ``settings``) and an S3 client; ``bucket`` is created."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DAGSTER_HOME", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN")}
+    env.update(
+        AWS_ENDPOINT_URL_S3=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull, EXPORT_BUCKET=bucket, **settings,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+    )
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench",
+                      aws_secret_access_key="bench", region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    return env, s3
+
+
 def fingerprint(path: Path) -> tuple[int, int]:
     """Row count and an order-sensitive hash of every row (numbers compared as numbers)."""
     schema = {"Date": pl.String, "Entity": pl.String, **{m: pl.Float64 for m in MEASURES}}
@@ -238,19 +256,7 @@ def main() -> int:
         request_path.write_text(json.dumps(export_request(), indent=2))
 
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("DAGSTER_HOME", "AWS_PROFILE", "AWS_ENDPOINT_URL")}
-        env.update(
-            AWS_ENDPOINT_URL_S3=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-            AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=os.devnull,
-            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-            EXPORT_BUCKET=bucket, EXPORT_METRICS_PATH=str(store),
-            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-        )
-        env.pop("AWS_SESSION_TOKEN", None)
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench",
-                          aws_secret_access_key="bench", region_name="us-east-1")
-        s3.create_bucket(Bucket=bucket)
+        env, s3 = bench_environment(endpoint, bucket, EXPORT_METRICS_PATH=str(store))
 
         def command(name: str, key: str) -> list[str]:
             if name == "product":

@@ -26,16 +26,16 @@ class ExportFailed(RuntimeError):
 
 def _metric_source():
     from export_pipeline.settings import MetricStoreSettings
-    from export_pipeline.store.parquet import ParquetMetricSource
+    from export_pipeline.store.configured import metric_source
 
-    return ParquetMetricSource(MetricStoreSettings.load().metrics_path)
+    return metric_source(MetricStoreSettings.load())
 
 
-def _validate(document: Any):
+def _validate(document: Any, source: Any = None):
     """Validate against the configured store's schema; raises InvalidRequest or MetricSourceError."""
     from export_pipeline.contract.validation import validate_document
 
-    return validate_document(document, _metric_source().schema())
+    return validate_document(document, (source or _metric_source()).schema())
 
 
 INSTANCE_CONFIG = """\
@@ -203,11 +203,17 @@ def _read(path: str) -> Any:
 def _run(document: Any) -> dict[str, Any]:
     """Seal, validate and plan once, then run: what ``run`` and ``demo`` do."""
     document = _sealed(document)
-    prepared = prepare_run(document)
+    source = _metric_source()
     try:
-        return run_export(document, prepared)
+        prepared = prepare_run(document, source)
+        try:
+            return run_export(document, prepared)
+        finally:
+            prepared.close()
     finally:
-        prepared.close()
+        # A SQL source's connection: closing it cancels a read-ahead still running in the
+        # engine when the run failed or was interrupted (Ctrl-C).
+        getattr(source, "close", lambda: None)()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -270,7 +276,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             os.environ.pop("AWS_PROFILE", None)
             _say(f"started a local S3-compatible server at {endpoint}")
         bucket = BucketSettings.load().bucket or DEMO_BUCKET
-        store = str(MetricStoreSettings.load().metrics_path)
+        store = MetricStoreSettings.load().parquet_path
         # the export job reads its settings from the environment, as in any other run
         os.environ.update(EXPORT_BUCKET=bucket, EXPORT_METRICS_PATH=store)
         _ensure_bucket(bucket)

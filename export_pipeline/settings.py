@@ -96,12 +96,45 @@ class BucketSettings(Section):
 
 
 class MetricStoreSettings(Section):
-    """Where metric data comes from."""
+    """Where metric data is read: a Parquet folder (the default) or a SQL table, and how that
+    table maps onto the store's model. Credentials are never part of these: PostgreSQL reads
+    ``PGUSER``/``PGPASSWORD`` (or ``~/.pgpass``) from the environment as libpq does."""
 
-    metrics_path: Path = setting(
+    model_config = SettingsConfigDict(env_prefix="EXPORT_METRICS_", env_ignore_empty=True, extra="ignore")
+
+    source: str = setting(
+        "", "parquet:///path, duckdb:///path/file.db or postgresql://host[:port]/db (no password "
+        "in it)", shown="none: the Parquet folder `EXPORT_METRICS_PATH`",
+    )
+    path: Path = setting(
         demo_store_path, "folder of the Parquet metric store",
         shown="the demo store, `$XDG_DATA_HOME/export-pipeline/demo-store` (`~/.local/share/…`)",
     )
+    table: str = setting("metrics", "SQL table (or view), optionally schema.table")
+    columns: str = setting(
+        "", "SQL columns behind the model: timestamp=COL,entity_id=COL,entity_type=COL",
+        shown="the model's own names",
+    )
+    measures: str = setting("", "comma-separated measure columns", shown="every numeric column")
+    dimensions: str = setting("", "comma-separated dimension columns", shown="every string column")
+    statement_timeout: float = setting(
+        600.0, "seconds one SQL query may run before the engine stops it (0: none)", ge=0
+    )
+    retries: int = setting(
+        3, "retries of a transient SQL error (reset connection, serialization failure, too many "
+        "connections), backoff 0.5 s doubling", ge=0, le=10,
+    )
+
+    @property
+    def scheme(self) -> str:
+        return self.source.partition("://")[0].lower() if "://" in self.source else "parquet"
+
+    @property
+    def parquet_path(self) -> str:
+        """The Parquet folder: ``parquet://PATH`` or ``EXPORT_METRICS_PATH``."""
+        if self.source and self.scheme == "parquet":
+            return self.source.partition("://")[2]
+        return str(self.path)
 
 
 class BrandingSettings(Section):

@@ -41,7 +41,7 @@ from reportlab.platypus import (
 
 from export_pipeline.contract.models import DecimationFunction, ExportRequest
 from export_pipeline.formats.branding import Branding
-from export_pipeline.formats.pdf_text import BASE, BOLD, markup, register
+from export_pipeline.formats.pdf_text import BASE, BOLD, markup, register, visible
 from export_pipeline.store.source import sum_or_null
 from export_pipeline.table.model import ExportTable, column_name
 from export_pipeline.timeline.periods import zone
@@ -284,11 +284,11 @@ def _trend(report: _Report, metric: _Metric) -> Image:
     date = report.date_column
     series = report.frame.group_by(date).agg(metric.total().alias("v")).sort(date)
     values = [float(v) if v is not None else math.nan for v in series["v"].to_list()]
-    labels = [_label(d) for d in series[date].to_list()]
+    labels = [visible(_label(d)) for d in series[date].to_list()]
     figure, axis = _pyplot().subplots(figsize=(7.2, 2.4))
     axis.plot(range(series.height), values, color=report.branding.primary_color, linewidth=1.6,
               marker="o" if series.height == 1 else None)
-    axis.set_title(f"{metric.heading} per bucket", fontsize=10)
+    axis.set_title(visible(f"{metric.heading} per bucket"), fontsize=10)
     ticks = list(range(0, series.height, max(1, -(-series.height // 6))))
     axis.set_xticks(ticks, [labels[i] for i in ticks], fontsize=7, rotation=20)
     axis.tick_params(axis="y", labelsize=7)
@@ -315,6 +315,7 @@ def _palette(branding: Branding) -> list[str]:
 
 
 def _donut(labels: list[str], values: list[float], total: float, branding: Branding, title: str) -> Image:
+    labels, title = [visible(label) for label in labels], visible(title)
     figure, axis = _pyplot().subplots(figsize=(6.2, 3.4))
     wedges, _ = axis.pie(values, colors=_palette(branding)[: len(values)], startangle=90, counterclock=False,
                          wedgeprops={"width": 0.38, "edgecolor": "white"})
@@ -328,6 +329,7 @@ def _donut(labels: list[str], values: list[float], total: float, branding: Brand
 
 def _bars(labels: list[str], values: list[float], branding: Branding, title: str) -> Image:
     """Signed totals side by side: what a donut cannot show when some are negative."""
+    labels, title = [visible(label) for label in labels], visible(title)
     figure, axis = _pyplot().subplots(figsize=(6.2, 0.5 + 0.32 * len(values)))
     positions = list(range(len(values)))[::-1]
     shades = [branding.primary_color if v >= 0 else branding.accent_color for v in values]

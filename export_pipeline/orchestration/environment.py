@@ -23,8 +23,10 @@ from pydantic_settings import BaseSettings
 from export_pipeline.orchestration.resources import (
     DestinationsResource,
     ExportStorage,
+    MetricSourceResource,
     ParquetMetricStore,
     ReportBranding,
+    SqlMetricStore,
 )
 from export_pipeline.settings import Settings, env_name, get_settings, is_set
 
@@ -59,14 +61,31 @@ def destinations_resource(settings: Settings) -> DestinationsResource:
     )
 
 
+def metric_source_resource(settings: Settings) -> MetricSourceResource:
+    """The Parquet folder, or the SQL table ``EXPORT_METRICS_SOURCE`` names (see the README's
+    "Your own data" sections); an unknown scheme fails the run's first step in one line."""
+    store = settings.metric_store
+    if store.scheme == "parquet":
+        if store.source:
+            return ParquetMetricStore(path=store.parquet_path)
+        return ParquetMetricStore(path=from_settings(store, "path"))
+    return SqlMetricStore(
+        url=from_settings(store, "source"),
+        table=from_settings(store, "table"),
+        columns=from_settings(store, "columns"),
+        measures=from_settings(store, "measures"),
+        dimensions=from_settings(store, "dimensions"),
+        statement_timeout_seconds=store.statement_timeout,
+        retries=store.retries,
+    )
+
+
 def export_resources(settings: Settings | None = None) -> dict[str, Any]:
     """Every resource the export job (and each saved export's job) needs."""
     settings = settings or get_settings()
     bucket, branding = settings.bucket, settings.branding
     return {
-        "metric_source": ParquetMetricStore(
-            path=from_settings(settings.metric_store, "metrics_path")
-        ),
+        "metric_source": metric_source_resource(settings),
         "export_storage": ExportStorage(
             s3=S3Resource(),
             bucket=from_settings(bucket, "bucket", required=True),

@@ -47,10 +47,44 @@ class MetricSourceResource(dg.ConfigurableResource, ABC):
 class ParquetMetricStore(MetricSourceResource):
     """A folder of Parquet files in the documented layout."""
 
-    path: str = resource_field(MetricStoreSettings, "metrics_path")
+    path: str = resource_field(MetricStoreSettings, "path")
 
     def get_source(self) -> MetricSource:
         return ParquetMetricSource(self.path)
+
+
+class SqlMetricStore(MetricSourceResource):
+    """A table of a SQL engine (DuckDB file, PostgreSQL…); the fetch runs in the engine.
+
+    One connection per run (opened on first use, closed when the run's resources are torn
+    down, cancelling any statement still running). No credentials here: PostgreSQL takes
+    ``PGUSER``/``PGPASSWORD`` from the environment, as libpq does.
+    """
+
+    url: str = Field(description="duckdb:///path/file.db or postgresql://host[:port]/database (no password)")
+    table: str = Field(default="metrics", description="table or view, optionally schema.table")
+    columns: str = Field(default="", description="timestamp=COL,entity_id=COL,entity_type=COL")
+    measures: str = Field(default="", description="measure columns, comma-separated (empty: every numeric column)")
+    dimensions: str = Field(default="", description="dimension columns, comma-separated (empty: every string column)")
+    statement_timeout_seconds: float = Field(default=600.0, description="the engine stops a longer query (0: never)")
+    retries: int = Field(default=3, description="retries of a transient engine error, backoff 0.5 s doubling")
+
+    _source: Any = PrivateAttr(default=None)
+
+    def get_source(self) -> MetricSource:
+        if self._source is None:
+            from export_pipeline.store.sql import ColumnMapping, SqlMetricSource
+
+            self._source = SqlMetricSource(
+                self.url, self.table,
+                ColumnMapping.parse(self.columns, self.measures, self.dimensions),
+                statement_timeout_seconds=self.statement_timeout_seconds, retries=self.retries,
+            )
+        return self._source
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._source is not None:
+            self._source.close()
 
 
 class ExportStorage(dg.ConfigurableResource):

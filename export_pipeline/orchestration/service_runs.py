@@ -202,7 +202,7 @@ def build_export_service(settings: Any, instance: dg.DagsterInstance):
     )
     definitions = settings.saved_exports.definitions_path
     saved = {s.name: s for s in load_saved_exports(definitions)} if definitions else {}
-    store_path = str(settings.metric_store.metrics_path)
+    store_path = settings.metric_store.parquet_path
     runs = DagsterExportRuns(instance)
     service = ExportService(
         tenants=tenants,

@@ -43,7 +43,7 @@ EVERY_VARIABLE = [
     ("EXPORT_PREFIX", "tenant-a/exports", "bucket.prefix", "tenant-a/exports"),
     ("EXPORT_URL_TTL", "600", "bucket.url_ttl", 600),
     ("EXPORT_PART_SIZE", "16777216", "bucket.part_size", 16 * MIB),
-    ("EXPORT_METRICS_PATH", "/srv/metrics", "metric_store.metrics_path", Path("/srv/metrics")),
+    ("EXPORT_METRICS_PATH", "/srv/metrics", "metric_store.path", Path("/srv/metrics")),
     ("EXPORT_BRAND_NAME", "Acme Malls", "branding.name", "Acme Malls"),
     ("EXPORT_BRAND_LOGO", "/srv/logo.png", "branding.logo", "/srv/logo.png"),
     ("EXPORT_BRAND_PRIMARY", "#0B6E4F", "branding.primary", "#0B6E4F"),
@@ -88,6 +88,13 @@ EVERY_VARIABLE = [
     ("EXPORT_SERVICE_RATE_LIMIT_SECONDS", "10", "service.rate_limit_seconds", 10.0),
     ("EXPORT_SERVICE_MONTHLY_QUOTA", "7", "service.monthly_quota", 7),
     ("EXPORT_SERVICE_PAGE_SIZE", "20", "service.page_size", 20),
+    ("EXPORT_METRICS_SOURCE", "duckdb:///srv/m.db", "metric_store.source", "duckdb:///srv/m.db"),
+    ("EXPORT_METRICS_TABLE", "public.rows", "metric_store.table", "public.rows"),
+    ("EXPORT_METRICS_COLUMNS", "timestamp=ts", "metric_store.columns", "timestamp=ts"),
+    ("EXPORT_METRICS_MEASURES", "entries,exits", "metric_store.measures", "entries,exits"),
+    ("EXPORT_METRICS_DIMENSIONS", "age", "metric_store.dimensions", "age"),
+    ("EXPORT_METRICS_STATEMENT_TIMEOUT", "30", "metric_store.statement_timeout", 30.0),
+    ("EXPORT_METRICS_RETRIES", "5", "metric_store.retries", 5),
 ]
 
 
@@ -119,7 +126,7 @@ def test_the_documented_defaults(monkeypatch, tmp_path):
     settings = get_settings()
     assert settings.bucket.bucket is None and settings.bucket.prefix == "exports"
     assert settings.bucket.url_ttl == 3600 and settings.bucket.part_size == 8 * MIB
-    assert settings.metric_store.metrics_path == tmp_path / "export-pipeline" / "demo-store"
+    assert settings.metric_store.path == tmp_path / "export-pipeline" / "demo-store"
     assert settings.inbox.inbox_sensor == "running" and settings.inbox.sensor_interval_seconds == 30
     assert settings.notifications.smtp_port == 587 and settings.notifications.notify_attempts == 3
     assert settings.delivery.destination_allow_loopback is False

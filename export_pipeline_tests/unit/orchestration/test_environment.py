@@ -142,7 +142,7 @@ def test_from_settings_keeps_the_validated_default_when_the_variable_is_unset():
     assert from_settings(bucket, "url_ttl") == 3600
     assert from_settings(bucket, "bucket") is None
     assert from_settings(bucket, "bucket", required=True) == dg.EnvVar("EXPORT_BUCKET")
-    assert from_settings(get_settings().metric_store, "metrics_path").endswith("demo-store")
+    assert from_settings(get_settings().metric_store, "path").endswith("demo-store")
 
 
 def test_loading_the_code_location_imports_neither_the_demo_nor_the_heavy_libraries():

@@ -1,0 +1,212 @@
+"""The SQL metric source on a real PostgreSQL server: the Parquet source's frames, its errors
+in one line, statement timeout, a transient error retried, and an interrupted query cancelled
+in the engine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+
+from export_pipeline.store.parquet import ParquetMetricSource
+from export_pipeline.store.source import MetricSourceError
+from export_pipeline.store.sql import SqlMetricSource
+from export_pipeline.timeline.periods import AggregationPeriod
+from export_pipeline_tests.support.helpers import free_port, write_store
+from export_pipeline_tests.unit.store import test_sql as sql_unit_tests
+from export_pipeline_tests.unit.store.test_sql import FRAME, q
+
+P = AggregationPeriod
+
+
+@pytest.fixture(scope="module")
+def sources(postgres, tmp_path_factory):
+    parquet = ParquetMetricSource(write_store(tmp_path_factory.mktemp("pq") / "store", FRAME))
+    url = postgres.load(FRAME)
+    with SqlMetricSource(url) as sql:
+        yield parquet, sql
+
+
+# The DuckDB tests' comparisons with the Parquet source, run here on ``sources`` above.
+test_same_frame_as_parquet = sql_unit_tests.test_same_frame_as_parquet
+test_samples_and_filters_match_parquet = sql_unit_tests.test_samples_and_filters_match_parquet
+test_a_query_without_measures_gives_its_keys = sql_unit_tests.test_a_query_without_measures_gives_its_keys
+
+
+def test_missing_table_and_wrong_types(postgres):
+    with postgres.connect() as con:
+        con.execute("DROP TABLE IF EXISTS odd")
+        con.execute("CREATE TABLE odd (timestamp text, entity_id text, entity_type text, v int)")
+    with SqlMetricSource(postgres.url(), "nowhere") as source:
+        with pytest.raises(MetricSourceError, match="has no table 'nowhere'") as caught:
+            source.schema()
+    assert "\n" not in str(caught.value)
+    with SqlMetricSource(postgres.url(), "odd") as source:
+        with pytest.raises(MetricSourceError, match="'timestamp' .* must be a timestamp column"):
+            source.schema()
+
+
+def test_an_unreachable_server_is_one_line():
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    with pytest.raises(MetricSourceError, match="cannot connect to metric source") as caught:
+        SqlMetricSource(url, retries=0).schema()
+    assert "\n" not in str(caught.value)
+
+
+def _slow_view(postgres, name: str, seconds: float) -> None:
+    with postgres.connect() as con:
+        con.execute(
+            "CREATE OR REPLACE FUNCTION slowly(t text, seconds float) RETURNS text "
+            "LANGUAGE plpgsql VOLATILE AS $$ BEGIN PERFORM pg_sleep(seconds); RETURN t; END $$"
+        )
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT m.timestamp, "
+                    f"slowly(m.entity_id, {seconds}) AS entity_id, m.entity_type, m.segments, "
+                    "m.age, m.entries, m.revenue FROM metrics m")
+
+
+def test_statement_timeout_stops_a_long_query(sources, postgres):
+    _slow_view(postgres, "slow_metrics", 0.05)
+    with SqlMetricSource(postgres.url(), "slow_metrics", statement_timeout_seconds=0.5) as source:
+        with pytest.raises(MetricSourceError, match="statement timeout"):
+            source.fetch(q(P.day))
+
+
+def test_too_many_connections_is_retried(postgres):
+    role = f"limited_{uuid.uuid4().hex[:6]}"
+    with postgres.connect() as con:
+        con.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1")
+        con.execute(f"GRANT SELECT ON metrics TO {role}")
+    url = f"postgresql://{role}@127.0.0.1:{postgres.port}/postgres"
+    held = postgres.connect()
+    held.execute(f"SET ROLE {role}")
+    import psycopg
+
+    blocker = psycopg.connect(host="127.0.0.1", port=postgres.port, user=role, dbname="postgres")
+    try:
+        with pytest.raises(MetricSourceError, match=r"after 3 attempts.*too many connections"):
+            SqlMetricSource(url, retries=2, backoff_seconds=0.05).schema()
+        # Released while the source backs off: a retry gets through.
+        threading.Timer(0.3, blocker.close).start()
+        with SqlMetricSource(url, retries=6, backoff_seconds=0.2) as source:
+            assert "entries" in source.schema().measures
+    finally:
+        blocker.close()
+        held.close()
+
+
+CHILD = """
+import sys
+from export_pipeline.store.sql import SqlMetricSource
+from export_pipeline_tests.unit.store.test_sql import q
+from export_pipeline.timeline.periods import AggregationPeriod
+source = SqlMetricSource(sys.argv[1], "very_slow_metrics", application_name=sys.argv[2],
+                         statement_timeout_seconds=0)
+source.schema()
+print("ready", flush=True)
+source.fetch(q(AggregationPeriod.day))
+"""
+
+
+def test_an_interrupted_query_leaves_the_engine(sources, postgres):
+    """SIGINT (a run being stopped) while the engine works: the query is cancelled there, not
+    left running after the client has gone."""
+    _slow_view(postgres, "very_slow_metrics", 1)
+    app = f"export_test_{uuid.uuid4().hex[:8]}"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, postgres.url(), app],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+
+    def active() -> int:
+        with postgres.connect() as con:
+            return con.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                "AND state = 'active'", [app],
+            ).fetchone()[0]
+
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        assert postgres.wait_until(lambda: active() == 1), "the query never started"
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=60)
+        assert child.returncode != 0 and "KeyboardInterrupt" in child.stderr.read()
+        assert postgres.wait_until(lambda: active() == 0, timeout=20)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_closing_the_source_cancels_its_running_query(sources, postgres):
+    """What the resource's teardown does when a run fails or is stopped while a fetch still
+    runs in another thread: the engine stops the statement and the fetch fails cleanly."""
+    _slow_view(postgres, "very_slow_metrics", 1)
+    app = f"export_test_{uuid.uuid4().hex[:8]}"
+    source = SqlMetricSource(postgres.url(), "very_slow_metrics", application_name=app,
+                             statement_timeout_seconds=0)
+    source.schema()
+    outcome: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            source.fetch(q(P.day))
+        except BaseException as error:
+            outcome.append(error)
+
+    def active() -> int:
+        with postgres.connect() as con:
+            return con.execute("SELECT count(*) FROM pg_stat_activity WHERE "
+                               "application_name = %s AND state = 'active'", [app]).fetchone()[0]
+
+    worker = threading.Thread(target=fetch)
+    worker.start()
+    try:
+        assert postgres.wait_until(lambda: active() == 1), "the query never started"
+        source.close()
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+        assert isinstance(outcome[0], MetricSourceError) and "cancel" in str(outcome[0])
+        assert postgres.wait_until(lambda: active() == 0, timeout=20)
+    finally:
+        source.close()
+
+
+def test_ctrl_c_on_the_cli_cancels_its_reads_in_the_engine(sources, postgres, bucket, tmp_path):
+    """``export-pipeline run`` reads ahead in a background thread while Dagster starts: a
+    Ctrl-C then must still stop that query in the engine, not leave it running there."""
+    import json
+
+    from export_pipeline_tests.integration.store.test_sql_exports import REQUESTS
+
+    _slow_view(postgres, "very_slow_metrics", 1)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(REQUESTS["wide-hourly-utc"]))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "export_pipeline", "run", str(request)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+             "EXPORT_METRICS_SOURCE": postgres.url(), "EXPORT_METRICS_TABLE": "very_slow_metrics",
+             "EXPORT_METRICS_COLUMNS": "", "EXPORT_METRICS_MEASURES": ""},
+    )
+
+    def active() -> int:
+        with postgres.connect() as con:
+            return con.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                "'export_pipeline' AND state = 'active'").fetchone()[0]
+
+    try:
+        started = postgres.wait_until(lambda: active() >= 1 or child.poll() is not None, 60)
+        assert started and child.poll() is None, child.communicate()
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=60)
+        assert child.returncode != 0
+        assert postgres.wait_until(lambda: active() == 0, timeout=20)
+    finally:
+        child.kill()
+        child.wait()
