@@ -105,8 +105,9 @@ def assert_stopped_by(process: subprocess.Popen, signum: int, stderr_before: str
     assert process.returncode == 128 + signum, err
     assert lines[-1] == (f"interrupted by {name}: stopped before finishing "
                          "(any upload under way was aborted)")
-    # Everything before it is progress (INFO); no trace, no object repr, no second message.
-    assert all(" - INFO - " in line for line in lines[:-1]), err
+    # Everything before it is progress (INFO lines, progress lines); no trace, no object repr,
+    # no second message.
+    assert all(" - INFO - " in line or line.startswith("progress: ") for line in lines[:-1]), err
     assert "Traceback" not in err and "Error" not in err and " object at 0x" not in err
     assert out == ""
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
