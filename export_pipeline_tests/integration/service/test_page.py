@@ -69,8 +69,9 @@ def test_an_uploaded_request_runs_to_complete_by_itself_and_its_link_downloads_t
     seen = acme.watch(export_id, {"complete", "failed"}, RUN_TIMEOUT)
     statuses = [status for status, _ in seen]
     assert statuses[0] in ("queued", "running") and statuses[-1] == "complete", statuses
+    # A run can finish between two polls; whenever the page saw it running, it showed a bar.
     running = [bar for status, bar in seen if status == "running"]
-    assert running and all(bar is not None and bar["max"] >= 1 for bar in running), seen
+    assert all(bar is not None and bar["max"] >= 1 for bar in running), seen
     row = acme.row(export_id)
     assert row["format"] == "CSV" and row["rows"] == "30"  # one row per day of April
     assert row["created"].startswith(datetime.now(timezone.utc).date().isoformat())
