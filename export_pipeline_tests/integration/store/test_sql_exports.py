@@ -58,7 +58,8 @@ def body(start: str, end: str, period: str = "day", *, tz: str = "UTC", layout: 
     out = {
         "csvFormat": {"columns": columns(*measures), "sortBy": [0, 1], "rowFilters": ["entity"]},
         "metricRequests": [{"metricId": "m", "name": "m", "start": start, "end": end,
-                            "aggregationPeriod": period, **request}],
+                            **({} if "decimation" in request else {"aggregationPeriod": period}),
+                            **request}],
         "format": {"timezone": tz, **({"outputFormat": layout} if layout else {})},
     }
     return out
