@@ -379,6 +379,31 @@ def _cmd_cleanup_uploads(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_instance_config(args: argparse.Namespace) -> int:
+    """Write the deployment's ``dagster.yaml`` from its template, checked against Dagster's own
+    instance schema first, so a bad value stops here rather than every Dagster process."""
+    import tempfile
+    from pathlib import Path
+
+    from dagster._core.instance.config import dagster_instance_config
+
+    from export_pipeline.deployment import render_instance_config
+    from export_pipeline.settings import DeploymentSettings
+
+    text = render_instance_config(Path(args.template).read_text(), DeploymentSettings.load())
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "dagster.yaml").write_text(text)
+        dagster_instance_config(folder)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    output = Path(args.output or Path(os.environ.get("DAGSTER_HOME") or ".", "dagster.yaml"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    print(f"wrote {output}")
+    return EXIT_OK
+
+
 def _at_least(minimum: int, kind: type = float):
     """An argparse type: a number of ``kind``, ``minimum`` or more."""
 
@@ -511,6 +536,14 @@ def build_parser() -> argparse.ArgumentParser:
     uploads.add_argument("--older-than-hours", type=_at_least(0), default=None,
                          help="age threshold (default EXPORT_STALE_UPLOAD_HOURS, 24)")
     uploads.set_defaults(handler=_cmd_cleanup_uploads, failure="cleanup failed")
+    instance = commands.add_parser(
+        "instance-config", help="write a deployment's dagster.yaml from its template "
+        "(deploy/dagster.yaml), the EXPORT_* deployment settings filled in",
+    )
+    instance.add_argument("template", help="the template, e.g. deploy/dagster.yaml")
+    instance.add_argument("--output", default=None,
+                          help="where to write it (default $DAGSTER_HOME/dagster.yaml; - prints it)")
+    instance.set_defaults(handler=_cmd_instance_config, failure="instance-config failed")
     return parser
 
 

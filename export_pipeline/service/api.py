@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from export_pipeline.contract.envelope import unwrap
 from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.validation import validate_document
+from export_pipeline.destinations.host_tag import destination_host_tags
 from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.inbox.requests import split_notification
 from export_pipeline.notifications.messages import Notification, parse_notification
@@ -215,7 +216,8 @@ class ExportService:
                                      "message": f"{quota} exports per month are used up"},
                                {"Retry-After": str(wait)})
             self.state.insert(record)
-        tags = {TENANT_TAG: tenant.name, EXPORT_ID_TAG: export_id, CREATED_BY_TAG: caller.key_name}
+        tags = {TENANT_TAG: tenant.name, EXPORT_ID_TAG: export_id, CREATED_BY_TAG: caller.key_name,
+                **destination_host_tags(request.deliveries())}
         try:
             branding = tenant.branding.model_dump(exclude_defaults=True) if tenant.branding else None
             record.run_id = self.runs.launch(

@@ -157,3 +157,16 @@ def test_a_run_that_cannot_be_launched_is_503_and_leaves_no_export(setup):
         _create(service, callers["acme"])
     assert error.value.status == 503
     assert service.list(callers["acme"], {})["exports"] == []
+
+
+def test_a_run_with_deliveries_is_tagged_with_their_hosts_for_the_queues_per_host_limit(setup):
+    service, runs, _, callers, _ = setup
+    destinations = [
+        {"type": "SFTP", "server": "SFTP.Partner.example", "port": "22", "username": "u", "savedKey": "k"},
+        {"type": "aws"},
+    ]
+    _create(service, callers["acme"], {**SEED_BODY, "destinations": destinations})
+    _create(service, callers["acme"])
+    with_delivery, without = runs.launched
+    assert with_delivery.tags["export_pipeline/destination_host"] == "sftp.partner.example"
+    assert "export_pipeline/destination_host" not in without.tags
