@@ -313,6 +313,24 @@ class CleanupSettings(Section):
     )
 
 
+class RetentionSettings(Section):
+    """How long export files are kept: a lifecycle rule (``cleanup retention``) or, for stores
+    without lifecycle rules, a scheduled sweep deletes them; the API then answers them expired."""
+
+    retention_days: int = Field(
+        30, ge=1, description="days an export file is kept after it is written; then it is "
+        "deleted and the API answers the export `expired`"
+    )
+    retention_schedule: str = Field(
+        "30 3 * * *", pattern=r"^\s*\S+(\s+\S+){4}\s*$",
+        description="cron schedule of the retention sweep (the export_retention_sweep schedule), five fields",
+    )
+    retention_sweep: Literal["running", "stopped"] = Field(
+        "stopped", description="the retention sweep schedule's state when the code location "
+        "loads: on for stores without lifecycle rules"
+    )
+
+
 class DeploymentSettings(Section):
     """The Dagster instance of a production deployment (``deploy/dagster.yaml``): how many runs
     at once, how long a run may take to start and to finish, and how often a run whose worker
@@ -360,6 +378,7 @@ class Settings(BaseModel):
     delivery: DeliverySettings
     limits: LimitSettings
     cleanup: CleanupSettings
+    retention: RetentionSettings
     service: ServiceSettings
     deployment: DeploymentSettings
 

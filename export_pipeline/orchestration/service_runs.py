@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -218,6 +219,7 @@ def build_export_service(settings: Any, instance: dg.DagsterInstance):
         monthly_quota=service_settings.monthly_quota,
         page_size=service_settings.page_size,
         sealing_keys=settings.delivery.sealing_keys(),
+        retention=timedelta(days=settings.retention.retention_days),
     )
 
     def close() -> None:

@@ -1,6 +1,7 @@
-"""The stale-upload sweep as a Dagster job on a schedule (hourly by default), for stores that
-have no lifecycle rules: it aborts multipart uploads under the export prefix that runs killed
-outright left open (see ``publishing.cleanup``)."""
+"""The clean-up sweeps as Dagster jobs on schedules, for stores that have no lifecycle rules
+(see ``publishing.cleanup``): the stale-upload sweep (hourly by default) aborts multipart
+uploads under the export prefix that runs killed outright left open; the retention sweep
+(daily by default) deletes export files older than the retention."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -8,7 +9,7 @@ import dagster as dg
 
 from export_pipeline.orchestration.resources import ExportStorage
 from export_pipeline.publishing import cleanup
-from export_pipeline.settings import CleanupSettings
+from export_pipeline.settings import CleanupSettings, RetentionSettings
 
 
 class StaleUploadConfig(dg.Config):
@@ -46,5 +47,47 @@ def stale_upload_schedule(settings: CleanupSettings) -> dg.ScheduleDefinition:
         run_config={"ops": {"abort_stale_uploads": {"config": {
             "older_than_hours": settings.stale_upload_hours}}}},
         default_status=(dg.DefaultScheduleStatus.RUNNING if settings.stale_upload_sweep == "running"
+                        else dg.DefaultScheduleStatus.STOPPED),
+    )
+
+
+class RetentionConfig(dg.Config):
+    retention_days: int = RetentionSettings.model_fields["retention_days"].default
+
+
+@dg.op(description="Delete export files under the export prefix written longer ago than the retention.")
+def delete_expired_exports(
+    context: dg.OpExecutionContext, config: RetentionConfig, export_storage: ExportStorage
+) -> None:
+    if config.retention_days < 1:
+        raise dg.Failure(description="retention_days: must be 1 or more", allow_retries=False)
+    try:
+        deleted = cleanup.delete_expired_exports(
+            export_storage.get_client(), export_storage.bucket, export_storage.prefix,
+            timedelta(days=config.retention_days), datetime.now(timezone.utc),
+        )
+    except ValueError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    for key in deleted:
+        context.log.info(f"deleted {key}")
+    context.add_output_metadata({"deleted": len(deleted)})
+
+
+@dg.job(
+    description="Delete export files older than the retention (stores without lifecycle rules).",
+    tags={"export_pipeline/kind": "cleanup"},
+)
+def export_retention_sweep_job():
+    delete_expired_exports()
+
+
+def retention_schedule(settings: RetentionSettings) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="export_retention_sweep",
+        job=export_retention_sweep_job,
+        cron_schedule=settings.retention_schedule,
+        run_config={"ops": {"delete_expired_exports": {"config": {
+            "retention_days": settings.retention_days}}}},
+        default_status=(dg.DefaultScheduleStatus.RUNNING if settings.retention_sweep == "running"
                         else dg.DefaultScheduleStatus.STOPPED),
     )
