@@ -39,15 +39,21 @@ def stale_upload_sweep_job():
     abort_stale_uploads()
 
 
-def stale_upload_schedule(settings: CleanupSettings) -> dg.ScheduleDefinition:
+def _sweep_schedule(name: str, job: dg.JobDefinition, cron: str, op: str, config: dict,
+                    state: str) -> dg.ScheduleDefinition:
+    """A sweep's schedule: its op's config from the settings, on only when the settings say."""
     return dg.ScheduleDefinition(
-        name="stale_upload_sweep",
-        job=stale_upload_sweep_job,
-        cron_schedule=settings.stale_upload_schedule,
-        run_config={"ops": {"abort_stale_uploads": {"config": {
-            "older_than_hours": settings.stale_upload_hours}}}},
-        default_status=(dg.DefaultScheduleStatus.RUNNING if settings.stale_upload_sweep == "running"
+        name=name, job=job, cron_schedule=cron, run_config={"ops": {op: {"config": config}}},
+        default_status=(dg.DefaultScheduleStatus.RUNNING if state == "running"
                         else dg.DefaultScheduleStatus.STOPPED),
+    )
+
+
+def stale_upload_schedule(settings: CleanupSettings) -> dg.ScheduleDefinition:
+    return _sweep_schedule(
+        "stale_upload_sweep", stale_upload_sweep_job, settings.stale_upload_schedule,
+        "abort_stale_uploads", {"older_than_hours": settings.stale_upload_hours},
+        settings.stale_upload_sweep,
     )
 
 
@@ -82,12 +88,8 @@ def export_retention_sweep_job():
 
 
 def retention_schedule(settings: RetentionSettings) -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(
-        name="export_retention_sweep",
-        job=export_retention_sweep_job,
-        cron_schedule=settings.retention_schedule,
-        run_config={"ops": {"delete_expired_exports": {"config": {
-            "retention_days": settings.retention_days}}}},
-        default_status=(dg.DefaultScheduleStatus.RUNNING if settings.retention_sweep == "running"
-                        else dg.DefaultScheduleStatus.STOPPED),
+    return _sweep_schedule(
+        "export_retention_sweep", export_retention_sweep_job, settings.retention_schedule,
+        "delete_expired_exports", {"retention_days": settings.retention_days},
+        settings.retention_sweep,
     )

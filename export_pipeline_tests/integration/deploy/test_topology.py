@@ -50,8 +50,10 @@ def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: flo
 
 
 class Topology:
-    def __init__(self, root: Path, s3_endpoint: str, bucket: str, store: Path, postgres: PostgresServer):
+    def __init__(self, root: Path, s3_endpoint: str, bucket: str, store: Path, postgres: PostgresServer,
+                 inbox_bucket: str):
         self.root = root
+        self.inbox_bucket = inbox_bucket
         self.keys: dict[str, str] = {}
         (root / "tenants.yaml").write_text(tenants_yaml({t: {} for t in TENANTS}, self.keys))
         home = root / "dagster_home"
@@ -60,7 +62,8 @@ class Topology:
             DAGSTER_PG_HOST="127.0.0.1", DAGSTER_PG_PORT=str(postgres.port), DAGSTER_PG_DB="dagster",
             DAGSTER_PG_USERNAME=postgres.user, DAGSTER_PG_PASSWORD="trust-auth-ignores-it",
             EXPORT_TENANT_CONCURRENT_RUNS=str(TENANT_LIMIT), EXPORT_RUN_RETRIES="1",
-            EXPORT_INBOX_SENSOR="stopped",
+            EXPORT_INBOX_BUCKET=inbox_bucket, EXPORT_INBOX_SENSOR="running",
+            EXPORT_SENSOR_INTERVAL_SECONDS="2",
             # the runs read the demo store's rows from PostgreSQL, so a test can hold them
             # (a table lock) at the store read with nothing timed
             EXPORT_METRICS_SOURCE=postgres.load(pl.scan_parquet(f"{store}/*.parquet").collect()),
@@ -117,6 +120,12 @@ class Topology:
         return dg.DagsterInstance.from_config(self.env["DAGSTER_HOME"])
 
 
+def _s3(endpoint: str):
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                        aws_secret_access_key="testing", aws_session_token="testing",
+                        region_name="us-east-1")
+
+
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory, s3_endpoint, demo_store_path) -> Iterator[Topology]:
     if postgres_binaries() is None:
@@ -124,11 +133,12 @@ def topology(tmp_path_factory, s3_endpoint, demo_store_path) -> Iterator[Topolog
     postgres = PostgresServer().start()
     with postgres.connect() as con:
         con.execute("CREATE DATABASE dagster")
-    bucket = f"topology-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
-                 aws_secret_access_key="testing", aws_session_token="testing",
-                 region_name="us-east-1").create_bucket(Bucket=bucket)
-    topology = Topology(tmp_path_factory.mktemp("topology"), s3_endpoint, bucket, demo_store_path, postgres)
+    bucket, inbox = f"topology-{uuid.uuid4().hex[:12]}", f"inbox-{uuid.uuid4().hex[:12]}"
+    for name in (bucket, inbox):
+        _s3(s3_endpoint).create_bucket(Bucket=name)
+    topology = Topology(tmp_path_factory.mktemp("topology"), s3_endpoint, bucket, demo_store_path, postgres,
+                        inbox)
+    topology.s3 = _s3(s3_endpoint)
     try:
         topology.start()
         yield topology
@@ -248,3 +258,44 @@ def test_a_run_whose_worker_is_killed_is_failed_and_retried_and_the_export_compl
         done = wait_for_status(client, export_id, {"complete", "failed"})
     assert done["status"] == "complete", done
     assert len(parse_csv(download(done["url"]))) == 31
+
+
+def test_a_daemon_killed_during_inbox_processing_restarts_with_each_file_run_once(topology):
+    import json
+
+    keys = [f"requests/restart-{i}.json" for i in range(4)]
+    for key in keys:
+        topology.s3.put_object(Bucket=topology.inbox_bucket, Key=key, Body=json.dumps(SEED_BODY).encode())
+    with topology.instance() as instance:
+        def inbox_runs(key: str) -> list[dg.DagsterRun]:
+            return instance.get_runs(filters=dg.RunsFilter(tags={"export_pipeline/inbox_key": key}))
+
+        deadline = time.monotonic() + 600
+        while not any(inbox_runs(key) for key in keys):
+            assert time.monotonic() < deadline, "the inbox sensor launched nothing"
+            time.sleep(0.2)
+        daemon = topology.processes["daemon"]
+        daemon.send_signal(signal.SIGKILL)  # no chance to finish its tick
+        daemon.wait(timeout=60)
+        topology._start("daemon", str(Path(sys.executable).parent / "dagster-daemon"), "run",
+                        "-w", str(topology.workspace))
+
+        results = {}
+        deadline = time.monotonic() + 900
+        while len(results) < len(keys):
+            for key in set(keys) - set(results):
+                result_key = "results/" + key.removeprefix("requests/")
+                try:
+                    body = json.loads(topology.s3.get_object(
+                        Bucket=topology.inbox_bucket, Key=result_key)["Body"].read())
+                except topology.s3.exceptions.NoSuchKey:
+                    continue
+                if body["status"] in ("complete", "failed"):
+                    results[key] = body
+            assert time.monotonic() < deadline, results
+            time.sleep(0.5)
+        for key in keys:
+            (run,) = inbox_runs(key)  # exactly once, across the restart
+            assert run.status is dg.DagsterRunStatus.SUCCESS
+            assert results[key]["status"] == "complete" and results[key]["runId"] == run.run_id
+            assert results[key]["rows"] == 30
