@@ -359,6 +359,30 @@ def _cmd_cleanup_lifecycle(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_cleanup_retention(args: argparse.Namespace) -> int:
+    from datetime import datetime, timedelta, timezone
+
+    from export_pipeline.publishing import cleanup
+    from export_pipeline.settings import RetentionSettings
+
+    days = args.days if args.days is not None else RetentionSettings.load().retention_days
+    client, bucket, prefix = _export_folder()
+    if args.sweep:
+        deleted = cleanup.delete_expired_exports(
+            client, bucket, prefix, timedelta(days=days), datetime.now(timezone.utc)
+        )
+        for key in deleted:
+            print(f"deleted s3://{bucket}/{key}")
+        print(f"{len(deleted)} export file(s) under s3://{bucket}/{cleanup.folder_prefix(prefix)} "
+              f"older than {days} day(s) deleted")
+        return EXIT_OK
+    rules = cleanup.put_retention_rule(client, bucket, prefix, days)
+    print(f"s3://{bucket}: lifecycle rule {cleanup.rule_id(prefix, cleanup.RETENTION_RULE_ID)} "
+          f"deletes export files under '{cleanup.folder_prefix(prefix)}' {days} day(s) after "
+          f"they are written ({len(rules) - 1} other rule(s) kept)")
+    return EXIT_OK
+
+
 def _cmd_cleanup_uploads(args: argparse.Namespace) -> int:
     from datetime import datetime, timedelta, timezone
 
@@ -376,6 +400,31 @@ def _cmd_cleanup_uploads(args: argparse.Namespace) -> int:
         print(f"aborted s3://{bucket}/{upload.key} (begun {upload.initiated.isoformat()})")
     print(f"{len(aborted)} upload(s) under s3://{bucket}/{cleanup.folder_prefix(prefix)} "
           f"begun more than {hours:g} h ago aborted")
+    return EXIT_OK
+
+
+def _cmd_instance_config(args: argparse.Namespace) -> int:
+    """Write the deployment's ``dagster.yaml`` from its template, checked against Dagster's own
+    instance schema first, so a bad value stops here rather than every Dagster process."""
+    import tempfile
+    from pathlib import Path
+
+    from dagster._core.instance.config import dagster_instance_config
+
+    from export_pipeline.deployment import render_instance_config
+    from export_pipeline.settings import DeploymentSettings
+
+    text = render_instance_config(Path(args.template).read_text(), DeploymentSettings.load())
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "dagster.yaml").write_text(text)
+        dagster_instance_config(folder)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    output = Path(args.output or Path(os.environ.get("DAGSTER_HOME") or ".", "dagster.yaml"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    print(f"wrote {output}")
     return EXIT_OK
 
 
@@ -494,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--name", default="default", help="a label for the key (an export's created_by)")
     new.set_defaults(handler=_cmd_keys)
     cleanup = commands.add_parser(
-        "cleanup", help="clear multipart uploads that killed runs left open (their parts are billed)"
+        "cleanup", help="clear the export prefix: uploads killed runs left open (their parts are billed), files past retention"
     )
     what = cleanup.add_subparsers(dest="what", required=True)
     lifecycle = what.add_parser(
@@ -511,6 +560,24 @@ def build_parser() -> argparse.ArgumentParser:
     uploads.add_argument("--older-than-hours", type=_at_least(0), default=None,
                          help="age threshold (default EXPORT_STALE_UPLOAD_HOURS, 24)")
     uploads.set_defaults(handler=_cmd_cleanup_uploads, failure="cleanup failed")
+    retention = what.add_parser(
+        "retention", help="set a bucket lifecycle rule that deletes export files some days after "
+        "they are written (other rules are kept); --sweep deletes the older ones now instead",
+    )
+    retention.add_argument("--days", type=_at_least(1, int), default=None,
+                           help="days an export file is kept (default EXPORT_RETENTION_DAYS, 30)")
+    retention.add_argument("--sweep", action="store_true",
+                           help="delete the export files older than that now (stores without "
+                           "lifecycle rules; the export_retention_sweep schedule does it daily)")
+    retention.set_defaults(handler=_cmd_cleanup_retention, failure="cleanup failed")
+    instance = commands.add_parser(
+        "instance-config", help="write a deployment's dagster.yaml from its template "
+        "(deploy/dagster.yaml), the EXPORT_* deployment settings filled in",
+    )
+    instance.add_argument("template", help="the template, e.g. deploy/dagster.yaml")
+    instance.add_argument("--output", default=None,
+                          help="where to write it (default $DAGSTER_HOME/dagster.yaml; - prints it)")
+    instance.set_defaults(handler=_cmd_instance_config, failure="instance-config failed")
     return parser
 
 

@@ -313,6 +313,59 @@ class CleanupSettings(Section):
     )
 
 
+class RetentionSettings(Section):
+    """How long export files are kept: a lifecycle rule (``cleanup retention``) or, for stores
+    without lifecycle rules, a scheduled sweep deletes them; the API then answers them expired."""
+
+    retention_days: int = Field(
+        30, ge=1, description="days an export file is kept after it is written; then it is "
+        "deleted and the API answers the export `expired`"
+    )
+    retention_schedule: str = Field(
+        "30 3 * * *", pattern=r"^\s*\S+(\s+\S+){4}\s*$",
+        description="cron schedule of the retention sweep (the export_retention_sweep schedule), five fields",
+    )
+    retention_sweep: Literal["running", "stopped"] = Field(
+        "stopped", description="the retention sweep schedule's state when the code location "
+        "loads: on for stores without lifecycle rules"
+    )
+
+
+class DeploymentSettings(Section):
+    """The Dagster instance of a production deployment (``deploy/dagster.yaml``): how many runs
+    at once, how long a run may take to start and to finish, and how often a run whose worker
+    died is retried. ``export-pipeline instance-config`` writes them into ``dagster.yaml``;
+    the product itself reads none of them."""
+
+    max_concurrent_runs: int = Field(
+        10, ge=-1, description="runs in progress at once across the deployment (-1: no limit)"
+    )
+    tenant_concurrent_runs: int = Field(
+        2, ge=1, description="runs in progress at once per tenant (the export_pipeline/tenant tag)"
+    )
+    destination_host_concurrent_runs: int = Field(
+        2, ge=1, description="runs in progress at once per delivery host "
+        "(the export_pipeline/destination_host tag)"
+    )
+    run_start_timeout: int = Field(
+        180, ge=1, description="seconds a launched run may take to start before it is marked failed"
+    )
+    run_max_runtime: int = Field(
+        7200, ge=0, description="seconds a run may run before it is cancelled (0: no limit)"
+    )
+    run_monitor_interval: int = Field(
+        120, ge=1, description="seconds between the daemon's checks of running runs and their workers"
+    )
+    run_max_resume_attempts: int = Field(
+        0, ge=0, description="times a run whose worker died is resumed (only launchers that can "
+        "resume, e.g. Kubernetes) before it is marked failed"
+    )
+    run_retries: int = Field(
+        2, ge=0, description="new runs started for a run that failed because its worker crashed or "
+        "was lost (never for a failed export step)"
+    )
+
+
 class Settings(BaseModel):
     """Every area's settings, read when this is built (``get_settings``)."""
 
@@ -325,7 +378,9 @@ class Settings(BaseModel):
     delivery: DeliverySettings
     limits: LimitSettings
     cleanup: CleanupSettings
+    retention: RetentionSettings
     service: ServiceSettings
+    deployment: DeploymentSettings
 
 
 SECTIONS: dict[str, type[BaseSettings]] = {

@@ -18,7 +18,12 @@ from export_pipeline.orchestration.jobs import export_job
 from export_pipeline.orchestration.notification_sensors import Notifier, build_notification_sensors
 from export_pipeline.orchestration.saved_export_jobs import saved_export_definitions
 from export_pipeline.orchestration.service_runs import api_export_job
-from export_pipeline.orchestration.upload_cleanup import stale_upload_schedule, stale_upload_sweep_job
+from export_pipeline.orchestration.upload_cleanup import (
+    export_retention_sweep_job,
+    retention_schedule,
+    stale_upload_schedule,
+    stale_upload_sweep_job,
+)
 from export_pipeline.saved_exports.definitions import load_saved_exports
 from export_pipeline.settings import Settings, get_settings
 
@@ -75,11 +80,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     assets, saved_jobs, schedules, sensors, inbox_resources = inbox_and_saved_exports(settings)
     return dg.Definitions(
         assets=assets,
-        jobs=[export_job, api_export_job, stale_upload_sweep_job, *saved_jobs],
+        jobs=[export_job, api_export_job, stale_upload_sweep_job, export_retention_sweep_job, *saved_jobs],
         # the asset page's Materialize runs Dagster's own asset job: in process, like ours, so
         # the fetched frames stay in memory between steps
         executor=dg.in_process_executor,
-        schedules=[*schedules, stale_upload_schedule(settings.cleanup)],
+        schedules=[*schedules, stale_upload_schedule(settings.cleanup), retention_schedule(settings.retention)],
         sensors=sensors,
         resources={**inbox_resources, **export_resources(settings)},
     )

@@ -14,6 +14,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from export_pipeline.inbox import requests as inbox
+from export_pipeline.destinations.host_tag import destination_host_tags
 from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.notifications.messages import parse_notification
 from export_pipeline.orchestration.jobs import export_job, request_run_config
@@ -262,6 +263,7 @@ def _run_request(
         INBOX_ETAG_TAG: item.etag,
         NAME_TAG: request_id,
         WINDOW_TAG: window,
+        **destination_host_tags(validated.request.deliveries()),
     }
     if notification is not None:
         tags[NOTIFICATION_TAG] = json.dumps(notification.model_dump(mode="json"))

@@ -11,6 +11,7 @@ import json
 
 import dagster as dg
 
+from export_pipeline.destinations.host_tag import body_destination_host_tags
 from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.orchestration.export_assets import saved_export_asset_key
 from export_pipeline.orchestration.jobs import export_steps
@@ -39,7 +40,8 @@ def partitions_for(saved: SavedExport) -> dg.TimeWindowPartitionsDefinition:
 
 def saved_export_tags(saved: SavedExport) -> dict[str, str]:
     """The run tags the sensors (notifications) read: which saved export, and its messages."""
-    tags = {KIND_TAG: "saved_export", SAVED_EXPORT_TAG: saved.name, NAME_TAG: saved.name}
+    tags = {KIND_TAG: "saved_export", SAVED_EXPORT_TAG: saved.name, NAME_TAG: saved.name,
+            **body_destination_host_tags(saved.body)}
     if saved.notification is not None:
         tags[NOTIFICATION_TAG] = json.dumps(saved.notification.model_dump(mode="json"))
     return tags

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.tags import PARENT_RUN_ID_TAG, WILL_RETRY_TAG
 from dagster._cli.workspace.cli_target import (
     get_code_location_from_workspace,
     get_remote_repository_from_code_location,
@@ -131,6 +133,13 @@ class DagsterExportRuns:
         return {run.run_id: self._observe(run) for run in runs}
 
     def _observe(self, run: dg.DagsterRun) -> RunObservation:
+        if run.status is dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true":
+            # The instance's run retries start a new run for a run whose worker died: the
+            # export follows it rather than settling as failed (the new run writes the same key).
+            retries = self._instance.get_runs(
+                filters=dg.RunsFilter(tags={PARENT_RUN_ID_TAG: run.run_id}), limit=1
+            )
+            return self._observe(retries[0]) if retries else RunObservation(Status.running)
         status = _STATUS.get(run.status, Status.queued)
         if status is Status.complete:
             response = export_response(self._instance, run.run_id)
@@ -218,6 +227,7 @@ def build_export_service(settings: Any, instance: dg.DagsterInstance):
         monthly_quota=service_settings.monthly_quota,
         page_size=service_settings.page_size,
         sealing_keys=settings.delivery.sealing_keys(),
+        retention=timedelta(days=settings.retention.retention_days),
     )
 
     def close() -> None:

@@ -12,12 +12,13 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from export_pipeline.contract.envelope import unwrap
 from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.validation import validate_document
+from export_pipeline.destinations.host_tag import destination_host_tags
 from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.inbox.requests import split_notification
 from export_pipeline.notifications.messages import Notification, parse_notification
@@ -31,6 +32,7 @@ from export_pipeline.service.exports import (
     apply,
     decode_cursor,
     encode_cursor,
+    expires_at,
     resource,
 )
 from export_pipeline.service.limits import RateLimiter, month_start, quota_retry_after
@@ -109,6 +111,8 @@ class ExportService:
     rate_limit: tuple[int, float] = (120, 60.0)
     monthly_quota: int = 1000
     page_size: int = 50
+    retention: timedelta | None = None
+    """How long export files are kept (``EXPORT_RETENTION_DAYS``); ``None``: for ever."""
     sealing_keys: str | None = None
     """The deployment's sealing keys (``EXPORT_SEALING_KEY``): inline credentials are sealed
     with them before a request becomes run config."""
@@ -215,7 +219,8 @@ class ExportService:
                                      "message": f"{quota} exports per month are used up"},
                                {"Retry-After": str(wait)})
             self.state.insert(record)
-        tags = {TENANT_TAG: tenant.name, EXPORT_ID_TAG: export_id, CREATED_BY_TAG: caller.key_name}
+        tags = {TENANT_TAG: tenant.name, EXPORT_ID_TAG: export_id, CREATED_BY_TAG: caller.key_name,
+                **destination_host_tags(request.deliveries())}
         try:
             branding = tenant.branding.model_dump(exclude_defaults=True) if tenant.branding else None
             record.run_id = self.runs.launch(
@@ -309,10 +314,12 @@ class ExportService:
         return progress
 
     def _resource(self, record: ExportRecord, progress: dict | None = None) -> dict[str, Any]:
+        expiry = expires_at(record, self.retention)
+        expired = expiry is not None and self.clock() >= expiry
         url = None
-        if record.status is Status.complete:
+        if record.status is Status.complete and not expired:
             url = self.files.sign(record.bucket, record.key, self.url_ttl)
-        return resource(record, url, progress)
+        return resource(record, url, progress, expiry, expired)
 
     # -- DELETE --------------------------------------------------------------------------
 

@@ -53,6 +53,8 @@ class ExportResource(BaseModel):
     tags: list[str]
     format: Literal["csv", "xlsx", "pdf"]
     url: str | None = None
+    expires_at: str | None = None
+    expired: bool | None = None
     progress: Progress | None = None
 
 

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
@@ -74,10 +74,20 @@ def apply(record: ExportRecord, seen: RunObservation, now: datetime) -> bool:
     return True
 
 
+def expires_at(record: ExportRecord, retention: timedelta | None) -> datetime | None:
+    """When a complete export's file is gone: ``retention`` after the export was created. The
+    file was written after that, so its lifecycle rule or sweep deletes it no earlier: past
+    this instant the export is answered expired, never with a link that may already be dead."""
+    if retention is None or record.status is not Status.complete:
+        return None
+    return record.created + retention
+
+
 def resource(record: ExportRecord, url: str | None = None,
-             progress: dict[str, int | None] | None = None) -> dict[str, Any]:
-    """The JSON a caller sees. Counts and the URL only once complete, progress only while
-    running; the bucket, key and run stay inside the service."""
+             progress: dict[str, int | None] | None = None,
+             expiry: datetime | None = None, expired: bool = False) -> dict[str, Any]:
+    """The JSON a caller sees. Counts and the URL only once complete (no URL once expired),
+    progress only while running; the bucket, key and run stay inside the service."""
     complete = record.status is Status.complete
     body: dict[str, Any] = {
         "id": record.id,
@@ -92,8 +102,11 @@ def resource(record: ExportRecord, url: str | None = None,
         "total_bytes": record.total_bytes if complete else None,
         "tags": list(record.tags),
         "format": record.format,
-        "url": url if complete else None,
+        "url": url if complete and not expired else None,
     }
+    if complete and expiry is not None:
+        body["expires_at"] = iso(expiry)
+        body["expired"] = expired
     if record.status is Status.running:
         body["progress"] = progress
     return body

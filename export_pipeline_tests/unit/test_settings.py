@@ -95,6 +95,17 @@ EVERY_VARIABLE = [
     ("EXPORT_METRICS_DIMENSIONS", "age", "metric_store.dimensions", "age"),
     ("EXPORT_METRICS_STATEMENT_TIMEOUT", "30", "metric_store.statement_timeout", 30.0),
     ("EXPORT_METRICS_RETRIES", "5", "metric_store.retries", 5),
+    ("EXPORT_RETENTION_DAYS", "7", "retention.retention_days", 7),
+    ("EXPORT_RETENTION_SCHEDULE", "0 4 * * 1", "retention.retention_schedule", "0 4 * * 1"),
+    ("EXPORT_RETENTION_SWEEP", "running", "retention.retention_sweep", "running"),
+    ("EXPORT_MAX_CONCURRENT_RUNS", "25", "deployment.max_concurrent_runs", 25),
+    ("EXPORT_TENANT_CONCURRENT_RUNS", "3", "deployment.tenant_concurrent_runs", 3),
+    ("EXPORT_DESTINATION_HOST_CONCURRENT_RUNS", "1", "deployment.destination_host_concurrent_runs", 1),
+    ("EXPORT_RUN_START_TIMEOUT", "300", "deployment.run_start_timeout", 300),
+    ("EXPORT_RUN_MAX_RUNTIME", "0", "deployment.run_max_runtime", 0),
+    ("EXPORT_RUN_MONITOR_INTERVAL", "30", "deployment.run_monitor_interval", 30),
+    ("EXPORT_RUN_MAX_RESUME_ATTEMPTS", "1", "deployment.run_max_resume_attempts", 1),
+    ("EXPORT_RUN_RETRIES", "0", "deployment.run_retries", 0),
 ]
 
 

@@ -224,6 +224,9 @@ def test_inline_credentials_are_sealed_before_they_become_run_config(
     [request] = inbox.tick()
     password = request.run_config["destination"]["password"]
     assert is_sealed(password) and "hunter2-inline-secret" not in json.dumps(request.run_config)
+    # the queue's per-host limit counts it; the tag names the host, never a credential
+    assert request.tags["export_pipeline/destination_host"] == "sftp.example.com"
+    assert "hunter2-inline-secret" not in json.dumps(request.tags)
 
 
 def body_named(name: str) -> dict:

@@ -162,3 +162,69 @@ def test_the_code_location_has_the_hourly_sweep(monkeypatch, setting, status):
     assert schedule.cron_schedule == "0 * * * *"
     assert schedule.default_status == status
     assert schedule.job_name == "stale_upload_sweep_job"
+
+
+def test_the_retention_rule_joins_the_bucket_rules_scoped_to_the_export_prefix(s3_client, bucket):
+    cleanup.put_abort_rule(s3_client, bucket, "exports", 1)
+    cleanup.put_retention_rule(s3_client, bucket, "exports", 30)
+    cleanup.put_retention_rule(s3_client, bucket, "exports", 7)  # again: replaced
+    on_bucket = rules(s3_client, bucket)
+    assert set(on_bucket) == {"export-pipeline-abort-incomplete-uploads:exports",
+                              "export-pipeline-expire-exports:exports"}
+    ours = on_bucket["export-pipeline-expire-exports:exports"]
+    assert ours["Filter"] == {"Prefix": "exports/"} and ours["Status"] == "Enabled"
+    assert ours["Expiration"] == {"Days": 7}
+    assert on_bucket["export-pipeline-abort-incomplete-uploads:exports"][
+        "AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    with pytest.raises(ValueError, match="whole bucket|everything in the bucket"):
+        cleanup.put_retention_rule(s3_client, bucket, "", 30)
+    assert set(rules(s3_client, bucket)) == set(on_bucket)
+
+
+def _put(s3_client, bucket: str, key: str) -> datetime:
+    s3_client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    return s3_client.head_object(Bucket=bucket, Key=key)["LastModified"]
+
+
+def test_the_retention_sweep_deletes_only_old_files_under_the_export_prefix(s3_client, bucket):
+    written = _put(s3_client, bucket, "exports/tenants/acme/a.csv")
+    for key in ("exports/r1/b.csv", "elsewhere/c.csv", "exportsfoo/d.csv"):
+        _put(s3_client, bucket, key)
+    day = timedelta(days=1)
+    # 29 days on: nothing is 30 days old yet
+    assert cleanup.delete_expired_exports(s3_client, bucket, "exports", 30 * day, written + 29 * day) == []
+    deleted = cleanup.delete_expired_exports(s3_client, bucket, "exports", 30 * day, written + 31 * day)
+    assert sorted(deleted) == ["exports/r1/b.csv", "exports/tenants/acme/a.csv"]
+    assert sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]) == [
+        "elsewhere/c.csv", "exportsfoo/d.csv"]
+    with pytest.raises(ValueError, match="everything in the bucket"):
+        cleanup.delete_expired_exports(s3_client, bucket, "", 30 * day, written + 31 * day)
+
+
+def test_the_retention_command_and_the_sweep_schedule(s3_client, bucket, instance, monkeypatch):
+    done = cli("cleanup", "retention", "--days", "9")
+    assert done.returncode == 0, done.stderr
+    assert rules(s3_client, bucket)["export-pipeline-expire-exports:exports"]["Expiration"] == {"Days": 9}
+
+    from export_pipeline.orchestration.environment import export_resources
+    from export_pipeline.orchestration.upload_cleanup import retention_schedule
+    from export_pipeline.settings import RetentionSettings
+
+    monkeypatch.setenv("EXPORT_RETENTION_DAYS", "12")
+    schedule = retention_schedule(RetentionSettings())
+    assert schedule.cron_schedule == "30 3 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    with dg.build_schedule_context(instance=instance) as context:
+        run_config = schedule.evaluate_tick(context).run_requests[0].run_config
+    assert run_config["ops"]["delete_expired_exports"]["config"] == {"retention_days": 12}
+    _put(s3_client, bucket, "exports/r1/young.csv")
+    job = dg.Definitions(jobs=[schedule.job], schedules=[schedule],
+                         resources=export_resources()).resolve_job_def("export_retention_sweep_job")
+    swept = job.execute_in_process(run_config=run_config, instance=instance)
+    assert swept.success
+    assert [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]] == ["exports/r1/young.csv"]
+
+    swept_now = cli("cleanup", "retention", "--sweep")
+    assert swept_now.returncode == 0, swept_now.stderr
+    assert swept_now.stdout.strip().splitlines()[-1] == (
+        f"0 export file(s) under s3://{bucket}/exports/ older than 12 day(s) deleted")

@@ -157,3 +157,43 @@ def test_a_run_that_cannot_be_launched_is_503_and_leaves_no_export(setup):
         _create(service, callers["acme"])
     assert error.value.status == 503
     assert service.list(callers["acme"], {})["exports"] == []
+
+
+def test_a_run_with_deliveries_is_tagged_with_their_hosts_for_the_queues_per_host_limit(setup):
+    service, runs, _, callers, _ = setup
+    destinations = [
+        {"type": "SFTP", "server": "SFTP.Partner.example", "port": "22", "username": "u", "savedKey": "k"},
+        {"type": "aws"},
+    ]
+    _create(service, callers["acme"], {**SEED_BODY, "destinations": destinations})
+    _create(service, callers["acme"])
+    with_delivery, without = runs.launched
+    assert with_delivery.tags["export_pipeline/destination_host"] == "sftp.partner.example"
+    assert "export_pipeline/destination_host" not in without.tags
+
+
+def test_a_complete_export_past_its_retention_is_expired_with_no_url(setup):
+    service, runs, files, callers, clock = setup
+    service.retention = timedelta(days=30)
+    created = _create(service, callers["acme"])
+    runs.status["run-1"] = RunObservation(Status.complete, rows=30, bytes=506)
+    fresh = service.view(callers["acme"], created["id"])
+    assert fresh["url"] and fresh["expired"] is False
+    assert fresh["expires_at"] == "2026-06-30T23:00:00.000000Z"  # created 2026-05-31T23:00Z + 30 days
+    signed = files.signed
+
+    clock[0] = datetime(2026, 6, 30, 23, 0, tzinfo=timezone.utc)
+    expired = service.view(callers["acme"], created["id"])
+    assert expired["status"] == "complete" and expired["expired"] is True and expired["url"] is None
+    assert expired["number_of_rows"] == 30 and files.signed == signed  # nothing signed for a gone file
+    (listed,) = service.list(callers["acme"], {})["exports"]
+    assert listed["expired"] is True and listed["url"] is None
+
+
+def test_without_retention_or_before_completion_nothing_says_expired(setup):
+    service, runs, _, callers, _ = setup
+    created = _create(service, callers["acme"])
+    assert "expired" not in created and "expires_at" not in created
+    runs.status["run-1"] = RunObservation(Status.complete, rows=1, bytes=1)
+    viewed = service.view(callers["acme"], created["id"])
+    assert viewed["url"] and "expired" not in viewed
