@@ -411,10 +411,12 @@ def _cmd_instance_config(args: argparse.Namespace) -> int:
 
     from dagster._core.instance.config import dagster_instance_config
 
-    from export_pipeline.deployment import render_instance_config
+    from export_pipeline.deployment import combine_instance_configs, render_instance_config
     from export_pipeline.settings import DeploymentSettings
 
-    text = render_instance_config(Path(args.template).read_text(), DeploymentSettings.load())
+    settings = DeploymentSettings.load()
+    text = combine_instance_configs(
+        [render_instance_config(Path(template).read_text(), settings) for template in args.template])
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "dagster.yaml").write_text(text)
         dagster_instance_config(folder)
@@ -574,7 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
         "instance-config", help="write a deployment's dagster.yaml from its template "
         "(deploy/dagster.yaml), the EXPORT_* deployment settings filled in",
     )
-    instance.add_argument("template", help="the template, e.g. deploy/dagster.yaml")
+    instance.add_argument("template", nargs="+",
+                          help="the template, e.g. deploy/dagster.yaml; more templates add their "
+                          "sections (deploy/run-launcher-docker.yaml: a run launcher)")
     instance.add_argument("--output", default=None,
                           help="where to write it (default $DAGSTER_HOME/dagster.yaml; - prints it)")
     instance.set_defaults(handler=_cmd_instance_config, failure="instance-config failed")

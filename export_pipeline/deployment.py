@@ -4,11 +4,15 @@ Dagster reads ``{env: NAME}`` only in some fields (storage connections, the queu
 never with a default; run monitoring, run retries and the per-tag limits take plain numbers.
 So the template names settings as ``${EXPORT_…}`` and this fills them in from the settings,
 defaults included; what Dagster can read itself (the database password) stays ``{env: …}``.
+Further templates add sections to the base one (``deploy/run-launcher-docker.yaml`` adds a run
+launcher), so the base stays one file whichever launcher a deployment picks.
 """
 
 from __future__ import annotations
 
 import re
+
+import yaml
 
 from export_pipeline.settings import DeploymentSettings, env_name
 
@@ -29,3 +33,15 @@ def render_instance_config(template: str, settings: DeploymentSettings) -> str:
     if unknown:
         raise ValueError(f"not a deployment setting: {', '.join(unknown)}")
     return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def combine_instance_configs(texts: list[str]) -> str:
+    """Rendered templates joined into one file, each adding its own top-level sections; a
+    section two of them set is an error (YAML would keep the last one without a word)."""
+    seen: dict[str, int] = {}
+    for number, text in enumerate(texts, 1):
+        for section in yaml.safe_load(text) or {}:
+            if section in seen:
+                raise ValueError(f"section {section!r} is in template {seen[section]} and template {number}")
+            seen[section] = number
+    return "\n".join(text.rstrip("\n") + "\n" for text in texts)

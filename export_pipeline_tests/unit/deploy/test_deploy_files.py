@@ -11,6 +11,7 @@ from importlib import metadata
 
 import yaml
 
+from export_pipeline.deployment import render_instance_config
 from export_pipeline.orchestration.service_runs import DEFINITIONS_MODULE
 from export_pipeline.settings import SECTIONS, DeploymentSettings, env_name
 from export_pipeline_tests.unit.test_settings import REPO
@@ -103,14 +104,15 @@ def test_the_helm_values_make_the_project_the_user_deployment_with_the_settings_
         {"key": "export_pipeline/destination_host", "value": {"applyLimitPerUniqueValue": True},
          "limit": DEFAULTS["EXPORT_DESTINATION_HOST_CONCURRENT_RUNS"]},
     ]
-    assert daemon["runMonitoring"] == {
-        "enabled": True, "startTimeoutSeconds": DEFAULTS["EXPORT_RUN_START_TIMEOUT"],
-        "maxRuntimeSeconds": DEFAULTS["EXPORT_RUN_MAX_RUNTIME"],
-        "pollIntervalSeconds": DEFAULTS["EXPORT_RUN_MONITOR_INTERVAL"],
-        "maxResumeRunAttempts": DEFAULTS["EXPORT_RUN_MAX_RESUME_ATTEMPTS"],
-    }
-    assert daemon["runRetries"] == {"enabled": True, "maxRetries": DEFAULTS["EXPORT_RUN_RETRIES"],
-                                    "retryOnAssetOrOpFailure": False}
+    # the chart's own blocks are off: the sections go into dagster.yaml whole, as the
+    # template renders them with the settings' defaults
+    assert daemon["runMonitoring"] == {"enabled": False} and daemon["runRetries"] == {"enabled": False}
+    rendered = yaml.safe_load(render_instance_config((DEPLOY / "dagster.yaml").read_text(), DeploymentSettings()))
+    extra = values["additionalInstanceConfig"]
+    assert set(extra) == {"run_monitoring", "run_retries"}
+    for section in extra:
+        assert extra[section] == rendered[section], section
+    assert values["postgresql"]["postgresqlScheme"] == rendered["storage"]["postgres"]["postgres_db"]["scheme"]
 
 
 def test_the_code_location_has_one_name_where_the_api_the_code_server_and_the_workspace_meet():
@@ -121,3 +123,138 @@ def test_the_code_location_has_one_name_where_the_api_the_code_server_and_the_wo
     assert command[command.index("-m") + 1] == DEFINITIONS_MODULE
     assert command[command.index("--location-name") + 1] == server["location_name"] == DEFINITIONS_MODULE
     assert (server["host"], server["port"]) == ("code-server", int(command[command.index("-p") + 1]))
+
+
+# The keys of Dagster's Helm chart (its values schema: helm/dagster/schema in the dagster
+# repository, the pydantic models the chart's values.schema.json is generated from) at each
+# place this deployment's values set keys. Most of these models forbid other keys, and where
+# one does not, the chart's templates read only these: a misspelt key would be dropped.
+CHART_KEYS = {
+    "": {"dagsterWebserver", "dagster-user-deployments", "postgresql", "generatePostgresqlPasswordSecret",
+         "generateCeleryConfigSecret", "rabbitmq", "redis", "flower", "ingress", "imagePullSecrets",
+         "computeLogManager", "scheduler", "runLauncher", "pythonLogs", "dagsterDaemon", "busybox",
+         "migrate", "telemetry", "serviceAccount", "global", "retention", "additionalInstanceConfig"},
+    "dagster-user-deployments": {"enabled", "enableSubchart", "imagePullSecrets", "deployments"},
+    "dagster-user-deployments.deployments[]": {
+        "name", "image", "dagsterApiGrpcArgs", "codeServerArgs", "includeConfigInLaunchedRuns", "port",
+        "env", "envConfigMaps", "envSecrets", "annotations", "nodeSelector", "affinity", "tolerations",
+        "podSecurityContext", "securityContext", "resources", "livenessProbe", "readinessProbe",
+        "startupProbe", "labels", "volumeMounts", "volumes", "schedulerName"},
+    "dagster-user-deployments.deployments[].image": {"repository", "tag", "pullPolicy"},
+    "dagster-user-deployments.deployments[].includeConfigInLaunchedRuns": {"enabled"},
+    "dagster-user-deployments.deployments[].env[]": {"name", "value", "valueFrom"},
+    "dagster-user-deployments.deployments[].envSecrets[]": {"name", "optional"},
+    "runLauncher": {"type", "config"},
+    "runLauncher.config": {"celeryK8sRunLauncher", "k8sRunLauncher", "customRunLauncher"},
+    "runLauncher.config.k8sRunLauncher": {
+        "image", "imagePullPolicy", "jobNamespace", "loadInclusterConfig", "kubeconfigFile",
+        "envConfigMaps", "envSecrets", "envVars", "volumeMounts", "volumes", "labels",
+        "failPodOnRunFailure", "resources", "schedulerName", "securityContext", "runK8sConfig"},
+    "runLauncher.config.k8sRunLauncher.envSecrets[]": {"name", "optional"},
+    "runLauncher.config.k8sRunLauncher.runK8sConfig": {
+        "containerConfig", "podSpecConfig", "podTemplateSpecMetadata", "jobSpecConfig", "jobMetadata"},
+    "postgresql": {"image", "enabled", "postgresqlHost", "postgresqlUsername", "postgresqlPassword",
+                   "postgresqlDatabase", "postgresqlParams", "postgresqlScheme", "service"},
+    "postgresql.service": {"port"},
+    "dagsterDaemon": {
+        "enabled", "image", "runCoordinator", "heartbeatTolerance", "env", "envConfigMaps", "envSecrets",
+        "deploymentLabels", "labels", "nodeSelector", "affinity", "tolerations", "podSecurityContext",
+        "securityContext", "resources", "checkDbReadyInitContainer", "livenessProbe", "readinessProbe",
+        "startupProbe", "annotations", "runMonitoring", "runRetries", "sensors", "schedules", "backfills",
+        "schedulerName", "logFormat", "volumeMounts", "volumes", "initContainerResources",
+        "extraContainers", "extraPrependedInitContainers"},
+    "dagsterDaemon.runCoordinator": {"enabled", "type", "config"},
+    "dagsterDaemon.runCoordinator.config": {"queuedRunCoordinator", "customRunCoordinator"},
+    "dagsterDaemon.runCoordinator.config.queuedRunCoordinator": {
+        "maxConcurrentRuns", "tagConcurrencyLimits", "dequeueIntervalSeconds", "dequeueNumWorkers",
+        "dequeueUseThreads", "blockOpConcurrencyLimitedRuns"},
+    "dagsterDaemon.runCoordinator.config.queuedRunCoordinator.tagConcurrencyLimits[]": {"key", "value", "limit"},
+    "dagsterDaemon.runCoordinator.config.queuedRunCoordinator.tagConcurrencyLimits[].value": {
+        "applyLimitPerUniqueValue"},
+    "dagsterDaemon.runMonitoring": {"enabled", "startTimeoutSeconds", "cancelTimeoutSeconds",
+                                    "maxResumeRunAttempts", "pollIntervalSeconds",
+                                    "freeSlotsAfterRunEndSeconds"},
+    "dagsterDaemon.runRetries": {"enabled", "maxRetries", "retryOnAssetOrOpFailure"},
+    "telemetry": {"enabled"},
+}
+# what the chart's schema requires of an entry of a list, which replaces the chart's default list
+CHART_REQUIRED = {
+    "dagster-user-deployments.deployments[]": {"name", "image", "port"},
+    "dagster-user-deployments.deployments[].image": {"repository", "tag", "pullPolicy"},
+    "dagsterDaemon.runCoordinator.config.queuedRunCoordinator.tagConcurrencyLimits[]": {"key", "limit"},
+}
+
+
+def _mappings(value, path: str = ""):
+    """Every mapping in ``value`` with its path (``a.b[].c``), additionalInstanceConfig aside
+    (it is Dagster's own instance config, checked against Dagster's schema)."""
+    if isinstance(value, dict):
+        yield path, value
+        for key, child in value.items():
+            if path == "" and key == "additionalInstanceConfig":
+                continue
+            yield from _mappings(child, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for child in value:
+            yield from _mappings(child, f"{path}[]")
+
+
+def test_the_helm_values_use_only_keys_of_dagsters_chart_and_give_each_list_entry_what_it_requires():
+    values = _load("helm/values.yaml")
+    checked = set()
+    for path, mapping in _mappings(values):
+        if path in CHART_KEYS:
+            assert set(mapping) <= CHART_KEYS[path], (path, set(mapping) - CHART_KEYS[path])
+            checked.add(path)
+        if path in CHART_REQUIRED:
+            assert CHART_REQUIRED[path] <= set(mapping), (path, CHART_REQUIRED[path] - set(mapping))
+        # below these the chart passes Kubernetes objects or Dagster config on unread
+        assert path in CHART_KEYS or path.split(".")[-1] in {"resources", "requests", "limits", "containerConfig"}, path
+    assert checked == {p for p, _ in _mappings(values)} & set(CHART_KEYS)
+    args = values["dagster-user-deployments"]["deployments"][0]["dagsterApiGrpcArgs"]
+    assert all(isinstance(a, str) for a in args)
+
+
+def test_the_helm_instance_sections_are_ones_dagster_accepts(tmp_path):
+    from dagster._core.instance.config import dagster_instance_config
+
+    extra = _load("helm/values.yaml")["additionalInstanceConfig"]
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(extra))
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["run_retries"]["retry_on_asset_or_op_failure"] is False
+    assert config["run_monitoring"]["max_runtime_seconds"] == DEFAULTS["EXPORT_RUN_MAX_RUNTIME"]
+
+
+# The service keys of the Compose specification that these files use.
+COMPOSE_SERVICE_KEYS = {"image", "build", "command", "entrypoint", "environment", "volumes", "ports",
+                        "depends_on", "restart", "healthcheck", "container_name", "group_add"}
+LAUNCHER_OVERRIDE = _load("docker-compose.docker-launcher.yaml")
+LAUNCHER = _load("run-launcher-docker.yaml")["run_launcher"]
+
+
+def test_the_compose_files_use_only_compose_service_keys():
+    for services in (COMPOSE["services"], LAUNCHER_OVERRIDE["services"]):
+        for name, service in services.items():
+            assert set(service) <= COMPOSE_SERVICE_KEYS, (name, set(service) - COMPOSE_SERVICE_KEYS)
+
+
+def test_the_docker_launcher_override_gives_the_runs_a_container_with_the_code_servers_image_mounts_and_settings():
+    override = LAUNCHER_OVERRIDE["services"]
+    assert set(override) <= set(COMPOSE["services"])
+    assert override["instance-config"]["command"] == [
+        "export-pipeline", "instance-config", "deploy/dagster.yaml", "deploy/run-launcher-docker.yaml"]
+    assert (LAUNCHER["module"], LAUNCHER["class"]) == ("dagster_docker", "DockerRunLauncher")
+    config = LAUNCHER["config"]
+    # each run starts from the image the code server runs, on the Compose network, with its mounts
+    assert config["image"] == OURS["code-server"]["image"] == override["code-server"]["environment"][
+        "DAGSTER_CURRENT_IMAGE"]
+    assert config["network"] == LAUNCHER_OVERRIDE["networks"]["default"]["name"]
+    assert config["container_kwargs"]["volumes_from"] == [override["code-server"]["container_name"]]
+    # the processes that start (daemon) and stop (webserver, API) runs reach Docker
+    for name in ("daemon", "webserver", "api"):
+        assert override[name]["volumes"] == ["/var/run/docker.sock:/var/run/docker.sock"], name
+        assert override[name]["group_add"], name
+    assert "docker.sock" not in str(override.get("code-server"))
+    # a run sees every variable the code server has, but the queue's and monitor's numbers
+    environment = OURS["code-server"]["environment"]
+    assert set(config["env_vars"]) == set(environment) - set(DEFAULTS)

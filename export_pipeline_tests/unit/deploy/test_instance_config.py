@@ -84,3 +84,33 @@ def test_dagster_itself_refuses_a_template_left_unrendered(tmp_path):
     environment, so the placeholder reaches its schema as a string."""
     with pytest.raises(DagsterInvalidConfigError):
         _checked(TEMPLATE.read_text(), tmp_path)
+
+
+LAUNCHER = REPO / "deploy" / "run-launcher-docker.yaml"
+
+
+def test_the_docker_launcher_template_adds_a_launcher_dagster_docker_itself_accepts(tmp_path):
+    from dagster._serdes.config_class import ConfigurableClassData
+    from dagster_docker import DockerRunLauncher
+
+    output = tmp_path / "dagster.yaml"
+    assert main(["instance-config", str(TEMPLATE), str(LAUNCHER), "--output", str(output)]) == 0
+    config = _checked(output.read_text(), tmp_path)
+    (tmp_path / "base").mkdir()
+    base = _checked(render_instance_config(TEMPLATE.read_text(), DeploymentSettings()), tmp_path / "base")
+    assert {k: v for k, v in config.items() if k != "run_launcher"} == base
+    section = config["run_launcher"]
+    # dagster-docker's own schema and checks, as the daemon runs them when it loads the instance
+    launcher = ConfigurableClassData(section["module"], section["class"],
+                                     yaml.safe_dump(section["config"])).rehydrate(DockerRunLauncher)
+    assert isinstance(launcher, DockerRunLauncher)
+    assert launcher.networks == ["export-pipeline"] and launcher.image == "export-pipeline:0.1.0"
+    assert "DAGSTER_PG_PASSWORD" in launcher.env_vars
+    assert launcher.container_kwargs == {"volumes_from": ["export-pipeline-code-server"]}
+
+
+def test_a_section_two_templates_set_stops_instance_config_and_writes_nothing(tmp_path, capsys):
+    output = tmp_path / "dagster.yaml"
+    assert main(["instance-config", str(TEMPLATE), str(TEMPLATE), "--output", str(output)]) == 1
+    assert "section 'storage' is in template 1 and template 2" in capsys.readouterr().err
+    assert not output.exists()
