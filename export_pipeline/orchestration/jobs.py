@@ -73,6 +73,11 @@ def export_graph():
     export_steps(*plan_export())
 
 
+# A run retried after its worker died (run_retries in a deployment's dagster.yaml) runs every
+# step again: the frames between steps live in memory, so a retry from the failed step would
+# find none of the earlier steps' outputs and fail before it starts.
+RETRY_ALL_STEPS = {"dagster/retry_strategy": "ALL_STEPS"}
+
 export_job = export_graph.to_job(
     name="export_job",
     config=dg.ConfigMapping(
@@ -86,5 +91,5 @@ export_job = export_graph.to_job(
     executor_def=dg.in_process_executor,
     description="Export metric requests to a file (CSV, XLSX or a PDF report) in the export "
     "bucket, with a signed URL, and deliver it to the request's destinations.",
-    tags={"export_pipeline/kind": "export"},
+    tags={"export_pipeline/kind": "export", **RETRY_ALL_STEPS},
 )

@@ -25,7 +25,7 @@ from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import ModuleTarget
 
-from export_pipeline.orchestration.jobs import export_graph, request_run_config
+from export_pipeline.orchestration.jobs import RETRY_ALL_STEPS, export_graph, request_run_config
 from export_pipeline.orchestration.run_outcomes import (
     NAME_TAG,
     NOTIFICATION_TAG,
@@ -74,7 +74,7 @@ api_export_job = export_graph.to_job(
     executor_def=dg.in_process_executor,
     description="An export requested through the export service API (POST /v1/exports); "
     "tagged with its tenant and export id.",
-    tags={"export_pipeline/kind": "api"},
+    tags={"export_pipeline/kind": "api", **RETRY_ALL_STEPS},
 )
 
 
