@@ -133,6 +133,11 @@ class DagsterExportRuns:
         return {run.run_id: self._observe(run) for run in runs}
 
     def _observe(self, run: dg.DagsterRun) -> RunObservation:
+        if (run.status is dg.DagsterRunStatus.FAILURE and WILL_RETRY_TAG not in run.tags
+                and self._instance.run_retries_enabled):
+            # The instance tags a failed run with whether it will be retried just after storing
+            # its failure: until then the export is not settled (failed is final for the API).
+            return RunObservation(Status.running)
         if run.status is dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true":
             # The instance's run retries start a new run for a run whose worker died: the
             # export follows it rather than settling as failed (the new run writes the same key).
