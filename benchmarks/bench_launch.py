@@ -79,7 +79,8 @@ def _milestones(instance, run_id: str, origin: float) -> dict[str, float]:
         event = entry.dagster_event
         if event is None or event.event_type not in names:
             continue
-        if event.event_type is DagsterEventType.ENGINE_EVENT and "Started process" not in (entry.user_message or ""):
+        if event.event_type is DagsterEventType.ENGINE_EVENT and "Started process" not in (
+                (entry.user_message or "") + (event.message or "")):
             continue
         found.setdefault(names[event.event_type], entry.timestamp - origin)
     return found

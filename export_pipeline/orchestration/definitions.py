@@ -9,7 +9,14 @@ file; Dagster calls it when it loads the code location. The settings: ``export_p
 
 from __future__ import annotations
 
+import gc
+
 import dagster as dg
+
+# Each launched run is a new process that imports Dagster, then this module; the objects the
+# imports make live as long as the process, and every full garbage collection would walk
+# them all again. Frozen, the collector skips them (the CLI does the same, ``cli.py``).
+gc.freeze()
 
 from export_pipeline.orchestration.environment import export_resources, from_settings
 from export_pipeline.orchestration.inbox_sensors import RequestInbox, build_inbox_sensor, build_result_sensors
@@ -92,4 +99,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions()
+    definitions = build_definitions()
+    gc.freeze()  # what this module's imports and the definitions made, as above
+    return definitions
