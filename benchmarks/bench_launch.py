@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from export_pipeline.demo.store import build_demo_store
 from export_pipeline.service.api import EXPORT_ID_TAG
-from export_pipeline.service.tenants import key_hash, new_key
-from export_pipeline_tests.support.helpers import free_port, wait_for_http
+from export_pipeline_tests.support.helpers import free_port, start_moto_server, wait_for_http
+from export_pipeline_tests.support.service import service_environment, tenants_yaml
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                "AWS_DEFAULT_REGION": "us-east-1"}
@@ -110,33 +110,24 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-launch-") as tmp:
         work = Path(tmp)
         try:
-            port = free_port()
-            s3 = f"http://127.0.0.1:{port}"
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            wait_for_http(f"{s3}/moto-api/", processes[-1], 120, "moto server")
+            moto, s3 = start_moto_server()
+            processes.append(moto)
             s3_client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1",
                                      aws_access_key_id="bench", aws_secret_access_key="bench")
             s3_client.create_bucket(Bucket="bench")
             store = build_demo_store(work / "store")
             home = work / "dagster_home"
-            home.mkdir()
-            if args.dagster_yaml:
-                (home / "dagster.yaml").write_text(args.dagster_yaml.read_text())
             request_file = work / "seed.json"
             request_file.write_text(json.dumps(seed))
-            key = new_key()
-            (work / "tenants.yaml").write_text(json.dumps({"tenants": [{
-                "name": "bench", "monthly_quota": 100_000,
-                "rate_limit": {"requests": 1_000_000, "per_seconds": 1},
-                "keys": [{"name": "bench", "sha256": key_hash(key)}]}]}))
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EXPORT_", "DAGSTER_"))}
-            env.update(CREDENTIALS, PYTHONPATH=str(ROOT), DAGSTER_HOME=str(home),
-                       EXPORT_TENANTS_FILE=str(work / "tenants.yaml"), EXPORT_BUCKET="bench",
-                       EXPORT_METRICS_PATH=str(store), AWS_ENDPOINT_URL_S3=s3,
-                       EXPORT_SENSOR_INTERVAL_SECONDS="1",
-                       AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+            keys: dict[str, str] = {}
+            (work / "tenants.yaml").write_text(tenants_yaml({"bench": {
+                "monthly_quota": 100_000, "rate_limit": {"requests": 1_000_000, "per_seconds": 1}}}, keys))
+            key = keys["bench"]
+            env = service_environment(home, work / "tenants.yaml", "bench", store, s3, CREDENTIALS)
+            (home / "dagster.yaml").unlink()  # written below: the given file, or the CLI's
+            if args.dagster_yaml:
+                (home / "dagster.yaml").write_text(args.dagster_yaml.read_text())
+            env["EXPORT_SENSOR_INTERVAL_SECONDS"] = "1"
             # the CLI's first run writes the home's dagster.yaml when there is none, as for a user
             first = subprocess.run([sys.executable, "-m", "export_pipeline", "run", str(request_file)],
                                    env=env, cwd=str(ROOT), capture_output=True, text=True)
