@@ -102,6 +102,9 @@ def main() -> int:
     parser.add_argument("--dagster-yaml", type=Path, help="the instance file (default: the CLI's local one)")
     parser.add_argument("--no-api", action="store_true", help="leave out export-pipeline serve")
     parser.add_argument("--no-inbox", action="store_true", help="leave out the inbox")
+    parser.add_argument("--sensor-interval", default="5",
+                        help="EXPORT_SENSOR_INTERVAL_SECONDS (default 5; the product's is 30): every "
+                        "sensor ticks this often, and its ticks compete with the runs for the CPU")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args()
     paths = [p for p in PATHS if not (p == "api" and args.no_api) and not (p == "inbox" and args.no_inbox)]
@@ -127,7 +130,7 @@ def main() -> int:
             (home / "dagster.yaml").unlink()  # written below: the given file, or the CLI's
             if args.dagster_yaml:
                 (home / "dagster.yaml").write_text(args.dagster_yaml.read_text())
-            env["EXPORT_SENSOR_INTERVAL_SECONDS"] = "1"
+            env["EXPORT_SENSOR_INTERVAL_SECONDS"] = args.sensor_interval
             # the CLI's first run writes the home's dagster.yaml when there is none, as for a user
             first = subprocess.run([sys.executable, "-m", "export_pipeline", "run", str(request_file)],
                                    env=env, cwd=str(ROOT), capture_output=True, text=True)
