@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,10 +50,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         work = Path(tmp)
         try:
-            moto, s3 = start_moto_server()
+            moto, s3 = start_moto_server("bench")
             processes.append(moto)
-            boto3.client("s3", endpoint_url=s3, region_name="us-east-1",
-                         aws_access_key_id="bench", aws_secret_access_key="bench").create_bucket(Bucket="bench")
             store = build_demo_store(work / "store")
             keys: dict[str, str] = {}
             (work / "tenants.yaml").write_text(tenants_yaml({"bench": {

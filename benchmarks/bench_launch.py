@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from export_pipeline.demo.store import build_demo_store
 from export_pipeline.service.api import EXPORT_ID_TAG
 from export_pipeline_tests.support.helpers import free_port, start_moto_server, wait_for_http
+from export_pipeline_tests.support.requests import SEED_ENVELOPE
 from export_pipeline_tests.support.service import service_environment, tenants_yaml
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
@@ -108,16 +109,15 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args()
     paths = [p for p in PATHS if not (p == "api" and args.no_api) and not (p == "inbox" and args.no_inbox)]
-    seed = json.loads((ROOT / "export_pipeline" / "examples" / "seed_000_request.json").read_text())
+    seed = SEED_ENVELOPE
     processes: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="bench-launch-") as tmp:
         work = Path(tmp)
         try:
-            moto, s3 = start_moto_server()
+            moto, s3 = start_moto_server("bench")
             processes.append(moto)
             s3_client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1",
                                      aws_access_key_id="bench", aws_secret_access_key="bench")
-            s3_client.create_bucket(Bucket="bench")
             store = build_demo_store(work / "store")
             home = work / "dagster_home"
             request_file = work / "seed.json"

@@ -56,9 +56,9 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float, what: str
             time.sleep(0.1)
 
 
-def start_moto_server(timeout: float = 120) -> tuple[subprocess.Popen, str]:
-    """moto's S3 server in its own process on a free loopback port: the process (terminate it
-    when done) and its endpoint, once it answers."""
+def start_moto_server(bucket: str | None = None, timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """moto's S3 server in its own process on a free loopback port, with ``bucket`` created:
+    the process (terminate it when done) and its endpoint, once it answers."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -66,6 +66,11 @@ def start_moto_server(timeout: float = 120) -> tuple[subprocess.Popen, str]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     wait_for_http(f"{endpoint}/moto-api/", process, timeout, "moto server")
+    if bucket:
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="moto",
+                     aws_secret_access_key="moto").create_bucket(Bucket=bucket)
     return process, endpoint
 
 
