@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -23,15 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from export_pipeline.demo.store import build_demo_store  # noqa: E402
-from export_pipeline.service.tenants import key_hash, new_key  # noqa: E402
-from export_pipeline_tests.support.helpers import free_port, wait_for_http  # noqa: E402
+from export_pipeline_tests.support.helpers import free_port, start_moto_server, wait_for_http  # noqa: E402
+from export_pipeline_tests.support.service import service_environment, tenants_yaml  # noqa: E402
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                "AWS_DEFAULT_REGION": "us-east-1"}
@@ -52,28 +50,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         work = Path(tmp)
         try:
-            port = free_port()
-            s3 = f"http://127.0.0.1:{port}"
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            wait_for_http(f"{s3}/moto-api/", processes[-1], 120, "moto server")
-            boto3.client("s3", endpoint_url=s3, region_name="us-east-1",
-                         aws_access_key_id="bench", aws_secret_access_key="bench").create_bucket(Bucket="bench")
+            moto, s3 = start_moto_server("bench")
+            processes.append(moto)
             store = build_demo_store(work / "store")
-            home = work / "dagster_home"
-            home.mkdir()
-            (home / "dagster.yaml").write_text(DAGSTER_YAML)
-            key = new_key()
-            (work / "tenants.yaml").write_text(json.dumps({"tenants": [{
-                "name": "bench", "monthly_quota": 100_000,
-                "rate_limit": {"requests": 1_000_000, "per_seconds": 1},
-                "keys": [{"name": "bench", "sha256": key_hash(key)}]}]}))
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EXPORT_", "DAGSTER_"))}
-            env.update(CREDENTIALS, PYTHONPATH=str(ROOT), DAGSTER_HOME=str(home),
-                       EXPORT_TENANTS_FILE=str(work / "tenants.yaml"), EXPORT_BUCKET="bench",
-                       EXPORT_METRICS_PATH=str(store), AWS_ENDPOINT_URL_S3=s3,
-                       AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+            keys: dict[str, str] = {}
+            (work / "tenants.yaml").write_text(tenants_yaml({"bench": {
+                "monthly_quota": 100_000, "rate_limit": {"requests": 1_000_000, "per_seconds": 1}}}, keys))
+            key = keys["bench"]
+            env = service_environment(work / "dagster_home", work / "tenants.yaml", "bench", store, s3,
+                                      CREDENTIALS, dagster_yaml=DAGSTER_YAML)
             api_port = free_port()
             api = f"http://127.0.0.1:{api_port}"
             processes.append(subprocess.Popen(

@@ -38,12 +38,10 @@ def _validate(document: Any, source: Any = None):
     return validate_document(document, (source or _metric_source()).schema())
 
 
-INSTANCE_CONFIG = """\
-# Dagster instance settings (storage, run launcher, telemetry, code server time limits...).
-# Nothing set: runs, event logs and compute logs are kept in this folder, Dagster's default.
-# export-pipeline wrote this file on its first run with DAGSTER_HOME here, as Dagster asks
-# when the file is missing.
-"""
+# The dagster.yaml for one machine: Dagster's storage defaults, runs launched promptly.
+INSTANCE_CONFIG = (
+    resources.files("export_pipeline.orchestration").joinpath("local_instance.yaml").read_text("utf-8")
+)
 
 
 def _instance():
@@ -58,7 +56,7 @@ def _instance():
 
 def _ensure_instance_config(home: str) -> None:
     """Dagster warns on every start that a ``DAGSTER_HOME`` without ``dagster.yaml`` means
-    its defaults, and asks for the file: write it once, with those defaults."""
+    its defaults, and asks for the file: write it once, with the local defaults."""
     with contextlib.suppress(OSError):  # there already, or a read-only home
         with open(os.path.join(home, "dagster.yaml"), "x", encoding="utf-8") as config:
             config.write(INSTANCE_CONFIG)
@@ -404,7 +402,8 @@ def _cmd_cleanup_uploads(args: argparse.Namespace) -> int:
 
 
 def _cmd_instance_config(args: argparse.Namespace) -> int:
-    """Write the deployment's ``dagster.yaml`` from its template, checked against Dagster's own
+    """Write the deployment's ``dagster.yaml`` from its template (without one, the local
+    defaults the CLI writes into a fresh ``DAGSTER_HOME``), checked against Dagster's own
     instance schema first, so a bad value stops here rather than every Dagster process."""
     import tempfile
     from pathlib import Path
@@ -415,8 +414,9 @@ def _cmd_instance_config(args: argparse.Namespace) -> int:
     from export_pipeline.settings import DeploymentSettings
 
     settings = DeploymentSettings.load()
+    templates = [Path(template).read_text() for template in args.template] or [INSTANCE_CONFIG]
     text = combine_instance_configs(
-        [render_instance_config(Path(template).read_text(), settings) for template in args.template])
+        [render_instance_config(template, settings) for template in templates])
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "dagster.yaml").write_text(text)
         dagster_instance_config(folder)
@@ -574,11 +574,13 @@ def build_parser() -> argparse.ArgumentParser:
     retention.set_defaults(handler=_cmd_cleanup_retention, failure="cleanup failed")
     instance = commands.add_parser(
         "instance-config", help="write a deployment's dagster.yaml from its template "
-        "(deploy/dagster.yaml), the EXPORT_* deployment settings filled in",
+        "(deploy/dagster.yaml), the EXPORT_* deployment settings filled in; without one, "
+        "the local defaults",
     )
-    instance.add_argument("template", nargs="+",
+    instance.add_argument("template", nargs="*",
                           help="the template, e.g. deploy/dagster.yaml; more templates add their "
-                          "sections (deploy/run-launcher-docker.yaml: a run launcher)")
+                          "sections (deploy/run-launcher-docker.yaml: a run launcher); none: "
+                          "the local defaults")
     instance.add_argument("--output", default=None,
                           help="where to write it (default $DAGSTER_HOME/dagster.yaml; - prints it)")
     instance.set_defaults(handler=_cmd_instance_config, failure="instance-config failed")

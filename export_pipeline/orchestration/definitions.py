@@ -9,13 +9,20 @@ file; Dagster calls it when it loads the code location. The settings: ``export_p
 
 from __future__ import annotations
 
+import gc
+
 import dagster as dg
-from dagster_aws.s3 import S3Resource
+
+# Each launched run is a new process that imports Dagster, then this module; the objects the
+# imports make live as long as the process, and every full garbage collection would walk
+# them all again. Frozen, the collector skips them (the CLI does the same, ``cli.py``).
+gc.freeze()
 
 from export_pipeline.orchestration.environment import export_resources, from_settings
 from export_pipeline.orchestration.inbox_sensors import RequestInbox, build_inbox_sensor, build_result_sensors
 from export_pipeline.orchestration.jobs import export_job
 from export_pipeline.orchestration.notification_sensors import Notifier, build_notification_sensors
+from export_pipeline.orchestration.resources import S3Connection
 from export_pipeline.orchestration.saved_export_jobs import saved_export_definitions
 from export_pipeline.orchestration.service_runs import api_export_job
 from export_pipeline.orchestration.upload_cleanup import (
@@ -49,7 +56,7 @@ def inbox_and_saved_exports(settings: Settings) -> tuple[list, list, list, list,
     ]
     resources = {
         "request_inbox": RequestInbox(
-            s3=S3Resource(),
+            s3=S3Connection(),
             bucket=(
                 from_settings(inbox, "inbox_bucket") if inbox.inbox_bucket
                 else from_settings(settings.bucket, "bucket", required=True)
@@ -92,4 +99,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions()
+    definitions = build_definitions()
+    gc.freeze()  # what this module's imports and the definitions made, as above
+    return definitions

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
@@ -26,6 +25,7 @@ from export_pipeline.orchestration.resources import (
     MetricSourceResource,
     ParquetMetricStore,
     ReportBranding,
+    S3Connection,
     SqlMetricStore,
 )
 from export_pipeline.settings import Settings, env_name, get_settings, is_set
@@ -87,7 +87,7 @@ def export_resources(settings: Settings | None = None) -> dict[str, Any]:
     return {
         "metric_source": metric_source_resource(settings),
         "export_storage": ExportStorage(
-            s3=S3Resource(),
+            s3=S3Connection(),
             bucket=from_settings(bucket, "bucket", required=True),
             prefix=from_settings(bucket, "prefix"),
             url_ttl_seconds=from_settings(bucket, "url_ttl"),

@@ -10,7 +10,6 @@ from typing import Any
 
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
-from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from export_pipeline.inbox import requests as inbox
@@ -18,7 +17,7 @@ from export_pipeline.destinations.host_tag import destination_host_tags
 from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.notifications.messages import parse_notification
 from export_pipeline.orchestration.jobs import export_job, request_run_config
-from export_pipeline.orchestration.resources import MetricSourceResource, s3_field
+from export_pipeline.orchestration.resources import MetricSourceResource, S3Connection, s3_field
 from export_pipeline.orchestration.run_outcomes import (
     NAME_TAG,
     NOTIFICATION_TAG,
@@ -40,7 +39,7 @@ RUN_KEY_TAG = "dagster/run_key"
 class RequestInbox(dg.ConfigurableResource):
     """Where clients drop request files and find their results."""
 
-    s3: dg.ResourceDependency[S3Resource] = s3_field()
+    s3: dg.ResourceDependency[S3Connection] = s3_field()
     bucket: str = resource_field(InboxSettings, "inbox_bucket", required=True)
     prefix: str = resource_field(InboxSettings, "inbox_prefix")
     results_prefix: str = resource_field(InboxSettings, "results_prefix")

@@ -8,13 +8,13 @@ local server work alike.
 """
 
 
+import threading
 from abc import ABC, abstractmethod
 from typing import Any, Optional
 
 import boto3
 import dagster as dg
 from botocore.config import Config
-from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from export_pipeline.destinations.host_policy import HostPolicy
@@ -33,8 +33,51 @@ from export_pipeline.settings import (
 )
 
 
+_SESSION_LOCK = threading.Lock()
+
+
+class S3Connection(dg.ConfigurableResource):
+    """How boto3 reaches S3. Left unset, every field is boto3's own configuration
+    (``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``, ``AWS_PROFILE``, the credentials chain).
+
+    The fields and retry behaviour of dagster-aws's ``S3Resource``, without importing
+    dagster-aws: its package loads every AWS integration it ships, which was half of what
+    loading the code location cost a code server and each run's process."""
+
+    region_name: Optional[str] = Field(None, description="region; unset: boto3's")
+    endpoint_url: Optional[str] = Field(None, description="S3 endpoint; unset: boto3's (AWS or `AWS_ENDPOINT_URL_S3`)")
+    profile_name: Optional[str] = Field(None, description="AWS profile; unset: boto3's")
+    max_attempts: int = Field(5, description="attempts per request, the first included (boto3's standard retries)")
+    use_ssl: bool = Field(True, description="whether to use HTTPS")
+    verify: Optional[bool] = Field(None, description="whether to verify TLS certificates; unset: verify")
+    aws_access_key_id: Optional[str] = Field(None, description="access key id; unset: the credentials chain")
+    aws_secret_access_key: Optional[str] = Field(None, description="secret access key; unset: the credentials chain")
+    aws_session_token: Optional[str] = Field(None, description="session token; unset: the credentials chain")
+
+    _session: Any = PrivateAttr(default=None)
+
+    def get_client(self, config: Optional[Config] = None) -> Any:
+        """An S3 client: standard retries, ``max_attempts`` of them, merged with ``config``.
+        Clients of one resource share its boto3 session, which loads S3's service model once."""
+        settings = Config(retries={"max_attempts": self.max_attempts, "mode": "standard"})
+        with _SESSION_LOCK:  # a boto3 session is not thread-safe
+            if self._session is None:
+                self._session = boto3.session.Session(profile_name=self.profile_name)
+            return self._session.client(
+                "s3",
+                region_name=self.region_name,
+                endpoint_url=self.endpoint_url,
+                use_ssl=self.use_ssl,
+                verify=self.verify,
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+                aws_session_token=self.aws_session_token,
+                config=settings.merge(config) if config else settings,
+            )
+
+
 def s3_field() -> Any:
-    return Field(description="dagster-aws's S3 resource; boto3 reads the endpoint and credentials")
+    return Field(description="how boto3 reaches S3 (`S3Connection`)")
 
 
 class MetricSourceResource(dg.ConfigurableResource, ABC):
@@ -88,9 +131,9 @@ class SqlMetricStore(MetricSourceResource):
 
 
 class ExportStorage(dg.ConfigurableResource):
-    """The export bucket: uploads go through dagster-aws's S3Resource, links are SigV4."""
+    """The export bucket: streamed uploads, and download links signed with SigV4."""
 
-    s3: dg.ResourceDependency[S3Resource] = s3_field()
+    s3: dg.ResourceDependency[S3Connection] = s3_field()
     bucket: str = resource_field(BucketSettings, "bucket", required=True)
     prefix: str = resource_field(BucketSettings, "prefix")
     url_ttl_seconds: int = resource_field(BucketSettings, "url_ttl")
@@ -120,25 +163,12 @@ class ExportStorage(dg.ConfigurableResource):
         return self._clients["presign"]
 
     def _sigv4_client(self) -> Any:
-        """``S3Resource.get_client()`` takes no signature setting, and botocore would presign
-        with SigV2 by default; this client mirrors its settings and signs with SigV4. Its
-        only call over the network is the bucket check."""
-        s3 = self.s3
-        session = boto3.session.Session(profile_name=s3.profile_name)
-        return session.client(
-            "s3",
-            region_name=s3.region_name,
-            endpoint_url=s3.endpoint_url,
-            use_ssl=s3.use_ssl,
-            verify=s3.verify,
-            aws_access_key_id=s3.aws_access_key_id,
-            aws_secret_access_key=s3.aws_secret_access_key,
-            aws_session_token=s3.aws_session_token,
-            config=Config(
-                signature_version="s3v4", connect_timeout=5, read_timeout=20,
-                retries={"max_attempts": 2, "mode": "standard"},
-            ),
-        )
+        """botocore would presign with SigV2 by default, so links are signed with SigV4. The
+        client's only call over the network is the bucket check."""
+        return self.s3.get_client(Config(
+            signature_version="s3v4", connect_timeout=5, read_timeout=20,
+            retries={"max_attempts": 2, "mode": "standard"},
+        ))
 
 
 class ReportBranding(dg.ConfigurableResource):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -53,6 +54,24 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float, what: str
                 process.kill()
                 raise RuntimeError(f"{what} did not start")
             time.sleep(0.1)
+
+
+def start_moto_server(bucket: str | None = None, timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """moto's S3 server in its own process on a free loopback port, with ``bucket`` created:
+    the process (terminate it when done) and its endpoint, once it answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{endpoint}/moto-api/", process, timeout, "moto server")
+    if bucket:
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="moto",
+                     aws_secret_access_key="moto").create_bucket(Bucket=bucket)
+    return process, endpoint
 
 
 def wait_for_run(client, run_id: str, timeout: float = 180):

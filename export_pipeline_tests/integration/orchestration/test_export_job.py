@@ -205,14 +205,12 @@ def test_upload_rejected_mid_way_leaves_no_object_and_no_parts(store_env, s3_cli
     """Parts below S3's 5 MiB minimum go up, then the server refuses to complete the upload:
     the export fails, and neither an object nor an open multipart upload is left behind.
     (``EXPORT_PART_SIZE`` refuses such a size, so the resource is built by hand.)"""
-    from dagster_aws.s3 import S3Resource
-
     from export_pipeline.orchestration.environment import export_resources
     from export_pipeline.orchestration.jobs import export_job
-    from export_pipeline.orchestration.resources import ExportStorage
+    from export_pipeline.orchestration.resources import ExportStorage, S3Connection
 
     resources = export_resources()
-    resources["export_storage"] = ExportStorage(s3=S3Resource(), bucket=bucket, part_size_bytes=1024)
+    resources["export_storage"] = ExportStorage(s3=S3Connection(), bucket=bucket, part_size_bytes=1024)
     job = dg.Definitions(jobs=[export_job], resources=resources).resolve_job_def("export_job")
     document = copy.deepcopy(SEED_BODY)
     document["metricRequests"][0].pop("entities")
