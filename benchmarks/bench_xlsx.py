@@ -98,8 +98,7 @@ def child(kind: str, table: str, out: str) -> None:
         from export_pipeline.formats.csv_writer import iter_csv
 
         with open(out, "wb") as f:
-            for chunk in iter_csv(export):
-                f.write(chunk)
+            f.writelines(iter_csv(export))
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_rss": peak}), flush=True)

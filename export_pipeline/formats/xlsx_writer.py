@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -50,7 +50,7 @@ PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
 
 # Control characters XML 1.0 cannot hold (tab and line feed it can) and the two
 # non-characters, as xlsxwriter and Excel escape them.
-CONTROL = [chr(c) for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0xFFFE, 0xFFFF)]
+CONTROL = [chr(c) for c in (*range(0x09), *range(0x0B, 0x20), 0xFFFE, 0xFFFF)]
 TEXT_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", **{c: f"_x{ord(c):04X}_" for c in CONTROL}}
 ESCAPE_FROM = pl.lit(pl.Series(list(TEXT_ESCAPES))).implode()  # built once: a list each time
 ESCAPE_TO = pl.lit(pl.Series(list(TEXT_ESCAPES.values()))).implode()  # costs a wide sheet seconds
@@ -456,7 +456,7 @@ def _iter_xlsx(table: ExportTable, max_rows: int, step: int) -> Iterator[bytes]:
     sheets = sheet_count(frame.height, max_rows)
     header = header_row(table.headings)
     package = ZipStream()
-    for name, text in package_parts(sheets, table.subdaily, datetime.now(timezone.utc)).items():
+    for name, text in package_parts(sheets, table.subdaily, datetime.now(UTC)).items():
         package.add(name, text.encode("utf-8"))
     # One worker builds the next slice's XML (polars, off the GIL) while this thread deflates
     # the current one (ISA-L, off the GIL too): at most two slices are held at once.
@@ -485,6 +485,5 @@ def write_xlsx(table: ExportTable, path: str | Path, max_rows: int = MAX_DATA_RO
     """Write the workbook to ``path``; returns the number of sheets."""
     chunks = iter_xlsx(table, max_rows)
     with open(path, "wb") as out:
-        for chunk in chunks:
-            out.write(chunk)
+        out.writelines(chunks)
     return sheet_count(table.rows, max_rows)

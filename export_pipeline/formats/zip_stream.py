@@ -39,7 +39,7 @@ class _Entry:
 class EntryWriter:
     """Deflates what is written into the archive's current entry."""
 
-    def __init__(self, archive: "ZipStream", entry: _Entry, level: int) -> None:
+    def __init__(self, archive: ZipStream, entry: _Entry, level: int) -> None:
         self._archive = archive
         self._entry = entry
         self._deflate = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)

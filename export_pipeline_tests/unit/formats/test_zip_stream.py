@@ -56,6 +56,5 @@ def test_zip64_records_past_the_limit(tmp_path):
 
 def test_an_entry_past_the_limit_without_zip64_is_refused():
     package = ZipStream(limit=1_000)
-    with pytest.raises(ValueError, match="without Zip64"):
-        with package.entry("big") as entry:
-            entry.write(os.urandom(2_000))
+    with pytest.raises(ValueError, match="without Zip64"), package.entry("big") as entry:
+        entry.write(os.urandom(2_000))
