@@ -1,8 +1,8 @@
 """Deliver an export table to the export bucket: write it in the requested format (CSV, XLSX or
 the PDF report), stream it up, then sign a link to it.
 
-The XLSX and PDF writers are imported when a request asks for them: xlsxwriter and reportlab
-would otherwise add to every export's start-up."""
+The XLSX and PDF writers are imported when a request asks for them, not at every export's
+start-up (reportlab is heavy)."""
 
 from __future__ import annotations
 
@@ -64,8 +64,7 @@ def deliver(
     if extension is FileFormat.xlsx:
         from export_pipeline.formats import xlsx_writer
 
-        with xlsx_writer.xlsx_file(table) as path:
-            size = upload(xlsx_writer.iter_file(path), xlsx_writer.CONTENT_TYPE)
+        size = upload(xlsx_writer.iter_xlsx(table), xlsx_writer.CONTENT_TYPE)
     elif extension is FileFormat.pdf:
         from export_pipeline.formats import pdf_report
 

@@ -8,7 +8,7 @@ import io
 import os
 import shutil
 import subprocess
-from datetime import date
+from datetime import date, datetime
 
 import openpyxl
 import polars as pl
@@ -275,6 +275,47 @@ def test_guarded_cells_open_as_text_in_libreoffice(hostile_store, tmp_path):
     assert not any(str(c.value).startswith("=") for c in names)
     assert all(c.data_type == "n" for c in values), [(c.value, c.data_type) for c in values]
     assert sorted(c.value for c in values) == sorted([-5.5, -3, 0, 7, -1, 2, -100, 1])
+
+
+@pytest.mark.skipif(
+    shutil.which("soffice") is None and not os.environ.get("CI"),
+    reason="LibreOffice (soffice) is not installed; .ci/run installs it (in CI this test runs)",
+)
+def test_libreoffice_opens_the_workbook_with_every_cell_typed(tmp_path):
+    """Another spreadsheet reads the streamed zip and the XML the same way: LibreOffice opens
+    the workbook and saves it again, and that file holds the same typed cells."""
+    texts = ["=1+1", "-5", "@SUM(A1)", "http://x.example", "007", "a & b < c", "ctl\x01", "café 😀"]
+    frame = pl.DataFrame({
+        "c0": [f"2024-04-{d:02d}" for d in range(1, 9)],
+        "c1": texts,
+        "c2": [1, None, 3, 4, 5, 6, 7, 8],
+        "c3": [0.1, 1 / 3, 123456.78901234568, float("nan"), 2.5, None, -7.0, 1e-7],
+    })
+    table = ExportTable(frame=frame, headings=["Date", "Name", "Count", "Value"], date_columns=("c0",))
+    write_xlsx(table, tmp_path / "export.xlsx", max_rows=5)
+    profile = tmp_path / "lo-profile"
+    out = tmp_path / "out"
+    subprocess.run(
+        ["soffice", f"-env:UserInstallation=file://{profile}", "--headless", "--convert-to", "xlsx",
+         "--outdir", str(out), str(tmp_path / "export.xlsx")],
+        check=True, capture_output=True, timeout=180,
+    )
+    workbook = openpyxl.load_workbook(out / "export.xlsx")
+    assert workbook.sheetnames == ["Export", "Export (2)"]
+    rows = []
+    for sheet in workbook.worksheets:
+        assert [c.value for c in sheet[1]] == ["Date", "Name", "Count", "Value"]
+        rows += list(sheet.iter_rows(min_row=2))
+    assert len(rows) == 8
+    for i, (day, name, count, value) in enumerate(rows):
+        assert day.value == datetime(2024, 4, i + 1) and day.number_format.replace("\\", "") == "yyyy-mm-dd"
+        assert name.data_type == "s" and name.value.replace("_x0001_", "\x01") == texts[i]
+        assert count.value == frame["c2"][i]
+    values = [v.value for v in (r[3] for r in rows)]
+    # LibreOffice saves 15 significant digits of its own
+    assert values[:3] == pytest.approx([0.1, 1 / 3, 123456.78901234568], rel=1e-14)
+    assert values[4:] == [2.5, None, -7, 1e-7]
+    assert rows[3][3].value == "#NUM!" or rows[3][3].value == "=#NUM!"
 
 
 def test_named_file_key_and_extension(store_env, s3_client, bucket):
