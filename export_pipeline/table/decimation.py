@@ -1,0 +1,71 @@
+"""A decimated bucket's cell: its ``dsf`` (sum, avg, min, max, stddev, variance) of the samples.
+
+The samples of a bucket are taken in time order and every sum is added strictly in that order
+(``store.ordered``), so a cell has the same bits on every run, however the range was cut into
+windows. One group-by lays each bucket's samples side by side, in time order, and all buckets
+are then computed together: ``avg`` is the ordered sum over the count, ``variance`` the ordered
+sum of the squared deviations from that mean over ``n - 1`` (two passes, for accuracy; empty
+below two samples), ``stddev`` its square root; ``min`` and ``max`` are polars' own. A null is
+no sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from export_pipeline.contract.models import DecimationFunction
+from export_pipeline.store.ordered import ordered_sums
+from export_pipeline.store.source import BUCKET
+
+_RUN = "__bucket_run"
+
+
+def decimate(
+    samples: pl.DataFrame, keys: list[str], functions: dict[str, DecimationFunction], every: str
+) -> pl.DataFrame:
+    """One row per bucket of width ``every`` and row keys: the keys and, for each column of
+    ``functions``, its function of the bucket's samples. ``samples`` holds one row per stored
+    timestamp (``bucket``) and row keys, in time order; the buckets come in the order of their
+    first sample."""
+    names = list(functions)
+    # Within a group, polars keeps the rows in their order: each bucket's samples in time order.
+    buckets = (
+        samples.lazy()
+        .with_columns(pl.col(BUCKET).dt.truncate(every))
+        .group_by(keys, maintain_order=True)
+        .agg(pl.col(names))
+        .collect()
+    )
+    lengths = buckets[names[0]].list.len().to_numpy() if names else np.zeros(buckets.height, int)
+    runs = pl.Series(_RUN, np.repeat(np.arange(buckets.height), lengths)).set_sorted()
+    runs_array = runs.to_numpy()
+    laid_out = buckets.select(pl.col(names).explode())
+    cells = []
+    for name, function in functions.items():
+        values = laid_out[name]
+        per_bucket = pl.DataFrame([runs, values]).group_by(_RUN, maintain_order=True)
+        if function in (DecimationFunction.min, DecimationFunction.max):
+            extreme = pl.col(name).min() if function is DecimationFunction.min else pl.col(name).max()
+            cells.append(per_bucket.agg(extreme)[name])
+            continue
+        total = ordered_sums(values, runs_array, buckets.height).alias("__total")
+        if function is DecimationFunction.sum:
+            cells.append(total.alias(name))
+            continue
+        stats = per_bucket.agg(pl.col(name).count().alias("__n")).with_columns(total)
+        stats = stats.with_columns((pl.col("__total") / pl.col("__n")).alias("__mean"))
+        if function is DecimationFunction.avg:
+            cells.append(stats["__mean"].alias(name))
+            continue
+        deviations = pl.DataFrame([values, stats["__mean"].gather(runs)]).select(
+            ((pl.col(name) - pl.col("__mean")) ** 2).alias(name)
+        )[name]
+        stats = stats.with_columns(
+            ordered_sums(deviations, runs_array, buckets.height).alias("__squares")
+        )
+        variance = pl.when(pl.col("__n") > 1).then(pl.col("__squares") / (pl.col("__n") - 1))
+        if function is DecimationFunction.stddev:
+            variance = variance.sqrt()
+        cells.append(stats.select(variance.alias(name))[name])
+    return buckets.select(keys).with_columns(cells)
