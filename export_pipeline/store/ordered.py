@@ -46,12 +46,14 @@ def ordered_sums(values: pl.Series, runs: np.ndarray, count: int) -> pl.Series:
         frame = pl.DataFrame({"run": runs, "value": values})
         summed = frame.group_by("run", maintain_order=True).agg(ordered_sum(pl.col("value")))
         return summed["value"].alias(values.name)
-    present = values.is_not_null()
-    if len(values) == count:  # one row per run (a null one leaves its run empty)
-        lengths = present.to_numpy().astype(np.int64)
-    else:
-        lengths = np.bincount(runs[present.to_numpy()] if values.null_count() else runs, minlength=count)
     adding, out_type = types
+    if len(values) == count:  # one row per run: zero plus its value (a null stays empty)
+        value = pl.col(values.name).cast(out_type)
+        if out_type.is_float():  # 0.0 + x is x, but 0.0 for -0.0
+            value = pl.when(value == 0).then(pl.lit(0.0, out_type)).otherwise(value)
+        return values.to_frame().select(value.alias(values.name)).to_series()
+    present = values.is_not_null()
+    lengths = np.bincount(runs[present.to_numpy()] if values.null_count() else runs, minlength=count)
     array = values.drop_nulls().cast(adding).to_numpy()
     with np.errstate(all="ignore"):  # inf - inf is NaN, as in polars, without a warning
         totals = _running_totals(array, lengths)
@@ -85,13 +87,19 @@ def _running_totals(array: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return totals
 
 
-def group_ordered_sums(frame: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
+def group_ordered_sums(
+    frame: pl.DataFrame, keys: list[str], values: list[str], one_row_per_key: bool = False
+) -> pl.DataFrame:
     """One row per run of equal ``keys`` in ``frame``, in order: the keys and ``ordered_sum``
-    of each of ``values`` over the run's rows."""
-    starts = run_starts(frame, keys)
-    runs = (starts.cum_sum() - 1).to_numpy()
-    count = int(runs[-1]) + 1 if frame.height else 0
-    firsts = frame.select(keys).filter(starts)
+    of each of ``values`` over the run's rows. With ``one_row_per_key`` (the caller knows no
+    two rows share their keys) every row is its own run."""
+    if one_row_per_key:
+        runs, count, firsts = np.arange(frame.height), frame.height, frame.select(keys)
+    else:
+        starts = run_starts(frame, keys)
+        runs = (starts.cum_sum() - 1).to_numpy()
+        count = int(runs[-1]) + 1 if frame.height else 0
+        firsts = frame.select(keys).filter(starts)
     return firsts.with_columns(ordered_sums(frame[v], runs, count) for v in values)
 
 

@@ -117,7 +117,10 @@ def _decimated(
     windows. (A shared read also carries other requests' measures: none is a key.)"""
     measures = {c.fetch_value for c in request.csv_format.columns if c.is_metric}
     slices = [n for n in stacked.columns if n not in measures]
-    rows = sorted_on(sorted_on(stacked, slices), keys)
+    # The frames hold one row per stored timestamp, entity and dimensions: when the row keys
+    # cover all of them, every row is its own sample.
+    one_row_per_key = set(slices) <= set(keys)
+    rows = sorted_on(stacked if one_row_per_key else sorted_on(stacked, slices), keys)
     functions = {}
     values = []
     for index in indices:
@@ -125,7 +128,7 @@ def _decimated(
         for i, c in request.columns_of(metric_request.metric_id):
             functions[column_name(i)] = metric_request.decimation_function(c)
             values.append(pl.when(filter_expr(c)).then(pl.col(c.fetch_value)).alias(column_name(i)))
-    samples = group_ordered_sums(rows.select(*keys, *values), keys, list(functions))
+    samples = group_ordered_sums(rows.select(*keys, *values), keys, list(functions), one_row_per_key)
     every = request.metric_requests[indices[0]].granularity.every
     return decimate(samples, keys, functions, every)
 

@@ -2,8 +2,8 @@
 
 The samples of a bucket are taken in time order and every sum is added strictly in that order
 (``store.ordered``), so a cell has the same bits on every run, however the range was cut into
-windows. One group-by lays each bucket's samples side by side, in time order, and all buckets
-are then computed together: ``avg`` is the ordered sum over the count, ``variance`` the ordered
+windows. One group-by finds each bucket's samples, in time order, and all buckets are then
+computed together: ``avg`` is the ordered sum over the count, ``variance`` the ordered
 sum of the squared deviations from that mean over ``n - 1`` (two passes, for accuracy; empty
 below two samples), ``stddev`` its square root; ``min`` and ``max`` are polars' own. A null is
 no sample.
@@ -19,6 +19,7 @@ from export_pipeline.store.ordered import ordered_sums
 from export_pipeline.store.source import BUCKET
 
 _RUN = "__bucket_run"
+_ROW = "__sample_row"
 
 
 def decimate(
@@ -28,22 +29,22 @@ def decimate(
     ``functions``, its function of the bucket's samples. ``samples`` holds one row per stored
     timestamp (``bucket``) and row keys, in time order; the buckets come in the order of their
     first sample."""
-    names = list(functions)
     # Within a group, polars keeps the rows in their order: each bucket's samples in time order.
     buckets = (
         samples.lazy()
-        .with_columns(pl.col(BUCKET).dt.truncate(every))
+        .select(pl.col(BUCKET).dt.truncate(every), *(k for k in keys if k != BUCKET))
+        .with_row_index(_ROW)
         .group_by(keys, maintain_order=True)
-        .agg(pl.col(names))
+        .agg(_ROW)
         .collect()
     )
-    lengths = buckets[names[0]].list.len().to_numpy() if names else np.zeros(buckets.height, int)
+    lengths = buckets[_ROW].list.len().to_numpy()
+    rows = buckets[_ROW].explode()
     runs = pl.Series(_RUN, np.repeat(np.arange(buckets.height), lengths)).set_sorted()
     runs_array = runs.to_numpy()
-    laid_out = buckets.select(pl.col(names).explode())
     cells = []
     for name, function in functions.items():
-        values = laid_out[name]
+        values = samples[name].gather(rows)
         per_bucket = pl.DataFrame([runs, values]).group_by(_RUN, maintain_order=True)
         if function in (DecimationFunction.min, DecimationFunction.max):
             extreme = pl.col(name).min() if function is DecimationFunction.min else pl.col(name).max()
@@ -68,4 +69,4 @@ def decimate(
         if function is DecimationFunction.stddev:
             variance = variance.sqrt()
         cells.append(stats.select(variance.alias(name))[name])
-    return buckets.select(keys).with_columns(cells)
+    return buckets.drop(_ROW).with_columns(cells)
