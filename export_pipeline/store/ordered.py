@@ -38,22 +38,25 @@ def run_starts(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
     return frame.select(changed.alias("start")).to_series()
 
 
-def ordered_sums(values: pl.Series, runs: np.ndarray, count: int) -> pl.Series:
-    """``ordered_sum`` of ``values`` per run, where ``runs`` numbers each row's run (0 to
-    ``count - 1``, non-decreasing, none skipped): empty where a run has no value."""
+def ordered_sums(values: pl.Series, sizes: np.ndarray) -> pl.Series:
+    """``ordered_sum`` of ``values`` per run, the runs being ``sizes`` rows long (each at
+    least one, in order): empty where a run has no value."""
     types = SUM_TYPES.get(values.dtype)
     if types is None:
-        frame = pl.DataFrame({"run": runs, "value": values})
+        runs = pl.Series("run", np.repeat(np.arange(len(sizes)), sizes))
+        frame = pl.DataFrame([runs, values.alias("value")])
         summed = frame.group_by("run", maintain_order=True).agg(ordered_sum(pl.col("value")))
         return summed["value"].alias(values.name)
     adding, out_type = types
-    if len(values) == count:  # one row per run: zero plus its value (a null stays empty)
+    if len(values) == len(sizes):  # one row per run: zero plus its value (a null stays empty)
         value = pl.col(values.name).cast(out_type)
         if out_type.is_float():  # 0.0 + x is x, but 0.0 for -0.0
             value = pl.when(value == 0).then(pl.lit(0.0, out_type)).otherwise(value)
         return values.to_frame().select(value.alias(values.name)).to_series()
-    present = values.is_not_null()
-    lengths = np.bincount(runs[present.to_numpy()] if values.null_count() else runs, minlength=count)
+    lengths = sizes
+    if values.null_count():  # the values each run has
+        present = values.is_not_null().cast(pl.Int64).to_numpy()
+        lengths = np.add.reduceat(present, np.cumsum(sizes) - sizes) if len(sizes) else sizes
     array = values.drop_nulls().cast(adding).to_numpy()
     with np.errstate(all="ignore"):  # inf - inf is NaN, as in polars, without a warning
         totals = _running_totals(array, lengths)
@@ -94,13 +97,12 @@ def group_ordered_sums(
     of each of ``values`` over the run's rows. With ``one_row_per_key`` (the caller knows no
     two rows share their keys) every row is its own run."""
     if one_row_per_key:
-        runs, count, firsts = np.arange(frame.height), frame.height, frame.select(keys)
+        sizes, firsts = np.ones(frame.height, dtype=np.int64), frame.select(keys)
     else:
         starts = run_starts(frame, keys)
-        runs = (starts.cum_sum() - 1).to_numpy()
-        count = int(runs[-1]) + 1 if frame.height else 0
+        sizes = np.diff(np.append(np.flatnonzero(starts.to_numpy()), frame.height))
         firsts = frame.select(keys).filter(starts)
-    return firsts.with_columns(ordered_sums(frame[v], runs, count) for v in values)
+    return firsts.with_columns(ordered_sums(frame[v], sizes) for v in values)
 
 
 def in_order(frame: pl.DataFrame, columns: list[str]) -> bool:

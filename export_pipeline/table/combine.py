@@ -118,9 +118,12 @@ def _decimated(
     measures = {c.fetch_value for c in request.csv_format.columns if c.is_metric}
     slices = [n for n in stacked.columns if n not in measures]
     # The frames hold one row per stored timestamp, entity and dimensions: when the row keys
-    # cover all of them, every row is its own sample.
+    # cover all of them, every row is its own sample, and only the samples' time order counts.
     one_row_per_key = set(slices) <= set(keys)
-    rows = sorted_on(stacked if one_row_per_key else sorted_on(stacked, slices), keys)
+    if one_row_per_key:
+        rows = stacked if stacked[BUCKET].is_sorted() else stacked.sort(keys, nulls_last=True)
+    else:
+        rows = sorted_on(sorted_on(stacked, slices), keys)
     functions = {}
     values = []
     for index in indices:

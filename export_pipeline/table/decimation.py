@@ -41,7 +41,6 @@ def decimate(
     lengths = buckets[_ROW].list.len().to_numpy()
     rows = buckets[_ROW].explode()
     runs = pl.Series(_RUN, np.repeat(np.arange(buckets.height), lengths)).set_sorted()
-    runs_array = runs.to_numpy()
     cells = []
     for name, function in functions.items():
         values = samples[name].gather(rows)
@@ -50,7 +49,7 @@ def decimate(
             extreme = pl.col(name).min() if function is DecimationFunction.min else pl.col(name).max()
             cells.append(per_bucket.agg(extreme)[name])
             continue
-        total = ordered_sums(values, runs_array, buckets.height).alias("__total")
+        total = ordered_sums(values, lengths).alias("__total")
         if function is DecimationFunction.sum:
             cells.append(total.alias(name))
             continue
@@ -63,7 +62,7 @@ def decimate(
             ((pl.col(name) - pl.col("__mean")) ** 2).alias(name)
         )[name]
         stats = stats.with_columns(
-            ordered_sums(deviations, runs_array, buckets.height).alias("__squares")
+            ordered_sums(deviations, lengths).alias("__squares")
         )
         variance = pl.when(pl.col("__n") > 1).then(pl.col("__squares") / (pl.col("__n") - 1))
         if function is DecimationFunction.stddev:
