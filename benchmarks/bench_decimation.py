@@ -19,11 +19,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 import statistics
 import sys
-import tempfile
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -37,12 +34,13 @@ from bench_export import (
     START,
     Measurement,
     bench_environment,
+    bench_session,
     download,
     export_request,
     generate_store,
     human_bytes,
     measure,
-    start_s3_server,
+    print_medians,
 )
 
 END = START.replace(month=7) - timedelta(seconds=1)  # two quarters; the store fills the first
@@ -102,11 +100,9 @@ def main() -> int:
     parser.add_argument("--verify", choices=("first", "all"), default="first")
     args = parser.parse_args()
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-decimation-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    store = workdir / "store-x1"
-    s3_process, endpoint = start_s3_server()
-    try:
+    with bench_session(args.workdir, "store-x1", args.keep, "bench-decimation-") as (
+        workdir, store, endpoint
+    ):
         if store.is_dir() and any(store.glob("*.parquet")):
             rows_in = pl.scan_parquet(store / "*.parquet").select(pl.len()).collect().item()
         else:
@@ -151,22 +147,12 @@ def main() -> int:
 
         print(f"\n{rows_in:,} store rows; medians of {args.runs} alternating runs; the decimated "
               f"file was byte-identical in every round")
-        print(f"{'':10s} {'wall s':>8s} {'peak RSS':>10s}")
-        for name, ms in results.items():
-            print(f"{name:10s} {statistics.median(m.wall for m in ms):8.2f} "
-                  f"{human_bytes(statistics.median(m.peak_rss for m in ms)):>10s}")
+        print_medians(results)
         walls = [d.wall / p.wall for d, p in zip(results["decimated"], results["plain"])]
         rss = [d.peak_rss / p.peak_rss for d, p in zip(results["decimated"], results["plain"])]
         print(f"decimated/plain: wall {statistics.median(walls):.2f}x (per round: "
               f"{', '.join(f'{w:.2f}' for w in walls)}), peak RSS {statistics.median(rss):.2f}x")
         return 0
-    finally:
-        s3_process.terminate()
-        s3_process.wait(timeout=30)
-        if not args.keep:
-            shutil.rmtree(store, ignore_errors=True)
-            if args.workdir is None:
-                shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
