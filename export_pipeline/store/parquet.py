@@ -24,6 +24,7 @@ from export_pipeline.store.source import (
     MetricQuery,
     MetricSourceError,
     StoreSchema,
+    ordered_sum,
     sum_or_null,
 )
 from export_pipeline.store.ordered import group_ordered_sums, sorted_on
@@ -95,18 +96,21 @@ class ParquetMetricSource:
             *(pl.col(d).cast(pl.String) for d in query.dimensions),
         ]
         if query.samples:
-            return self._samples(scan.filter(predicate).select(*keys, *(pl.col(m) for m in query.measures)), query)
+            rows = scan.filter(predicate).select(*keys, *(pl.col(m) for m in query.measures))
+            return self._samples(rows, query)
+        total = ordered_sum if query.samples else sum_or_null
         lazy = (
             scan.filter(predicate)
             .select(*keys, *(pl.col(m) for m in query.measures))
             .group_by(query.key_columns)
-            .agg(sum_or_null(pl.col(m)).alias(m) for m in query.measures)
+            .agg(total(pl.col(m)).alias(m) for m in query.measures)
             .sort(query.key_columns, nulls_last=True)
         )
         try:
             # The streaming engine reads the files in morsels and aggregates as it goes: the
-            # store's rows are never all in memory at once.
-            return lazy.collect(engine="streaming")
+            # store's rows are never all in memory at once. Samples are summed in row order
+            # (``ordered_sum``), which only the in-memory engine keeps within a group.
+            return lazy.collect(engine="in-memory" if query.samples else "streaming")
         except (pl.exceptions.PolarsError, OSError) as error:
             raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
 
@@ -120,6 +124,7 @@ class ParquetMetricSource:
             return group_ordered_sums(frame, keys, list(query.measures))
         except (pl.exceptions.PolarsError, OSError) as error:
             raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
+
 
 # A query's window is read in slices of at most this span, so the group-by holds the groups
 # of one slice at a time (memory stays flat however long the window); see ``_slices``.
