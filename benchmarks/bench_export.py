@@ -16,6 +16,7 @@ order, as the others. Needs the ``bench`` extra: ``pip install -e ".[bench]"``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -226,6 +227,34 @@ def human_bytes(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
 
+@contextlib.contextmanager
+def bench_session(workdir: Path | None, store_name: str, keep: bool, prefix: str):
+    """The work folder (a temporary one unless given), the store's path in it and a local S3
+    server's endpoint; on exit the server stops and, unless ``keep``, the store (and a
+    temporary work folder) is removed."""
+    folder = workdir or Path(tempfile.mkdtemp(prefix=prefix))
+    folder.mkdir(parents=True, exist_ok=True)
+    store = folder / store_name
+    s3_process, endpoint = start_s3_server()
+    try:
+        yield folder, store, endpoint
+    finally:
+        s3_process.terminate()
+        s3_process.wait(timeout=30)
+        if not keep:
+            shutil.rmtree(store, ignore_errors=True)
+            if workdir is None:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def print_medians(results: dict[str, list[Measurement]]) -> None:
+    """Each contender's median wall time and peak RSS."""
+    print(f"{'':10s} {'wall s':>8s} {'peak RSS':>10s}")
+    for name, ms in results.items():
+        print(f"{name:10s} {statistics.median(m.wall for m in ms):8.2f} "
+              f"{human_bytes(statistics.median(m.peak_rss for m in ms)):>10s}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=int, default=1, help="multiplies the 1,000 entities")
@@ -238,12 +267,10 @@ def main() -> int:
                         help="check the files of the first round (default) or of every round")
     args = parser.parse_args()
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-export-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    store = workdir / f"store-x{args.scale}"
     entities = 1000 * args.scale
-    s3_process, endpoint = start_s3_server()
-    try:
+    with bench_session(args.workdir, f"store-x{args.scale}", args.keep, "bench-export-") as (
+        workdir, store, endpoint
+    ):
         t0 = time.perf_counter()
         if store.is_dir() and any(store.glob("*.parquet")):
             rows_in = pl.scan_parquet(store / "*.parquet").select(pl.len()).collect().item()
@@ -308,13 +335,6 @@ def main() -> int:
                           f"(median of per-round ratios; {medians['product'][0] / medians[ref][0]:.2f}x "
                           f"of medians), peak RSS {statistics.median(mem):.2f}x")
         return 0
-    finally:
-        s3_process.terminate()
-        s3_process.wait(timeout=30)
-        if not args.keep:
-            shutil.rmtree(store, ignore_errors=True)
-            if args.workdir is None:
-                shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from export_pipeline.store.source import (
     ordered_sum,
     sum_or_null,
 )
+from export_pipeline.store.ordered import group_ordered_sums, sorted_on
 from export_pipeline.timeline.periods import AggregationPeriod, as_granularity, bucket_expr
 from export_pipeline.timeline.windows import Window, split_range
 
@@ -94,6 +95,9 @@ class ParquetMetricSource:
             pl.col(ENTITY_ID).cast(pl.String),
             *(pl.col(d).cast(pl.String) for d in query.dimensions),
         ]
+        if query.samples:
+            rows = scan.filter(predicate).select(*keys, *(pl.col(m) for m in query.measures))
+            return self._samples(rows, query)
         total = ordered_sum if query.samples else sum_or_null
         lazy = (
             scan.filter(predicate)
@@ -110,6 +114,17 @@ class ParquetMetricSource:
         except (pl.exceptions.PolarsError, OSError) as error:
             raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
 
+    def _samples(self, rows: pl.LazyFrame, query: MetricQuery) -> pl.DataFrame:
+        """The per-timestamp sums of a decimation: each key's rows added in the store's row
+        order (``ordered_sum``), which the in-memory engine keeps and a stable sort on the keys
+        leaves in place; every key's rows are then summed at once (``group_ordered_sums``)."""
+        keys = query.key_columns
+        try:
+            frame = sorted_on(rows.collect(engine="in-memory"), keys)
+            return group_ordered_sums(frame, keys, list(query.measures))
+        except (pl.exceptions.PolarsError, OSError) as error:
+            raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
+
 
 # A query's window is read in slices of at most this span, so the group-by holds the groups
 # of one slice at a time (memory stays flat however long the window); see ``_slices``.
@@ -123,19 +138,19 @@ def _slices(query: MetricQuery) -> list[Window]:
     """The query's window cut on bucket boundaries of the query's time zone (a local midnight
     for days) into slices of at most ``SLICE_SPAN``, by the same rule as the range guard:
     every bucket falls whole in one slice, so the slices' sums stack without being added up
-    again and the frame keeps one row per key. Read in one piece: periods longer than a
-    slice, multiples such as ``2h`` (cut on whole hours, a bucket could straddle two slices)
-    and samples (a decimation's per-timestamp rows, summed in order)."""
+    again and the frame keeps one row per key. A decimation's samples are per stored
+    timestamp, whole in any slice, and are cut on days. Read in one piece: periods longer
+    than a slice and multiples such as ``2h`` (cut on whole hours, a bucket could straddle
+    two slices)."""
     window = query.window
     granularity = as_granularity(query.period)
+    unit = AggregationPeriod.day if query.samples else granularity.unit
     if (
-        query.samples
-        or granularity.count != 1
-        or granularity.unit not in _SLICED_PERIODS
-        or window.end - window.start <= SLICE_SPAN
+        window.end - window.start <= SLICE_SPAN
+        or not query.samples and (granularity.count != 1 or unit not in _SLICED_PERIODS)
     ):
         return [window]
-    slices = split_range(window.start, window.end, granularity.unit, SLICE_SPAN, query.time_zone)
+    slices = split_range(window.start, window.end, unit, SLICE_SPAN, query.time_zone)
     return [*slices[:-1], replace(slices[-1], end_inclusive=window.end_inclusive)]
 
 

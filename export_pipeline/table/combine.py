@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import polars as pl
 
+from export_pipeline.store.ordered import group_ordered_sums, in_order, sorted_on
 from export_pipeline.store.source import (
     BUCKET,
-    ordered_sum,
     store_column,
     sum_or_null,
 )
+from export_pipeline.table.decimation import decimate
 from export_pipeline.timeline.periods import AggregationPeriod, Granularity
 from export_pipeline.table.model import (
     ExportTable,
@@ -35,7 +36,6 @@ from export_pipeline.table.model import (
 from export_pipeline.contract.models import (
     expanded_facets,
     Column,
-    DecimationFunction,
     ExportRequest,
     Layout,
     Transform,
@@ -62,26 +62,6 @@ def _row_keys(request: ExportRequest) -> list[str]:
     return [BUCKET, *(store_column(d) for d in dims)]
 
 
-def _mean(expr: pl.Expr) -> pl.Expr:
-    return ordered_sum(expr) / expr.count()
-
-
-def _variance(expr: pl.Expr) -> pl.Expr:
-    """Sample variance (n - 1), two-pass for accuracy, summed in order for determinism."""
-    deviations = (expr.drop_nulls() - _mean(expr)) ** 2
-    return pl.when(expr.count() > 1).then(deviations.cum_sum().last() / (expr.count() - 1))
-
-
-_DSF = {
-    DecimationFunction.sum: ordered_sum,
-    DecimationFunction.avg: _mean,
-    DecimationFunction.min: lambda e: e.min(),
-    DecimationFunction.max: lambda e: e.max(),
-    DecimationFunction.stddev: lambda e: _variance(e).sqrt(),
-    DecimationFunction.variance: _variance,
-}
-
-
 def _plain_sums(request: ExportRequest, index: int) -> bool:
     """Whether metric request ``index`` is only sums per bucket (no samples, no transform)."""
     return (
@@ -95,8 +75,8 @@ def _metric_frame(
 ) -> pl.LazyFrame:
     """The columns of metric requests that share their fetched frames, per row key; windows
     stack (and re-add split buckets). Requests read by one scan are summed in one pass: their
-    key sets are the same, so this equals joining them one by one. Only plain-sum requests
-    are grouped (see ``_fetch_groups``); a decimated or delta request comes alone."""
+    key sets are the same, so this equals joining them one by one. Plain-sum requests are
+    grouped, and so are decimated ones (see ``_fetch_groups``); a delta request comes alone."""
     keys = _row_keys(request)
     columns = [
         (i, c) for index in indices
@@ -117,41 +97,43 @@ def _metric_frame(
     ]
     if not sums:
         return stacked.select(keys).unique()
-    if len(indices) > 1 or not request.needs_samples(indices[0]):
-        frame = stacked.group_by(keys).agg(sums)
+    if request.needs_samples(indices[0]):
+        frame = _decimated(request, indices, stacked.collect(), keys).lazy()
     else:
-        metric_request = request.metric_requests[indices[0]]
-        granularity = metric_request.granularity
-        # One sample per stored timestamp and row key, then the bucket's function of them,
-        # in time order so the result is the same however the range was cut into windows.
-        # Samples in time order, every sum added in that order: the same bits whatever the
-        # windows were. (A shared read also carries other requests' measures: none is a key.)
-        measures = {c.fetch_value for c in request.csv_format.columns if c.is_metric}
-        slices = [n for n in stacked.collect_schema().names() if n not in measures]
-        samples = (
-            stacked.sort(slices, nulls_last=True)
-            .group_by(keys)
-            .agg(
-                ordered_sum(pl.col(c.fetch_value).filter(filter_expr(c))).alias(column_name(i))
-                for i, c in columns
-            )
-            .sort(keys, nulls_last=True)
-            .collect()
-        )
-        frame = (
-            samples.lazy()
-            .with_columns(pl.col(BUCKET).dt.truncate(granularity.every))
-            .group_by(keys, maintain_order=True)
-            .agg(
-                _DSF[metric_request.decimation_function(c)](pl.col(column_name(i)))
-                .alias(column_name(i))
-                for i, c in columns
-            )
-        )
+        frame = stacked.group_by(keys).agg(sums)
     if len(indices) == 1 and request.metric_requests[indices[0]].transform is Transform.delta:
         metric_request = request.metric_requests[indices[0]]
         frame = _delta(frame, keys, [column_name(i) for i, _ in columns], metric_request.granularity)
     return frame
+
+
+def _decimated(
+    request: ExportRequest, indices: list[int], stacked: pl.DataFrame, keys: list[str]
+) -> pl.DataFrame:
+    """Decimated metric requests sharing their fetched frames: one sample per stored timestamp
+    and row key (the sum of the rows of every entity and dimension under the key, added in
+    their sorted order), then each bucket's function of its samples, in time order. Every
+    sum is added in a fixed order, so the bits are the same however the range was cut into
+    windows. (A shared read also carries other requests' measures: none is a key.)"""
+    measures = {c.fetch_value for c in request.csv_format.columns if c.is_metric}
+    slices = [n for n in stacked.columns if n not in measures]
+    # The frames hold one row per stored timestamp, entity and dimensions: when the row keys
+    # cover all of them, every row is its own sample, and only the samples' time order counts.
+    one_row_per_key = set(slices) <= set(keys)
+    if one_row_per_key:
+        rows = stacked if stacked[BUCKET].is_sorted() else stacked.sort(keys, nulls_last=True)
+    else:
+        rows = sorted_on(sorted_on(stacked, slices), keys)
+    functions = {}
+    values = []
+    for index in indices:
+        metric_request = request.metric_requests[index]
+        for i, c in request.columns_of(metric_request.metric_id):
+            functions[column_name(i)] = metric_request.decimation_function(c)
+            values.append(pl.when(filter_expr(c)).then(pl.col(c.fetch_value)).alias(column_name(i)))
+    samples = group_ordered_sums(rows.select(*keys, *values), keys, list(functions), one_row_per_key)
+    every = request.metric_requests[indices[0]].granularity.every
+    return decimate(samples, keys, functions, every)
 
 
 _SUM_STABLE = (pl.Int64, pl.UInt64, pl.Float64, pl.Float32)
@@ -176,11 +158,18 @@ def _already_aggregated(
 
 def _fetch_groups(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> list[list[int]]:
     """Metric request indices grouped by the frames they were answered with (one store scan).
-    Only plain-sum requests share a group: a decimated or delta request is combined alone."""
+    Plain-sum requests share a group, and decimated ones (their frames hold the same samples,
+    their buckets the same width); a delta request is combined alone."""
     groups: dict[tuple, list[int]] = {}
     for index in sorted(fetched):
         shared = tuple(id(f) for f in fetched[index])
-        groups.setdefault(shared if _plain_sums(request, index) else ("alone", index), []).append(index)
+        if request.metric_requests[index].transform is Transform.delta:
+            group = ("alone", index)
+        elif request.needs_samples(index):
+            group = ("samples", request.metric_requests[index].granularity, *shared)
+        else:
+            group = shared
+        groups.setdefault(group, []).append(index)
     return list(groups.values())
 
 
@@ -215,25 +204,6 @@ def _sort_columns(request: ExportRequest, keys: list[str], key_aliases: list[str
             covered.add(key)
         sort_by.append(column_name(i))
     return sort_by + [a for k, a in zip(keys, key_aliases) if k not in covered]
-
-
-def in_order(frame: pl.DataFrame, columns: list[str]) -> bool:
-    """Whether ``frame`` is already sorted on ``columns`` (ascending, nulls last), checked in one
-    vectorised pass: fetched frames come in row-key order, and re-sorting two million sorted
-    rows costs more than this check. Comparisons order as polars sorts: a NaN above every
-    number, equal to another NaN, and nulls last."""
-    if frame.height < 2 or not columns:
-        return True
-    after = pl.lit(True)
-    for name in reversed(columns):
-        current, previous = pl.col(name), pl.col(name).shift(1)
-        before = (
-            pl.when(previous.is_null()).then(False)
-            .when(current.is_null()).then(True)
-            .otherwise(previous < current)
-        )
-        after = before | (previous.eq_missing(current) & after)
-    return bool(frame.select(after.slice(1).all()).item())
 
 
 def _format_dates(

@@ -473,15 +473,60 @@ def test_slices_cut_on_local_bucket_boundaries(period, zone):
         assert after.start - before.start <= parquet_source.SLICE_SPAN
 
 
-def test_long_periods_multiples_and_samples_are_read_in_one_piece():
+def test_long_periods_and_multiples_are_read_in_one_piece_and_samples_in_day_slices():
     start, end = utc(2024, 1, 1), utc(2024, 3, 30)
-    for q in (
-        query(start, end, period=P.month),
-        query(start, end, period=Granularity(P.hour, 2)),
-        query(start, end, period=Granularity(P.day, 1), samples=True),
-    ):
+    for q in (query(start, end, period=P.month), query(start, end, period=Granularity(P.hour, 2))):
         assert _slices(q) == [q.window]
     assert len(_slices(query(start, end, period=Granularity(P.day, 1)))) > 1
+    samples = _slices(query(start, end, period=Granularity(P.quarter, 1), samples=True))
+    assert len(samples) > 1 and all(s.start.hour == 0 for s in samples)
+
+
+def tied_samples_store(folder: Path) -> Path:
+    """Several rows per timestamp and entity (ties), in no order, over three files, with
+    awkward floats (their sum depends on the order of the additions), nulls and a NaN."""
+    rng = random.Random(5)
+    stamps = [utc(2024, 1, 1) + timedelta(minutes=15 * rng.randrange(4 * 24 * 40)) for _ in range(400)]
+    rows = []
+    for _ in range(4000):
+        revenue = rng.choice([None, float("nan"), -0.0]) if rng.random() < 0.05 else (
+            rng.uniform(-1, 1) * 10 ** rng.randint(-6, 12)
+        )
+        rows.append((rng.choice(stamps), rng.choice("abc"), rng.choice(["location", "zone"]),
+                     "new", "18-24", rng.randint(0, 99), revenue))
+    return write_store(folder, store_frame(rows), files=3)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+def test_sliced_samples_are_the_store_rows_added_in_order(tmp_path, monkeypatch, zone):
+    """A decimation's samples (one per stored timestamp and entity) read in day slices are the
+    rows of each timestamp and entity added one by one in the store's order, as one read."""
+    store = tied_samples_store(tmp_path / "store")
+    source = ParquetMetricSource(store)
+    q = query(utc(2024, 1, 3, 9, 30), utc(2024, 2, 5, 17, 45), period=Granularity(P.quarter, 1),
+              entity_type="location", measures=("entries", "revenue"), time_zone=zone, samples=True)
+    assert len(_slices(q)) > 1
+    sliced = source.fetch(q)
+    monkeypatch.setattr(parquet_source, "SLICE_SPAN", timedelta(days=365))
+    assert _slices(q) == [q.window]
+    assert sliced.equals(source.fetch(q), null_equal=True)
+
+    expected: dict[tuple, list] = defaultdict(lambda: [0, None])
+    stored = pl.concat(pl.read_parquet(f) for f in sorted(store.glob("*.parquet")))
+    for t, entity, kind, _, _, entries, revenue in stored.iter_rows():
+        if kind != "location" or not q.window.start <= t <= q.window.end:
+            continue
+        sums = expected[(t, entity)]
+        sums[0] += entries
+        if revenue is not None:
+            sums[1] = (0.0 if sums[1] is None else sums[1]) + revenue
+    assert sliced.schema["bucket"] == pl.Datetime("us", zone)
+    got = [(b.astimezone(timezone.utc), e, n, r) for b, e, n, r in sliced.rows()]
+    want = [(t, e, n, r) for (t, e), (n, r) in sorted(expected.items())]
+    assert len(got) == len(want) > 300
+    assert [g[:3] for g in got] == [w[:3] for w in want]
+    for g, w in zip(got, want):
+        assert (g[3] is None and w[3] is None) or repr(g[3]) == repr(w[3]), (g, w)
 
 
 @pytest.mark.parametrize("period", ["hour", "day", "week"])

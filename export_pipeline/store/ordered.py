@@ -1,0 +1,130 @@
+"""Sums added strictly in row order, for every group of a frame at once.
+
+``ordered_sum`` (a running sum's last value) is what makes a float sum the same bits on every
+run, but in a polars ``group_by`` it runs group by group: a decimation's samples are millions
+of groups of one or a few rows (one per stored timestamp and entity), and each costs
+microseconds. Here a group is a run of equal keys in a frame sorted on them (rows of a group
+in the order to add), and the additions go rank by rank across all groups at once: step ``k``
+adds the ``k``-th value of every group that has one to its group's total, in one vectorised
+operation. Each group still adds its values one by one from zero, left to right, exactly as
+``cum_sum`` does, so the bits are the same as ``ordered_sum``'s (a lone ``-0.0`` sums to
+``0.0`` in both; integers wrap alike). When few groups are left and they are long, each of
+them finishes with one running sum (``numpy.add.accumulate``, which also adds left to right).
+Columns of other types (decimals, 128-bit integers) are summed by ``ordered_sum`` itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from export_pipeline.store.source import ordered_sum
+
+# For each numeric type, the type ``cum_sum`` adds in and the type it gives (a Float32 column
+# is added up in Float64, each running total rounded back to Float32).
+SUM_TYPES: dict[pl.DataType, tuple[pl.DataType, pl.DataType]] = {
+    pl.Int8: (pl.Int64, pl.Int64), pl.Int16: (pl.Int64, pl.Int64),
+    pl.UInt8: (pl.Int64, pl.Int64), pl.UInt16: (pl.Int64, pl.Int64),
+    pl.Int32: (pl.Int32, pl.Int32), pl.Int64: (pl.Int64, pl.Int64),
+    pl.UInt32: (pl.UInt32, pl.UInt32), pl.UInt64: (pl.UInt64, pl.UInt64),
+    pl.Float32: (pl.Float64, pl.Float32), pl.Float64: (pl.Float64, pl.Float64),
+}
+
+
+def run_starts(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
+    """Whether each row starts a run of equal ``keys`` (a null equals a null)."""
+    first = pl.int_range(pl.len()) == 0
+    changed = pl.any_horizontal(first, *(pl.col(k).ne_missing(pl.col(k).shift(1)) for k in keys))
+    return frame.select(changed.alias("start")).to_series()
+
+
+def ordered_sums(values: pl.Series, sizes: np.ndarray) -> pl.Series:
+    """``ordered_sum`` of ``values`` per run, the runs being ``sizes`` rows long (each at
+    least one, in order): empty where a run has no value."""
+    types = SUM_TYPES.get(values.dtype)
+    if types is None:
+        runs = pl.Series("run", np.repeat(np.arange(len(sizes)), sizes))
+        frame = pl.DataFrame([runs, values.alias("value")])
+        summed = frame.group_by("run", maintain_order=True).agg(ordered_sum(pl.col("value")))
+        return summed["value"].alias(values.name)
+    adding, out_type = types
+    if len(values) == len(sizes):  # one row per run: zero plus its value (a null stays empty)
+        value = pl.col(values.name).cast(out_type)
+        if out_type.is_float():  # 0.0 + x is x, but 0.0 for -0.0
+            value = pl.when(value == 0).then(pl.lit(0.0, out_type)).otherwise(value)
+        return values.to_frame().select(value.alias(values.name)).to_series()
+    lengths = sizes
+    if values.null_count():  # the values each run has
+        present = values.is_not_null().cast(pl.Int64).to_numpy()
+        lengths = np.add.reduceat(present, np.cumsum(sizes) - sizes) if len(sizes) else sizes
+    array = values.drop_nulls().cast(adding).to_numpy()
+    with np.errstate(all="ignore"):  # inf - inf is NaN, as in polars, without a warning
+        totals = _running_totals(array, lengths)
+    sums = pl.Series(values.name, totals).cast(out_type)
+    empty = np.flatnonzero(lengths == 0)
+    return sums.scatter(empty, None) if len(empty) else sums
+
+
+def _running_totals(array: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Each run's values (consecutive in ``array``, ``lengths`` long) added left to right
+    from zero."""
+    totals = np.zeros(len(lengths), dtype=array.dtype)
+    longest = int(lengths.max()) if len(lengths) else 0
+    if longest <= 1:  # at most one value per run
+        if len(array) == len(totals):
+            return totals + array
+        totals[lengths == 1] += array
+        return totals
+    starts = np.cumsum(lengths) - lengths
+    active = np.flatnonzero(lengths)  # the runs that take a k-th value
+    for k in range(longest):
+        if k:
+            active = active[lengths[active] > k]
+        if len(active) < longest - k:  # a few long runs left: one running sum each
+            for run in active:
+                tail = array[starts[run] + k:starts[run] + lengths[run]]
+                running = np.concatenate((totals[run:run + 1], tail))
+                totals[run] = np.add.accumulate(running, dtype=array.dtype)[-1]
+            break
+        totals[active] += array[starts[active] + k]
+    return totals
+
+
+def group_ordered_sums(
+    frame: pl.DataFrame, keys: list[str], values: list[str], one_row_per_key: bool = False
+) -> pl.DataFrame:
+    """One row per run of equal ``keys`` in ``frame``, in order: the keys and ``ordered_sum``
+    of each of ``values`` over the run's rows. With ``one_row_per_key`` (the caller knows no
+    two rows share their keys) every row is its own run."""
+    if one_row_per_key:
+        sizes, firsts = np.ones(frame.height, dtype=np.int64), frame.select(keys)
+    else:
+        starts = run_starts(frame, keys)
+        sizes = np.diff(np.append(np.flatnonzero(starts.to_numpy()), frame.height))
+        firsts = frame.select(keys).filter(starts)
+    return firsts.with_columns(ordered_sums(frame[v], sizes) for v in values)
+
+
+def in_order(frame: pl.DataFrame, columns: list[str]) -> bool:
+    """Whether ``frame`` is already sorted on ``columns`` (ascending, nulls last), checked in one
+    vectorised pass: fetched frames come in row-key order, and re-sorting two million sorted
+    rows costs more than this check. Comparisons order as polars sorts: a NaN above every
+    number, equal to another NaN, and nulls last."""
+    if frame.height < 2 or not columns:
+        return True
+    after = pl.lit(True)
+    for name in reversed(columns):
+        current, previous = pl.col(name), pl.col(name).shift(1)
+        before = (
+            pl.when(previous.is_null()).then(False)
+            .when(current.is_null()).then(True)
+            .otherwise(previous < current)
+        )
+        after = before | (previous.eq_missing(current) & after)
+    return bool(frame.select(after.slice(1).all()).item())
+
+
+def sorted_on(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """``frame`` sorted on ``keys`` (ascending, nulls last), rows of equal keys left in their
+    order; sorted only when it is not already (``in_order``)."""
+    return frame if in_order(frame, keys) else frame.sort(keys, nulls_last=True, maintain_order=True)
