@@ -3,6 +3,7 @@ hand-written pandas script, on the same generated data and the same local S3-com
 
     python benchmarks/bench_export.py               # 1,000 entities x 90 days x 15 min = 8.64M rows
     python benchmarks/bench_export.py --scale 10    # 86.4M rows, a ~1.4 GB CSV
+    python benchmarks/bench_export.py --layout single --dagster-home   # one Parquet file, a Dagster instance
 
 Each contender is a fresh process (``python -m export_pipeline run REQUEST.json`` for the
 product, ``ref_duckdb.py`` and ``ref_pandas.py`` for the references), run in alternating order,
@@ -81,6 +82,15 @@ def generate_store(folder: Path, entities: int) -> int:
         frame.write_parquet(folder / f"metrics-{base:%Y-%m-%d}.parquet")
         rows += frame.height
     return rows
+
+
+def single_file_store(daily: Path, folder: Path, row_group_rows: int) -> None:
+    """The daily store rewritten as one Parquet file of ``row_group_rows``-row groups (how a
+    warehouse export or a compaction job lays data out), streamed so memory stays flat."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pl.scan_parquet(daily / "*.parquet").sink_parquet(
+        folder / "metrics.parquet", row_group_size=row_group_rows
+    )
 
 
 def export_request() -> dict:
@@ -263,6 +273,11 @@ def main() -> int:
                         help="which to run (default: product duckdb pandas; polars is a bare-script floor)")
     parser.add_argument("--workdir", type=Path, help="where the store goes (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the generated store")
+    parser.add_argument("--layout", choices=("daily", "single"), default="daily",
+                        help="one Parquet file per day (default) or one file of 1M-row groups")
+    parser.add_argument("--dagster-home", action="store_true",
+                        help="run the product with DAGSTER_HOME set (a fresh instance, started "
+                             "by one unmeasured run), so every run is recorded")
     parser.add_argument("--verify", choices=("first", "all"), default="first",
                         help="check the files of the first round (default) or of every round")
     args = parser.parse_args()
@@ -279,11 +294,23 @@ def main() -> int:
         print(f"store: {rows_in:,} rows, {entities:,} entities x {DAYS} days x 15 min, "
               f"{sum(f.stat().st_size for f in store.glob('*.parquet')) / 2**20:,.0f} MiB "
               f"in {store} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        if args.layout == "single":
+            single = workdir / f"store-x{args.scale}-single"
+            if not (single / "metrics.parquet").is_file():
+                single_file_store(store, single, 1_000_000)
+            store = single
+            print(f"layout: one file, 1M-row groups, in {store}", flush=True)
         request_path = workdir / "request.json"
         request_path.write_text(json.dumps(export_request(), indent=2))
 
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         env, s3 = bench_environment(endpoint, bucket, EXPORT_METRICS_PATH=str(store))
+        product_env = env
+        if args.dagster_home:
+            home = Path(tempfile.mkdtemp(prefix="dagster-home-", dir=workdir))
+            product_env = {**env, "DAGSTER_HOME": str(home)}
+            measure(command("product", "warm-up"), product_env, ROOT)
+            print(f"DAGSTER_HOME: {home} (one unmeasured run created the instance)", flush=True)
 
         def command(name: str, key: str) -> list[str]:
             if name == "product":
@@ -297,7 +324,8 @@ def main() -> int:
             order = args.only[round_ % len(args.only):] + args.only[:round_ % len(args.only)]
             prints = {}
             for name in order:
-                m = measure(command(name, f"ref/{name}-{round_}.csv"), env, ROOT)
+                m = measure(command(name, f"ref/{name}-{round_}.csv"),
+                            product_env if name == "product" else env, ROOT)
                 results[name].append(m)
                 print(f"  round {round_ + 1} {name:8s} {m.wall:7.2f} s  "
                       f"{human_bytes(m.peak_rss):>10s}", flush=True)

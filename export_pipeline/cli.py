@@ -148,7 +148,9 @@ def _progress_shown(instance: Any, run_id: str):
     stop = threading.Event()
 
     def watch() -> None:
-        while not stop.wait(0.2):
+        # Each look is a query of the instance's event log, which competes with the run
+        # for the interpreter; twice a second is as often as a reader looks.
+        while not stop.wait(0.5):
             with contextlib.suppress(Exception):  # the run may not exist yet
                 stream.show(**_progress_args(run_progress(instance, run_id)))
 
