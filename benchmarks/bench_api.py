@@ -42,6 +42,36 @@ telemetry: {enabled: false}
 """
 
 
+def start_s3(processes: list[subprocess.Popen], bucket: str) -> str:
+    """A moto S3 server on a free loopback port (appended to ``processes``) holding an empty
+    ``bucket``; its endpoint."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    processes.append(subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    wait_for_http(f"{endpoint}/moto-api/", processes[-1], 120, "moto server")
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                 aws_access_key_id="bench", aws_secret_access_key="bench").create_bucket(Bucket=bucket)
+    return endpoint
+
+
+def tenant_entry(name: str, key: str, **limits) -> dict:
+    """One tenant of ``EXPORT_TENANTS_FILE`` with one key named after it."""
+    return {"name": name, **limits, "keys": [{"name": name, "sha256": key_hash(key)}]}
+
+
+def deployment_env(home: Path, tenants_file: Path, bucket: str, store: Path, s3: str) -> dict[str, str]:
+    """The environment of every process of the local deployment: this checkout first on the
+    path, nothing inherited from the caller's AWS, export or Dagster settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EXPORT_", "DAGSTER_"))}
+    env.update(CREDENTIALS, PYTHONPATH=str(ROOT), DAGSTER_HOME=str(home),
+               EXPORT_TENANTS_FILE=str(tenants_file), EXPORT_BUCKET=bucket,
+               EXPORT_METRICS_PATH=str(store), AWS_ENDPOINT_URL_S3=s3,
+               AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    return env
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="rounds (default 5)")
@@ -52,28 +82,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         work = Path(tmp)
         try:
-            port = free_port()
-            s3 = f"http://127.0.0.1:{port}"
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            wait_for_http(f"{s3}/moto-api/", processes[-1], 120, "moto server")
-            boto3.client("s3", endpoint_url=s3, region_name="us-east-1",
-                         aws_access_key_id="bench", aws_secret_access_key="bench").create_bucket(Bucket="bench")
+            s3 = start_s3(processes, "bench")
             store = build_demo_store(work / "store")
             home = work / "dagster_home"
             home.mkdir()
             (home / "dagster.yaml").write_text(DAGSTER_YAML)
             key = new_key()
-            (work / "tenants.yaml").write_text(json.dumps({"tenants": [{
-                "name": "bench", "monthly_quota": 100_000,
-                "rate_limit": {"requests": 1_000_000, "per_seconds": 1},
-                "keys": [{"name": "bench", "sha256": key_hash(key)}]}]}))
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EXPORT_", "DAGSTER_"))}
-            env.update(CREDENTIALS, PYTHONPATH=str(ROOT), DAGSTER_HOME=str(home),
-                       EXPORT_TENANTS_FILE=str(work / "tenants.yaml"), EXPORT_BUCKET="bench",
-                       EXPORT_METRICS_PATH=str(store), AWS_ENDPOINT_URL_S3=s3,
-                       AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+            (work / "tenants.yaml").write_text(json.dumps({"tenants": [tenant_entry(
+                "bench", key, monthly_quota=100_000,
+                rate_limit={"requests": 1_000_000, "per_seconds": 1})]}))
+            env = deployment_env(home, work / "tenants.yaml", "bench", store, s3)
             api_port = free_port()
             api = f"http://127.0.0.1:{api_port}"
             processes.append(subprocess.Popen(
