@@ -148,13 +148,16 @@ class Deployment:
         self.processes: list[subprocess.Popen] = []
         self.logs: list[Path] = []
 
-    def start(self, tenants: int, extra_env: dict[str, str]) -> None:
+    def start(self, tenants: int, extra_env: dict[str, str], run_queue: dict) -> None:
         work, launcher = self.work, self.launcher
         self.s3 = start_s3(self.processes, BUCKET)
         self.store = build_demo_store(work / "store")
         self.home = work / "dagster_home"
         self.home.mkdir()
-        (self.home / "dagster.yaml").write_text(INSTANCE_CONFIG)
+        instance_file = INSTANCE_CONFIG
+        if run_queue:
+            instance_file += f"run_queue: {json.dumps(run_queue)}\n"
+        (self.home / "dagster.yaml").write_text(instance_file)
         self.keys = {f"tenant-{t:02d}": new_key() for t in range(tenants)}
         tenants_file = work / "tenants.json"
         tenants_file.write_text(json.dumps({"tenants": [tenant_entry(n, k) for n, k in self.keys.items()]}))
@@ -408,6 +411,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=16, help="client threads submitting (default 16)")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between a client's polls (default 1)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the last export")
+    parser.add_argument("--max-concurrent-runs", type=int,
+                        help="run_queue.max_concurrent_runs in dagster.yaml (Dagster's default: 10)")
+    parser.add_argument("--dequeue-workers", type=int,
+                        help="launch queued runs from this many threads (run_queue.dequeue_use_threads, "
+                        "dequeue_num_workers); Dagster's default launches one at a time")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for every process of the deployment (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, instance)")
@@ -423,7 +431,13 @@ def main() -> int:
               f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         started = time.monotonic()
         deployment = Deployment(work, args.launcher)
-        deployment.start(args.tenants, extra_env)
+        run_queue = {}
+        if args.max_concurrent_runs is not None:
+            run_queue["max_concurrent_runs"] = args.max_concurrent_runs
+        if args.dequeue_workers:
+            run_queue.update(dequeue_use_threads=True, dequeue_num_workers=args.dequeue_workers)
+        deployment.start(args.tenants, extra_env, run_queue)
+        print(f"dagster.yaml: {(deployment.home / 'dagster.yaml').read_text()!r}", flush=True)
         print(f"deployment up in {time.monotonic() - started:.1f} s ({args.launcher}, {work})", flush=True)
         for k, mode in enumerate(modes):
             reports.append(measure(deployment, mode, args.requests, k * args.requests, args))

@@ -366,6 +366,17 @@ class DeploymentSettings(Section):
     )
 
 
+class ThroughputSettings(Section):
+    """Many exports arriving together: how much of the backlog each sensor tick works off, so
+    result objects and notifications keep up with the runs."""
+
+    status_sensor_runs_per_tick: int = Field(
+        50, ge=1, le=1000, description="runs each result and notification sensor handles per "
+        "tick (Dagster's own default is 5: at the default interval, 10 results a minute); sets "
+        "Dagster's `DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT` unless that is set"
+    )
+
+
 class Settings(BaseModel):
     """Every area's settings, read when this is built (``get_settings``)."""
 
@@ -381,6 +392,7 @@ class Settings(BaseModel):
     retention: RetentionSettings
     service: ServiceSettings
     deployment: DeploymentSettings
+    throughput: ThroughputSettings
 
 
 SECTIONS: dict[str, type[BaseSettings]] = {
