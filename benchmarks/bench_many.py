@@ -313,21 +313,29 @@ def wait_inbox(deployment: Deployment, submitted: dict[int, dict], timeout: floa
     return done
 
 
-def runs_per_request(home: Path, mode: str, submitted: dict[int, dict]) -> Counter:
-    """How many runs the instance holds for each request (its export id or inbox key)."""
+def runs_per_request(home: Path, mode: str, submitted: dict[int, dict]) -> tuple[Counter, int]:
+    """How many runs the instance holds for each request (its export id or inbox key), and
+    the most of them that were in progress at once (by their start and end times)."""
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
     tag = EXPORT_ID_TAG if mode == "api" else INBOX_KEY_TAG
     wanted = {s["id"] if mode == "api" else s["key"]: i for i, s in submitted.items()}
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        runs = instance.get_runs()
+        records = instance.get_run_records()
     counts = Counter({i: 0 for i in submitted})
-    for run in runs:
-        i = wanted.get(run.tags.get(tag))
+    edges = []
+    for record in records:
+        i = wanted.get(record.dagster_run.tags.get(tag))
         if i is not None:
             counts[i] += 1
-    return counts
+            if record.start_time and record.end_time:
+                edges += [(record.start_time, 1), (record.end_time, -1)]
+    alive = most = 0
+    for _, step in sorted(edges):
+        alive += step
+        most = max(most, alive)
+    return counts, most
 
 
 def verify(store: Path, requests: list[tuple], done: dict[int, dict], threads: int) -> list[str]:
@@ -374,7 +382,7 @@ def measure(deployment: Deployment, mode: str, n: int, offset: int, args) -> dic
     elapsed = max(d["finished"] for d in done.values()) - started
     sampler.stop()
     latencies = [done[i]["finished"] - submitted[i]["submitted"] for i in done]
-    runs = runs_per_request(deployment.home, mode, submitted)
+    runs, runs_at_once = runs_per_request(deployment.home, mode, submitted)
     problems = verify(deployment.store, [(None, *r[1:]) for r in requests], done, args.threads)
     statuses = Counter(d["status"] for d in done.values())
     report = {
@@ -382,7 +390,8 @@ def measure(deployment: Deployment, mode: str, n: int, offset: int, args) -> dic
         "per_minute": n / elapsed * 60, "p50_s": percentile(latencies, 50),
         "p95_s": percentile(latencies, 95), "max_s": max(latencies),
         "idle_rss_mib": idle_rss / 2**20, "peak_rss_mib": sampler.peak_rss / 2**20,
-        "peak_workers": sampler.peak_workers, "workers_seen": len(sampler.worker_pids),
+        "runs_at_once": runs_at_once, "peak_workers": sampler.peak_workers,
+        "workers_seen": len(sampler.worker_pids),
         "peak_worker_rss_mib": sampler.peak_worker_rss / 2**20, "statuses": dict(statuses),
         "runs_per_request": dict(Counter(runs.values())), "verify_problems": problems,
     }
@@ -395,9 +404,10 @@ def measure(deployment: Deployment, mode: str, n: int, offset: int, args) -> dic
     for problem in problems[:10]:
         print(f"    {problem}")
     print(f"  memory: deployment idle {report['idle_rss_mib']:.0f} MiB, peak {report['peak_rss_mib']:.0f} MiB "
-          f"(every process summed); run workers alive at once at most {sampler.peak_workers} "
-          f"({len(sampler.worker_pids)} seen), the largest {report['peak_worker_rss_mib']:.0f} MiB",
-          flush=True)
+          f"(every process summed); runs in progress at once at most {runs_at_once} (the instance's "
+          f"start and end times); spawned worker processes alive at once at most "
+          f"{sampler.peak_workers} ({len(sampler.worker_pids)} seen), the largest "
+          f"{report['peak_worker_rss_mib']:.0f} MiB", flush=True)
     return report
 
 
