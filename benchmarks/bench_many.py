@@ -148,15 +148,13 @@ class Deployment:
         self.processes: list[subprocess.Popen] = []
         self.logs: list[Path] = []
 
-    def start(self, tenants: int, extra_env: dict[str, str], run_queue: dict) -> None:
+    def start(self, tenants: int, extra_env: dict[str, str], instance: dict) -> None:
         work, launcher = self.work, self.launcher
         self.s3 = start_s3(self.processes, BUCKET)
         self.store = build_demo_store(work / "store")
         self.home = work / "dagster_home"
         self.home.mkdir()
-        instance_file = INSTANCE_CONFIG
-        if run_queue:
-            instance_file += f"run_queue: {json.dumps(run_queue)}\n"
+        instance_file = INSTANCE_CONFIG + "".join(f"{k}: {json.dumps(v)}\n" for k, v in instance.items())
         (self.home / "dagster.yaml").write_text(instance_file)
         self.keys = {f"tenant-{t:02d}": new_key() for t in range(tenants)}
         tenants_file = work / "tenants.json"
@@ -426,6 +424,9 @@ def main() -> int:
     parser.add_argument("--dequeue-workers", type=int,
                         help="launch queued runs from this many threads (run_queue.dequeue_use_threads, "
                         "dequeue_num_workers); Dagster's default launches one at a time")
+    parser.add_argument("--sensor-workers", type=int,
+                        help="evaluate sensors and submit their runs from this many threads (sensors.use_threads, "
+                        "num_workers, num_submit_workers); Dagster's default does one thing at a time")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for every process of the deployment (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, instance)")
@@ -441,12 +442,15 @@ def main() -> int:
               f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         started = time.monotonic()
         deployment = Deployment(work, args.launcher)
-        run_queue = {}
+        instance = {"run_queue": {}}
         if args.max_concurrent_runs is not None:
-            run_queue["max_concurrent_runs"] = args.max_concurrent_runs
+            instance["run_queue"]["max_concurrent_runs"] = args.max_concurrent_runs
         if args.dequeue_workers:
-            run_queue.update(dequeue_use_threads=True, dequeue_num_workers=args.dequeue_workers)
-        deployment.start(args.tenants, extra_env, run_queue)
+            instance["run_queue"].update(dequeue_use_threads=True, dequeue_num_workers=args.dequeue_workers)
+        if args.sensor_workers:
+            instance["sensors"] = {"use_threads": True, "num_workers": args.sensor_workers,
+                                   "num_submit_workers": args.sensor_workers}
+        deployment.start(args.tenants, extra_env, {k: v for k, v in instance.items() if v})
         print(f"dagster.yaml: {(deployment.home / 'dagster.yaml').read_text()!r}", flush=True)
         print(f"deployment up in {time.monotonic() - started:.1f} s ({args.launcher}, {work})", flush=True)
         for k, mode in enumerate(modes):
