@@ -371,9 +371,11 @@ class ThroughputSettings(Section):
     result objects and notifications keep up with the runs."""
 
     status_sensor_runs_per_tick: int = Field(
-        50, ge=1, le=1000, description="runs each result and notification sensor handles per "
-        "tick (Dagster's own default is 5: at the default interval, 10 results a minute); sets "
-        "Dagster's `DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT` unless that is set"
+        20, ge=1, le=1000, description="runs each result and notification sensor handles per "
+        "tick (Dagster's own default is 5: at the default interval, 10 results a minute; much "
+        "more can outlast Dagster's 60 s sensor time limit on a busy machine, and a timed-out "
+        "tick is repeated whole); sets Dagster's `DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT` "
+        "unless that is set"
     )
 
 
