@@ -1,5 +1,7 @@
-"""Many exports at once: N seed-sized requests submitted together to a local deployment run as
-the README runs it, through the export API or the request inbox, until every one is complete.
+"""Many exports at once: N seed-sized requests submitted together to a local deployment.
+
+The deployment runs as the README runs it; the requests go through the export API or the
+request inbox, and the benchmark waits until every one is complete.
 
     python benchmarks/bench_many.py                       # 100 through the API, then 100 through the inbox
     python benchmarks/bench_many.py --mode api --requests 50 --tenants 5
