@@ -434,6 +434,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, instance)")
     parser.add_argument("--json", type=Path, help="write the reports here as JSON")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the deployment on the way out
     extra_env = dict(item.split("=", 1) for item in args.env)
     modes = ["api", "inbox"] if args.mode == "both" else [args.mode]
     work = Path(tempfile.mkdtemp(prefix="bench-many-"))
