@@ -492,3 +492,23 @@ def test_a_burst_of_finished_runs_has_every_result_after_one_tick(env, instance,
                   results[key.replace("requests/", "results/")]["runId"]) for key in runs} == {
         key: ("failed", run_id) for key, run_id in runs.items()
     }
+
+
+def test_a_finished_run_is_never_marked_running(env, instance, s3_client, bucket):
+    """The running sensor may tick after the run has finished but before the complete sensor
+    has written (sensors in parallel threads): it leaves the result for the final status."""
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("q.json", SEED_BODY)
+    [request] = inbox.tick()
+    job = inbox.defs.resolve_job_def("export_job")
+    result = job.execute_in_process(
+        run_config=request.run_config, instance=instance, raise_on_error=False,
+        tags={**request.tags, RUN_KEY_TAG: request.run_key},
+    )
+    assert result.success
+    run = instance.get_run_by_id(result.run_id)
+    start = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_START)[0]
+    inbox.status_sensor("inbox_result_running", start.dagster_event, run)
+    assert inbox.result("q.json")["status"] == "queued"
+    inbox.status_sensor("inbox_result_complete", result.get_run_success_event(), run)
+    assert (inbox.result("q.json")["status"], inbox.result("q.json")["runId"]) == ("complete", run.run_id)
