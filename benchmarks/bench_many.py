@@ -427,8 +427,8 @@ def main() -> int:
                         help="launch queued runs from this many threads (run_queue.dequeue_use_threads, "
                         "dequeue_num_workers); Dagster's default launches one at a time")
     parser.add_argument("--sensor-workers", type=int,
-                        help="evaluate sensors and submit their runs from this many threads (sensors.use_threads, "
-                        "num_workers, num_submit_workers); Dagster's default does one thing at a time")
+                        help="create the runs a sensor tick requests from this many threads (sensors.use_threads, "
+                        "num_workers: 1, num_submit_workers); Dagster's default creates one at a time")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for every process of the deployment (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, instance)")
@@ -451,7 +451,7 @@ def main() -> int:
         if args.dequeue_workers:
             instance["run_queue"].update(dequeue_use_threads=True, dequeue_num_workers=args.dequeue_workers)
         if args.sensor_workers:
-            instance["sensors"] = {"use_threads": True, "num_workers": args.sensor_workers,
+            instance["sensors"] = {"use_threads": True, "num_workers": 1,
                                    "num_submit_workers": args.sensor_workers}
         deployment.start(args.tenants, extra_env, {k: v for k, v in instance.items() if v})
         print(f"dagster.yaml: {(deployment.home / 'dagster.yaml').read_text()!r}", flush=True)
