@@ -366,6 +366,19 @@ class DeploymentSettings(Section):
     )
 
 
+class ThroughputSettings(Section):
+    """Many exports arriving together: how much of the backlog each sensor tick works off, so
+    result objects and notifications keep up with the runs."""
+
+    status_sensor_runs_per_tick: int = Field(
+        20, ge=1, le=1000, description="runs each result and notification sensor handles per "
+        "tick (Dagster's own default is 5: at the default interval, 10 results a minute; much "
+        "more can outlast Dagster's 60 s sensor time limit on a busy machine, and a timed-out "
+        "tick is repeated whole); sets Dagster's `DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT` "
+        "unless that is set"
+    )
+
+
 class Settings(BaseModel):
     """Every area's settings, read when this is built (``get_settings``)."""
 
@@ -381,6 +394,7 @@ class Settings(BaseModel):
     retention: RetentionSettings
     service: ServiceSettings
     deployment: DeploymentSettings
+    throughput: ThroughputSettings
 
 
 SECTIONS: dict[str, type[BaseSettings]] = {

@@ -10,6 +10,7 @@ file; Dagster calls it when it loads the code location. The settings: ``export_p
 from __future__ import annotations
 
 import gc
+import os
 
 import dagster as dg
 
@@ -32,7 +33,22 @@ from export_pipeline.orchestration.upload_cleanup import (
     stale_upload_sweep_job,
 )
 from export_pipeline.saved_exports.definitions import load_saved_exports
-from export_pipeline.settings import Settings, get_settings
+from export_pipeline.settings import Settings, ThroughputSettings, get_settings
+
+STATUS_SENSOR_PROCESS_LIMIT = "DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT"
+STATUS_SENSOR_FETCH_LIMIT = "DAGSTER_RUN_STATUS_SENSOR_FETCH_LIMIT"
+
+
+def apply_status_sensor_limits(throughput: ThroughputSettings) -> None:
+    """Dagster caps what one run-status sensor tick handles only through its environment, read
+    in the process that evaluates the sensors (the one loading these definitions): without
+    this, a burst of inbox runs would see its results written five per tick. A limit the
+    environment sets itself is left alone. The events fetched per tick keep Dagster's own ratio
+    to the runs handled (five to one), since runs of other code locations are fetched and
+    skipped."""
+    runs = throughput.status_sensor_runs_per_tick
+    os.environ.setdefault(STATUS_SENSOR_PROCESS_LIMIT, str(runs))
+    os.environ.setdefault(STATUS_SENSOR_FETCH_LIMIT, str(5 * runs))
 
 
 def inbox_and_saved_exports(settings: Settings) -> tuple[list, list, list, list, dict]:
@@ -84,6 +100,7 @@ def inbox_and_saved_exports(settings: Settings) -> tuple[list, list, list, list,
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or get_settings()
+    apply_status_sensor_limits(settings.throughput)
     assets, saved_jobs, schedules, sensors, inbox_resources = inbox_and_saved_exports(settings)
     return dg.Definitions(
         assets=assets,

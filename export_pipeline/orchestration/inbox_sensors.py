@@ -282,6 +282,12 @@ def _write_status(
     key = request_inbox.result_key(run.tags[INBOX_KEY_TAG])
     if key is None:
         return
+    if status == inbox.Status.running:
+        latest = context.instance.get_run_by_id(run.run_id)
+        if latest is not None and latest.is_finished:
+            # Its final status is its own sensor's to write: a late 'running' read before that
+            # write and put after it (sensors ticking in parallel threads) would undo it.
+            return
     client = request_inbox.get_client()
     current = inbox.get_result(client, request_inbox.bucket, key)
     if current is not None:

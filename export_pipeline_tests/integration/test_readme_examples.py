@@ -99,3 +99,33 @@ def test_readme_example_gives_rows_and_no_empty_column(where, document, demo_sto
     assert len(rows) == out.rows, where
     blank = [h for h, column in zip(header, columns_of(rows)) if all(empty(v) for v in column)]
     assert not blank, (where, blank)
+
+
+INSTANCE_KEYS = {"run_queue", "sensors", "code_servers", "run_launcher", "run_coordinator",
+                 "run_monitoring", "run_retries", "telemetry"}
+
+
+def readme_instance_settings() -> list[dict]:
+    """The yaml blocks that are Dagster instance settings (what goes into ``dagster.yaml``)."""
+    blocks = [yaml.safe_load(m.group(1)) for m in YAML.finditer((REPO / "README.md").read_text())]
+    return [b for b in blocks if isinstance(b, dict) and b and set(b) <= INSTANCE_KEYS]
+
+
+def test_the_readme_s_instance_settings_are_what_dagster_reads(tmp_path):
+    """Each dagster.yaml excerpt the README gives is taken by Dagster as written: a misspelt
+    key would be refused, a misplaced one ignored."""
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    settings = readme_instance_settings()
+    assert any({"run_queue", "sensors"} <= set(s) for s in settings)
+    for i, block in enumerate(settings):
+        home = tmp_path / str(i)
+        home.mkdir()
+        (home / "dagster.yaml").write_text(yaml.safe_dump(block))
+        with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            if "run_queue" in block:
+                queue = instance.run_coordinator.get_run_queue_config()
+                assert queue.max_concurrent_runs == block["run_queue"]["max_concurrent_runs"]
+            if "sensors" in block:
+                assert instance.get_settings("sensors") == block["sensors"]

@@ -106,6 +106,7 @@ EVERY_VARIABLE = [
     ("EXPORT_RUN_MONITOR_INTERVAL", "30", "deployment.run_monitor_interval", 30),
     ("EXPORT_RUN_MAX_RESUME_ATTEMPTS", "1", "deployment.run_max_resume_attempts", 1),
     ("EXPORT_RUN_RETRIES", "0", "deployment.run_retries", 0),
+    ("EXPORT_STATUS_SENSOR_RUNS_PER_TICK", "200", "throughput.status_sensor_runs_per_tick", 200),
 ]
 
 

@@ -11,7 +11,11 @@ import urllib.request
 import dagster as dg
 import pytest
 
-from export_pipeline.orchestration.definitions import build_definitions
+from export_pipeline.orchestration.definitions import (
+    STATUS_SENSOR_FETCH_LIMIT,
+    STATUS_SENSOR_PROCESS_LIMIT,
+    build_definitions,
+)
 from export_pipeline.orchestration.inbox_sensors import RUN_KEY_TAG
 from export_pipeline.contract.validation import validate_document
 from export_pipeline_tests.support.reference import reference_csv_rows
@@ -453,3 +457,58 @@ def test_unreadable_documents_get_a_failed_result_and_no_run(env, instance, s3_c
     assert "nested deeper than 32 levels" in deep["errors"][0]["message"]
     assert twice["errors"] == [{"path": "data.body.csvFormat.sortBy",
                                 "message": "is given twice in the same object; give it once"}]
+
+
+def test_a_burst_of_finished_runs_has_every_result_after_one_tick(env, instance, s3_client, bucket, monkeypatch):
+    """Dagster's run-status sensors take five runs per tick unless their environment says
+    otherwise; the definitions raise that, so a burst of finished inbox runs does not wait
+    one sensor interval per five results."""
+    for name in (STATUS_SENSOR_PROCESS_LIMIT, STATUS_SENSOR_FETCH_LIMIT):
+        monkeypatch.delenv(name, raising=False)
+    inbox = Inbox(instance, s3_client, bucket)
+    sensor = inbox.defs.resolve_sensor_def("inbox_result_canceled")
+
+    def tick(cursor):
+        with dg.build_sensor_context(instance=instance, cursor=cursor, resources=inbox.resources) as context:
+            return sensor.evaluate_tick(context).cursor
+
+    cursor = tick(None)  # a run-status sensor's first tick only starts its cursor
+    for i in range(12):
+        inbox.put(f"burst{i:02d}.json", SEED_BODY)
+    requests = inbox.tick()
+    assert len(requests) == 12
+    job = inbox.defs.resolve_job_def("export_job")
+    runs = {}
+    for request in requests:
+        run = instance.create_run_for_job(
+            job_def=job, run_config=request.run_config,
+            tags={**request.tags, RUN_KEY_TAG: request.run_key},
+        )
+        instance.report_run_canceled(run)
+        runs[request.tags["export_pipeline/inbox_key"]] = run.run_id
+    tick(cursor)
+    results = inbox.results()
+    assert {key: (results[key.replace("requests/", "results/")]["status"],
+                  results[key.replace("requests/", "results/")]["runId"]) for key in runs} == {
+        key: ("failed", run_id) for key, run_id in runs.items()
+    }
+
+
+def test_a_finished_run_is_never_marked_running(env, instance, s3_client, bucket):
+    """The running sensor may tick after the run has finished but before the complete sensor
+    has written (sensors in parallel threads): it leaves the result for the final status."""
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("q.json", SEED_BODY)
+    [request] = inbox.tick()
+    job = inbox.defs.resolve_job_def("export_job")
+    result = job.execute_in_process(
+        run_config=request.run_config, instance=instance, raise_on_error=False,
+        tags={**request.tags, RUN_KEY_TAG: request.run_key},
+    )
+    assert result.success
+    run = instance.get_run_by_id(result.run_id)
+    start = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_START)[0]
+    inbox.status_sensor("inbox_result_running", start.dagster_event, run)
+    assert inbox.result("q.json")["status"] == "queued"
+    inbox.status_sensor("inbox_result_complete", result.get_run_success_event(), run)
+    assert (inbox.result("q.json")["status"], inbox.result("q.json")["runId"]) == ("complete", run.run_id)
