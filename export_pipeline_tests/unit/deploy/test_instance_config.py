@@ -89,8 +89,9 @@ def test_dagster_itself_refuses_a_template_left_unrendered(tmp_path):
 LAUNCHER = REPO / "deploy" / "run-launcher-docker.yaml"
 
 
-def test_the_docker_launcher_template_adds_a_launcher_dagster_docker_itself_accepts(tmp_path):
+def test_the_docker_launcher_template_adds_a_launcher_dagster_docker_itself_accepts(tmp_path, monkeypatch):
     from dagster._serdes.config_class import ConfigurableClassData
+    from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
     from dagster_docker import DockerRunLauncher
 
     output = tmp_path / "dagster.yaml"
@@ -98,7 +99,7 @@ def test_the_docker_launcher_template_adds_a_launcher_dagster_docker_itself_acce
     config = _checked(output.read_text(), tmp_path)
     (tmp_path / "base").mkdir()
     base = _checked(render_instance_config(TEMPLATE.read_text(), DeploymentSettings()), tmp_path / "base")
-    assert {k: v for k, v in config.items() if k != "run_launcher"} == base
+    assert {k: v for k, v in config.items() if k not in ("run_launcher", "compute_logs")} == base
     section = config["run_launcher"]
     # dagster-docker's own schema and checks, as the daemon runs them when it loads the instance
     launcher = ConfigurableClassData(section["module"], section["class"],
@@ -107,6 +108,14 @@ def test_the_docker_launcher_template_adds_a_launcher_dagster_docker_itself_acce
     assert launcher.networks == ["export-pipeline"] and launcher.image == "export-pipeline:0.1.0"
     assert "DAGSTER_PG_PASSWORD" in launcher.env_vars
     assert launcher.container_kwargs == {"volumes_from": ["export-pipeline-code-server"]}
+    # a run's stdout/stderr outlive its container: dagster-aws keeps them in the export bucket
+    monkeypatch.setenv("EXPORT_BUCKET", "exports")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9000")
+    logs = config["compute_logs"]
+    manager = ConfigurableClassData(logs["module"], logs["class"],
+                                    yaml.safe_dump(logs["config"])).rehydrate(S3ComputeLogManager)
+    assert isinstance(manager, S3ComputeLogManager)
+    assert manager._s3_bucket == "exports" and manager._s3_prefix == "dagster-compute-logs"
 
 
 def test_a_section_two_templates_set_stops_instance_config_and_writes_nothing(tmp_path, capsys):
