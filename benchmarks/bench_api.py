@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from export_pipeline.demo.store import build_demo_store  # noqa: E402
 from export_pipeline_tests.support.helpers import free_port, start_moto_server, wait_for_http  # noqa: E402
-from export_pipeline_tests.support.service import service_environment, tenants_yaml  # noqa: E402
+from export_pipeline_tests.support.service import service_environment, unlimited_tenant  # noqa: E402
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                "AWS_DEFAULT_REGION": "us-east-1"}
@@ -53,11 +53,8 @@ def main() -> int:
             moto, s3 = start_moto_server("bench")
             processes.append(moto)
             store = build_demo_store(work / "store")
-            keys: dict[str, str] = {}
-            (work / "tenants.yaml").write_text(tenants_yaml({"bench": {
-                "monthly_quota": 100_000, "rate_limit": {"requests": 1_000_000, "per_seconds": 1}}}, keys))
-            key = keys["bench"]
-            env = service_environment(work / "dagster_home", work / "tenants.yaml", "bench", store, s3,
+            tenants, key = unlimited_tenant(work, "bench")
+            env = service_environment(work / "dagster_home", tenants, "bench", store, s3,
                                       CREDENTIALS, dagster_yaml=DAGSTER_YAML)
             api_port = free_port()
             api = f"http://127.0.0.1:{api_port}"

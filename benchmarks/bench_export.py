@@ -305,18 +305,19 @@ def main() -> int:
 
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         env, s3 = bench_environment(endpoint, bucket, EXPORT_METRICS_PATH=str(store))
-        product_env = env
-        if args.dagster_home:
-            home = Path(tempfile.mkdtemp(prefix="dagster-home-", dir=workdir))
-            product_env = {**env, "DAGSTER_HOME": str(home)}
-            measure(command("product", "warm-up"), product_env, ROOT)
-            print(f"DAGSTER_HOME: {home} (one unmeasured run created the instance)", flush=True)
 
         def command(name: str, key: str) -> list[str]:
             if name == "product":
                 return [sys.executable, "-m", "export_pipeline", "run", str(request_path)]
             return [sys.executable, str(HERE / f"ref_{name}.py"), str(store), bucket, key,
                     START.strftime(ISO), END.strftime(ISO)]
+
+        product_env = env
+        if args.dagster_home:
+            home = Path(tempfile.mkdtemp(prefix="dagster-home-", dir=workdir))
+            product_env = {**env, "DAGSTER_HOME": str(home)}
+            measure(command("product", "warm-up"), product_env, ROOT)
+            print(f"DAGSTER_HOME: {home} (one unmeasured run created the instance)", flush=True)
 
         results: dict[str, list[Measurement]] = {n: [] for n in args.only}
         rows_out = None

@@ -43,7 +43,7 @@ from export_pipeline.demo.store import build_demo_store
 from export_pipeline.service.api import EXPORT_ID_TAG
 from export_pipeline_tests.support.helpers import free_port, start_moto_server, wait_for_http
 from export_pipeline_tests.support.requests import SEED_ENVELOPE
-from export_pipeline_tests.support.service import service_environment, tenants_yaml
+from export_pipeline_tests.support.service import service_environment, unlimited_tenant
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                "AWS_DEFAULT_REGION": "us-east-1"}
@@ -122,11 +122,8 @@ def main() -> int:
             home = work / "dagster_home"
             request_file = work / "seed.json"
             request_file.write_text(json.dumps(seed))
-            keys: dict[str, str] = {}
-            (work / "tenants.yaml").write_text(tenants_yaml({"bench": {
-                "monthly_quota": 100_000, "rate_limit": {"requests": 1_000_000, "per_seconds": 1}}}, keys))
-            key = keys["bench"]
-            env = service_environment(home, work / "tenants.yaml", "bench", store, s3, CREDENTIALS)
+            tenants, key = unlimited_tenant(work, "bench")
+            env = service_environment(home, tenants, "bench", store, s3, CREDENTIALS)
             (home / "dagster.yaml").unlink()  # written below: the given file, or the CLI's
             if args.dagster_yaml:
                 (home / "dagster.yaml").write_text(args.dagster_yaml.read_text())

@@ -76,6 +76,16 @@ def tenants_yaml(tenants: dict[str, dict], keys: dict[str, str]) -> str:
     return json.dumps({"tenants": entries}, indent=2)
 
 
+def unlimited_tenant(folder: Path, name: str) -> tuple[Path, str]:
+    """A tenants file in ``folder`` with one tenant whose quota and rate limit no benchmark
+    reaches: the file and the tenant's key."""
+    keys: dict[str, str] = {}
+    path = folder / "tenants.yaml"
+    path.write_text(tenants_yaml({name: {
+        "monthly_quota": 100_000, "rate_limit": {"requests": 1_000_000, "per_seconds": 1}}}, keys))
+    return path, keys[name]
+
+
 def service_environment(home: Path, tenants_file: Path, bucket: str, store: Path,
                         s3_endpoint: str, credentials: dict[str, str],
                         dagster_yaml: str = DAGSTER_YAML) -> dict[str, str]:
