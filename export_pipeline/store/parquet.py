@@ -24,7 +24,6 @@ from export_pipeline.store.source import (
     MetricQuery,
     MetricSourceError,
     StoreSchema,
-    ordered_sum,
     sum_or_null,
 )
 from export_pipeline.store.ordered import group_ordered_sums, sorted_on
@@ -98,25 +97,23 @@ class ParquetMetricSource:
         if query.samples:
             rows = scan.filter(predicate).select(*keys, *(pl.col(m) for m in query.measures))
             return self._samples(rows, query)
-        total = ordered_sum if query.samples else sum_or_null
         lazy = (
             scan.filter(predicate)
             .select(*keys, *(pl.col(m) for m in query.measures))
             .group_by(query.key_columns)
-            .agg(total(pl.col(m)).alias(m) for m in query.measures)
+            .agg(sum_or_null(pl.col(m)).alias(m) for m in query.measures)
             .sort(query.key_columns, nulls_last=True)
         )
         try:
             # The streaming engine reads the files in morsels and aggregates as it goes: the
-            # store's rows are never all in memory at once. Samples are summed in row order
-            # (``ordered_sum``), which only the in-memory engine keeps within a group.
-            return lazy.collect(engine="in-memory" if query.samples else "streaming")
+            # store's rows are never all in memory at once.
+            return lazy.collect(engine="streaming")
         except (pl.exceptions.PolarsError, OSError) as error:
             raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
 
     def _samples(self, rows: pl.LazyFrame, query: MetricQuery) -> pl.DataFrame:
         """The per-timestamp sums of a decimation: each key's rows added in the store's row
-        order (``ordered_sum``), which the in-memory engine keeps and a stable sort on the keys
+        order, which the in-memory engine keeps and a stable sort on the keys
         leaves in place; every key's rows are then summed at once (``group_ordered_sums``)."""
         keys = query.key_columns
         try:
