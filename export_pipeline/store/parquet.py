@@ -97,17 +97,18 @@ class ParquetMetricSource:
         if query.samples:
             rows = scan.filter(predicate).select(*keys, *(pl.col(m) for m in query.measures))
             return self._samples(rows, query)
+        # Groups come out in the order their keys first appear: a store written in time order
+        # (then by entity) yields them sorted already, and the sort is skipped.
         lazy = (
             scan.filter(predicate)
             .select(*keys, *(pl.col(m) for m in query.measures))
-            .group_by(query.key_columns)
+            .group_by(query.key_columns, maintain_order=True)
             .agg(sum_or_null(pl.col(m)).alias(m) for m in query.measures)
-            .sort(query.key_columns, nulls_last=True)
         )
         try:
             # The streaming engine reads the files in morsels and aggregates as it goes: the
             # store's rows are never all in memory at once.
-            return lazy.collect(engine="streaming")
+            return sorted_on(lazy.collect(engine="streaming"), query.key_columns)
         except (pl.exceptions.PolarsError, OSError) as error:
             raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
 
