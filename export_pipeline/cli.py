@@ -141,7 +141,7 @@ def _progress_shown(instance: Any, run_id: str):
     terminal, a line per change otherwise."""
     import threading
 
-    from export_pipeline.orchestration.service_runs import run_progress
+    from export_pipeline.orchestration.run_outcomes import run_progress
     from export_pipeline.progress import ProgressStream
 
     stream = ProgressStream(sys.stderr, sys.stderr.isatty())

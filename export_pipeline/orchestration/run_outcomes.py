@@ -1,6 +1,7 @@
-"""What a finished export run produced, read back from the Dagster instance: the response
-(bucket, key, signed URL, rows, bytes) of a success, the errors of a failure. Shared by the
-inbox's result sensors and the notification sensors."""
+"""What an export run reports, read back from the Dagster instance: its progress while it runs,
+the response (bucket, key, signed URL, rows, bytes) of a success, the errors of a failure.
+Shared by the command line, the export service, the inbox's result sensors and the
+notification sensors."""
 
 from typing import Any
 
@@ -85,3 +86,30 @@ def _innermost(error: Any) -> str:
 
 def error_text(errors: list[dict[str, str]]) -> str:
     return "\n".join(f"{e['path']}: {e['message']}" if e.get("path") else e["message"] for e in errors)
+
+
+def run_progress(instance: dg.DagsterInstance, run_id: str) -> dict[str, int | None]:
+    """Store reads done of total (the plan's ``fetches`` outputs, the fetch steps that
+    succeeded) and the rows of the combined table once it exists."""
+    records = instance.all_logs(
+        run_id, of_type={dg.DagsterEventType.STEP_OUTPUT, dg.DagsterEventType.STEP_SUCCESS}
+    )
+    total = done = 0
+    rows = None
+    for record in records:
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type is dg.DagsterEventType.STEP_OUTPUT:
+            output = event.step_output_data
+            if event.step_key == "plan_export" and output.output_name == "fetches":
+                total += 1
+            elif event.step_key == "combine_metrics":
+                rows = _int(output.metadata.get("rows"))
+        elif event.step_key.startswith("fetch_metrics["):
+            done += 1
+    return {"fetches_done": done, "fetches_total": total, "rows": rows}
+
+
+def _int(value: Any) -> int | None:
+    return int(value.value) if value is not None and value.value is not None else None

@@ -31,6 +31,7 @@ from export_pipeline.orchestration.run_outcomes import (
     NOTIFICATION_TAG,
     export_response,
     failure_errors,
+    run_progress,
 )
 from export_pipeline.service.api import Launch
 from export_pipeline.service.exports import RunObservation, Status
@@ -168,32 +169,6 @@ def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]
     steps = [e for e in events if e.event_type is dg.DagsterEventType.STEP_FAILURE]
     run_failure = next((e for e in events if e.event_type is dg.DagsterEventType.RUN_FAILURE), None)
     return [{"path": e["path"], "message": e["message"]} for e in failure_errors(steps, run_failure)]
-
-def run_progress(instance: dg.DagsterInstance, run_id: str) -> dict[str, int | None]:
-    """Store reads done of total (the plan's ``fetches`` outputs, the fetch steps that
-    succeeded) and the rows of the combined table once it exists."""
-    records = instance.all_logs(
-        run_id, of_type={dg.DagsterEventType.STEP_OUTPUT, dg.DagsterEventType.STEP_SUCCESS}
-    )
-    total = done = 0
-    rows = None
-    for record in records:
-        event = record.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type is dg.DagsterEventType.STEP_OUTPUT:
-            output = event.step_output_data
-            if event.step_key == "plan_export" and output.output_name == "fetches":
-                total += 1
-            elif event.step_key == "combine_metrics":
-                rows = _int(output.metadata.get("rows"))
-        elif event.step_key.startswith("fetch_metrics["):
-            done += 1
-    return {"fetches_done": done, "fetches_total": total, "rows": rows}
-
-
-def _int(value: Any) -> int | None:
-    return int(value.value) if value is not None and value.value is not None else None
 
 
 def build_export_service(settings: Any, instance: dg.DagsterInstance):

@@ -9,7 +9,8 @@ import dagster as dg
 import pytest
 
 from export_pipeline.orchestration.definitions import build_definitions
-from export_pipeline.orchestration.service_runs import api_run_config, run_errors, run_progress
+from export_pipeline.orchestration.run_outcomes import run_progress
+from export_pipeline.orchestration.service_runs import api_run_config, run_errors
 from export_pipeline_tests.support.requests import SEED_BODY, download, parse_csv
 
 
