@@ -39,6 +39,7 @@ return [...table.querySelectorAll("tbody tr[data-id]")].map((row) => {
     format: cells.format.innerText,
     rows: cells.rows.innerText,
     download: link ? link.href : null,
+    downloadText: cells.download.innerText.trim(),
     errors: [...cells.error.querySelectorAll("li")].map((li) => li.innerText),
     progress: bar ? {max: bar.max, value: bar.hasAttribute("value") ? bar.value : null} : null,
   };

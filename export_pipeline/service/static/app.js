@@ -154,6 +154,10 @@
       download = el("a", { href: exp.url, textContent: "Download " + exp.format.toUpperCase(), rel: "noopener noreferrer" });
       download.setAttribute("download", "");
       download.setAttribute("aria-label", `Download ${exp.name} (${exp.format.toUpperCase()})`);
+    } else if (exp.expired) {
+      // Past the retention the file is deleted: say so rather than leave the cell empty.
+      const until = new Date(exp.expires_at);
+      download = el("span", { className: "expired", textContent: "Expired", title: `Kept until ${until.toLocaleString()}` });
     }
     let errors = null;
     if (exp.errors && exp.errors.length) {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sqlite3
 import urllib.request
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ from export_pipeline_tests.integration.service.conftest import SEED_ENTITY
 from export_pipeline_tests.support.browser import Browser, chromium_available
 from export_pipeline_tests.support.reference import read_rows
 from export_pipeline_tests.support.requests import REPO, SEED_BODY, parse_csv
+from export_pipeline_tests.support.service import wait_for_status
 
 pytestmark = pytest.mark.skipif(
     not chromium_available() and not os.environ.get("CI"),
@@ -199,6 +201,23 @@ def test_a_saved_export_is_created_from_its_name_and_window(acme, demo_store_pat
     hours = {r["timestamp"].replace(minute=0, second=0, microsecond=0) for r in read_rows(demo_store_path)
              if r["entity_id"] == SEED_ENTITY and start <= r["timestamp"] < start + timedelta(days=2)}
     assert row["status"] == "complete" and row["rows"] == str(len(hours))  # the hours with entries
+
+
+def test_an_export_past_its_retention_says_expired_and_offers_no_link(acme, service):
+    with service.client("acme") as client:
+        created = client.post("/v1/exports", json=SEED_BODY).json()
+        assert wait_for_status(client, created["id"], {"complete", "failed"})["status"] == "complete"
+    acme.clear_filters()
+    acme.wait(lambda: (acme.row(created["id"]) or {}).get("download"), "the new export's link")
+    # The service's record made older than the retention (30 days by default)
+    with sqlite3.connect(service.env["EXPORT_SERVICE_STATE"]) as db:
+        month_ago = (datetime.now(timezone.utc) - timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert db.execute("UPDATE exports SET created = ? WHERE id = ?",
+                          (month_ago, created["id"])).rowcount == 1
+    acme.clear_filters()
+    row = acme.wait(lambda: (r := acme.row(created["id"])) and r["downloadText"] == "Expired" and r,
+                    lambda: f"the row marked expired: {acme.row(created['id'])}")
+    assert row["download"] is None and row["status"] == "complete" and row["rows"] == "30"
 
 
 def test_delete_asks_first_then_removes_the_row(acme, service):
