@@ -15,10 +15,14 @@ Columns of other types (decimals, 128-bit integers) are summed by ``ordered_sum`
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 import polars as pl
 
 from export_pipeline.store.source import ordered_sum
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # For each numeric type, the type ``cum_sum`` adds in and the type it gives (a Float32 column
 # is added up in Float64, each running total rounded back to Float32).
@@ -41,6 +45,8 @@ def run_starts(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
 def ordered_sums(values: pl.Series, sizes: np.ndarray) -> pl.Series:
     """``ordered_sum`` of ``values`` per run, the runs being ``sizes`` rows long (each at
     least one, in order): empty where a run has no value."""
+    import numpy as np  # here, not at the top: a plain export never loads numpy
+
     types = SUM_TYPES.get(values.dtype)
     if types is None:
         runs = pl.Series("run", np.repeat(np.arange(len(sizes)), sizes))
@@ -68,6 +74,8 @@ def ordered_sums(values: pl.Series, sizes: np.ndarray) -> pl.Series:
 def _running_totals(array: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Each run's values (consecutive in ``array``, ``lengths`` long) added left to right
     from zero."""
+    import numpy as np
+
     totals = np.zeros(len(lengths), dtype=array.dtype)
     longest = int(lengths.max()) if len(lengths) else 0
     if longest <= 1:  # at most one value per run
@@ -96,6 +104,8 @@ def group_ordered_sums(
     """One row per run of equal ``keys`` in ``frame``, in order: the keys and ``ordered_sum``
     of each of ``values`` over the run's rows. With ``one_row_per_key`` (the caller knows no
     two rows share their keys) every row is its own run."""
+    import numpy as np
+
     if one_row_per_key:
         sizes, firsts = np.ones(frame.height, dtype=np.int64), frame.select(keys)
     else:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import polars as pl
 
 from export_pipeline.contract.models import DecimationFunction
@@ -33,6 +32,8 @@ def decimate(
     ``functions``, its function of the bucket's samples. ``samples`` holds one row per stored
     timestamp (``bucket``) and row keys, in time order; the buckets come in the order of their
     first sample."""
+    import numpy as np  # here, not at the top: a plain export never loads numpy
+
     if not samples[BUCKET].is_sorted():
         samples = samples.sort(keys, nulls_last=True)
     # Within a group, polars keeps the rows in their order: each bucket's samples in time order.

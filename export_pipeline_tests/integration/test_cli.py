@@ -302,7 +302,7 @@ def test_seal_prints_the_request_sealed_for_the_launchpad(tmp_path, cli_env):
 
 def test_run_loads_only_the_export_job_and_the_csv_writer(tmp_path, cli_env):
     """One export's start-up: not the code location's sensors, schedules and saved exports, nor
-    the XLSX and PDF writers for a CSV."""
+    the XLSX and PDF writers for a CSV, nor numpy (only decimations add with it)."""
     code = (
         "import json, sys; from export_pipeline.cli import main; "
         f"code = main(['run', {write(tmp_path, SEED_BODY)!r}]); "
@@ -318,6 +318,7 @@ def test_run_loads_only_the_export_job_and_the_csv_writer(tmp_path, cli_env):
         "export_pipeline.orchestration.definitions", "export_pipeline.orchestration.inbox_sensors",
         "export_pipeline.orchestration.notification_sensors", "export_pipeline.orchestration.saved_export_jobs",
         "export_pipeline.formats.pdf_report", "export_pipeline.formats.xlsx_writer", "reportlab",
+        "numpy",
     ):
         assert absent not in modules, absent
 
