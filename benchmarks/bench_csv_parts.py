@@ -54,7 +54,6 @@ from bench_export import (
     download,
     export_request,
     generate_store,
-    human_bytes,
     start_s3_server,
 )
 
@@ -66,7 +65,6 @@ class Timing:
     wall: float
     cpu: float
     server_cpu: float
-    peak_rss: int
     last_line: str
 
 
@@ -91,7 +89,6 @@ def timed(command: list[str], env: dict, server: psutil.Process) -> Timing:
         wall=last_at - started,
         cpu=usage.ru_utime + usage.ru_stime,
         server_cpu=(after.user - before.user) + (after.system - before.system),
-        peak_rss=usage.ru_maxrss * 1024,
         last_line=lines[-1],
     )
 
@@ -153,7 +150,7 @@ def main() -> int:
                 t = timed(command(part, round_), env, server)
                 results[part].append(t)
                 print(f"  round {round_ + 1} {part:8s} {t.wall:6.2f} s  cpu {t.cpu:5.2f} s  "
-                      f"S3 server cpu {t.server_cpu:5.2f} s  {human_bytes(t.peak_rss):>9s}",
+                      f"S3 server cpu {t.server_cpu:5.2f} s",
                       flush=True)
             for key in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
                 s3.delete_object(Bucket=bucket, Key=key["Key"])

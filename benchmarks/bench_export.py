@@ -9,7 +9,7 @@ Each contender is a fresh process (``python -m export_pipeline run REQUEST.json`
 product, ``ref_duckdb.py`` and ``ref_pandas.py`` for the references), run in alternating order,
 timed from process start to the moment it prints the signed URL (its last line), with the peak
 RSS of its whole process tree until it exits (psutil polled every 20 ms, and the kernel's own
-peak for the process).
+peak for the process, ``VmHWM``, read as often).
 Every file is downloaded through its signed URL and checked to hold the same rows, in the same
 order, as the others. Needs the ``bench`` extra: ``pip install -e ".[bench]"``.
 """
@@ -17,6 +17,7 @@ order, as the others. Needs the ``bench`` extra: ``pip install -e ".[bench]"``.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import json
 import os
@@ -159,6 +160,20 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
+def own_peak(pid: int) -> int:
+    """The kernel's peak RSS of the process's own memory since it started its program
+    (``VmHWM``). Not ``ru_maxrss``: that survives fork and exec, so a contender would report
+    this benchmark's own memory (the files it has checked) as its peak."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def measure(command: list[str], env: dict, cwd: Path) -> Measurement:
     """Wall time from process start to the printed URL, and the peak RSS of the process tree
     until it exits."""
@@ -180,16 +195,15 @@ def measure(command: list[str], env: dict, cwd: Path) -> Measurement:
         peak = 0
         while True:
             try:
-                peak = max(peak, tree_rss(watched))
+                peak = max(peak, tree_rss(watched), own_peak(child.pid))
             except psutil.Error:
                 pass
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            pid, status, _ = os.wait4(child.pid, os.WNOHANG)
             if pid == child.pid:
                 break
             time.sleep(0.02)
         reader.join()
         child.returncode = os.waitstatus_to_exitcode(status)
-        peak = max(peak, usage.ru_maxrss * 1024)  # the kernel's peak of the process itself
         err.seek(0)
         stderr = err.read().decode()
     if child.returncode != 0 or not url_at:
@@ -213,7 +227,17 @@ def bench_environment(endpoint: str, bucket: str, **settings: str) -> tuple[dict
     s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench",
                       aws_secret_access_key="bench", region_name="us-east-1")
     s3.create_bucket(Bucket=bucket)
+    compile_product()
     return env, s3
+
+
+def compile_product() -> None:
+    """Byte-compile the product's modules, as installing a wheel does and a first import
+    otherwise would. Without it, a shell with ``PYTHONDONTWRITEBYTECODE`` set would compile
+    the product's sources again in every measured run, while the references' libraries load
+    from the bytecode their installers wrote."""
+    if not compileall.compile_dir(ROOT / "export_pipeline", quiet=1):
+        raise RuntimeError("the product's sources do not compile")
 
 
 def fingerprint(path: Path) -> tuple[int, int]:
