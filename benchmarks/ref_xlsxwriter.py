@@ -9,7 +9,7 @@ with the seconds spent writing and the process's peak RSS.
 """
 
 import json
-import resource
+import re
 import sys
 import time
 
@@ -36,7 +36,9 @@ def main(table: str, out: str, headings: list[str]) -> None:
             sheet.write_row(row, 0, values)
     workbook.close()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # the kernel's peak of this program's memory (VmHWM): ru_maxrss would also count the
+    # parent's, as it survives fork and exec
+    peak = int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read())[1]) * 1024
     print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_rss": peak}), flush=True)
 
 
