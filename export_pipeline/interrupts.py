@@ -6,6 +6,11 @@ its interrupt error inside the running step instead, so the step's clean-up (abo
 multipart upload) runs either way. Its handlers do not say which signal came, so the
 interpreter's wakeup file descriptor does: the interpreter writes each caught signal's
 number there, whichever Python handler runs, which gives the exit status (128 + the number).
+
+A handler's raise can be lost: it happens inside whatever the main thread runs at that moment,
+and Python ignores what a weakref callback or ``__del__`` raises (an import's module-lock
+callback is one). The record in the wakeup file descriptor is never lost, so ``checkpoint``,
+called before the steps that cannot be undone, stops the command there instead.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -57,6 +63,32 @@ class SignalWatch:
                 signal.signal(s, lambda *_: None)
 
 
+_active: list[SignalWatch] = []
+
+
+def checkpoint() -> None:
+    """Raise ``Interrupted`` if the command's watch has recorded a signal: a step that cannot be
+    undone (starting the run, completing an upload) must not begin after one, even if the
+    handler's own raise was lost. Outside a watched command it does nothing."""
+    signum = _active[-1].received() if _active else None
+    if signum is not None:
+        raise Interrupted(signal_name(signum))
+
+
+def _quiet_lost_interrupts(watch: SignalWatch, previous_hook):
+    """An unraisable hook: an interrupt raised where Python cannot raise it is not reported as
+    an error (a trace on the console), since the watch has it and ``checkpoint`` acts on it.
+    Anything else goes to the previous hook."""
+
+    def hook(unraisable) -> None:
+        value = unraisable.exc_value
+        if not isinstance(value, Exception) and watch.received() is not None:
+            return
+        previous_hook(unraisable)
+
+    return hook
+
+
 def _restore(handlers: dict) -> None:
     for s, handler in handlers.items():
         if handler is not None:  # None: set outside Python, cannot be put back
@@ -70,8 +102,8 @@ def _on_main_thread() -> bool:
 @contextlib.contextmanager
 def watched() -> Iterator[SignalWatch]:
     """SIGINT and SIGTERM raise ``Interrupted`` in the block, and the watch records every one
-    that arrives, whoever handles it. Off the main thread (where handlers cannot be set) the
-    block runs as it is and nothing is recorded."""
+    that arrives, whoever handles it, for ``checkpoint``. Off the main thread (where handlers
+    cannot be set) the block runs as it is and nothing is recorded."""
     if not _on_main_thread():
         yield SignalWatch(None)
         return
@@ -81,6 +113,9 @@ def watched() -> Iterator[SignalWatch]:
     previous_handlers = {s: signal.getsignal(s) for s in SIGNALS}
     previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     watch = SignalWatch(read_fd)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_lost_interrupts(watch, previous_hook)
+    _active.append(watch)
     try:
         for s in SIGNALS:
             signal.signal(s, _raise)
@@ -89,9 +124,10 @@ def watched() -> Iterator[SignalWatch]:
         if not watch.settled:
             _restore(previous_handlers)
         signal.set_wakeup_fd(previous_fd)
+        _active.remove(watch)
+        sys.unraisablehook = previous_hook
         os.close(read_fd)
         os.close(write_fd)
-
 
 
 @contextlib.contextmanager

@@ -112,6 +112,7 @@ def upload_stream(
         if in_flight:  # pragma: no cover - FIRST_EXCEPTION returned early: raise it
             parts.extend(f.result() for f in in_flight)
         parts.sort(key=lambda p: p["PartNumber"])
+        interrupts.checkpoint()  # completing puts the file at its key: not after a Ctrl-C
         response = client.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
         )

@@ -4,6 +4,8 @@ raises, whoever handles the signal, and what ``deferred`` holds back."""
 from __future__ import annotations
 
 import signal
+import sys
+import weakref
 
 import pytest
 
@@ -55,3 +57,48 @@ def test_after_settling_signals_do_nothing():
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+class _Thing:
+    pass
+
+
+def _lost_in_a_weakref_callback(signum: int) -> None:
+    """The signal arrives while a weakref callback runs (an import's module-lock callback is
+    one): the handler raises there, and Python ignores what a callback raises."""
+    thing = _Thing()
+    ref = weakref.ref(thing, lambda _: signal.raise_signal(signum))
+    del thing
+    assert ref() is None
+
+
+def test_a_signal_whose_raise_was_lost_stops_the_command_at_the_next_checkpoint(monkeypatch):
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    with interrupts.watched() as watch:
+        interrupts.checkpoint()  # nothing yet
+        _lost_in_a_weakref_callback(signal.SIGTERM)
+        assert watch.received() == signal.SIGTERM
+        with pytest.raises(interrupts.Interrupted, match="SIGTERM"):
+            interrupts.checkpoint()
+    assert reported == []  # no trace on the console: the command says it once, at the end
+    assert sys.unraisablehook == reported.append
+
+
+def test_other_errors_python_ignores_are_still_reported(monkeypatch):
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+
+    def fails(_):
+        raise ValueError("in a callback")
+
+    with interrupts.watched():
+        thing = _Thing()
+        ref = weakref.ref(thing, fails)
+        del thing
+        assert ref() is None
+    assert [type(r.exc_value) for r in reported] == [ValueError]
+
+
+def test_a_checkpoint_outside_a_watched_command_does_nothing():
+    interrupts.checkpoint()

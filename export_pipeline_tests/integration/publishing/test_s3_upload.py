@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import random
+import signal
 import threading
 import time
 import urllib.parse
@@ -17,6 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from export_pipeline import interrupts
 from export_pipeline.publishing.s3_upload import PART_SIZE, UploadResult, _parts, presign_get, upload_stream
 from export_pipeline_tests.support.helpers import all_objects
 
@@ -176,6 +178,23 @@ def test_an_interrupted_stream_is_aborted_too(s3_client, bucket):
 
     with pytest.raises(Cancelled):
         upload_stream(s3_client, bucket, "cancelled.csv", chunks(), "text/csv", part_size=PART)
+    assert pending_uploads(s3_client, bucket) == []
+    assert all_objects(s3_client, bucket) == []
+
+
+def test_a_signal_whose_raise_was_lost_stops_the_upload_before_it_completes(s3_client, bucket):
+    """A command's watch recorded a signal, but no handler raised it where the stream runs
+    (Python ignored the raise): completing would put the file at its key anyway."""
+    def chunks() -> Iterator[bytes]:
+        yield payload(PART)
+        signal.raise_signal(signal.SIGTERM)  # taken by a handler that does not raise
+        yield payload(PART, seed=1)
+
+    with interrupts.watched() as watch:
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+        with pytest.raises(interrupts.Interrupted):
+            upload_stream(s3_client, bucket, "lost.csv", chunks(), "text/csv", part_size=PART)
+        assert watch.received() == signal.SIGTERM
     assert pending_uploads(s3_client, bucket) == []
     assert all_objects(s3_client, bucket) == []
 
