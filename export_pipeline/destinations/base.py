@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from export_pipeline import interrupts
+
 
 class DeliveryError(Exception):
     """A delivery that did not happen; ``str()`` is safe to show and store."""
@@ -68,13 +70,17 @@ class Destination(ABC):
 
 
 class CountingReader:
-    """Wraps a stream to count what was read, so a receipt states the bytes actually sent."""
+    """Wraps a stream to count what was read, so a receipt states the bytes actually sent.
+
+    Each read is a checkpoint (``interrupts.checkpoint``): a command's signal whose raise was
+    lost stops the transfer at the next read, before the file can appear at its final path."""
 
     def __init__(self, stream: BinaryIO):
         self._stream = stream
         self.count = 0
 
     def read(self, size: int = -1) -> bytes:
+        interrupts.checkpoint()
         data = self._stream.read(size)
         self.count += len(data)
         return data

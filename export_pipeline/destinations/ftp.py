@@ -15,6 +15,7 @@ import ftplib
 import ssl
 from typing import Any
 
+from export_pipeline import interrupts
 from export_pipeline.destinations.base import (
     CountingReader,
     DeliveryError,
@@ -116,6 +117,7 @@ class FtpDestination(Destination):
         reader = CountingReader(upload.stream)
         try:
             ftp.storbinary(f"STOR {temporary}", reader, blocksize=BLOCK_SIZE)
+            interrupts.checkpoint()  # the rename puts the file at its path: not after a Ctrl-C
             try:
                 ftp.rename(temporary, final)
             except ftplib.error_perm:  # some servers refuse to rename over an existing file

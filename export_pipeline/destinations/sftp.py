@@ -16,6 +16,7 @@ from typing import Any
 
 import paramiko
 
+from export_pipeline import interrupts
 from export_pipeline.destinations.base import (
     CountingReader,
     Destination,
@@ -103,6 +104,7 @@ class SftpDestination(Destination):
             reader = CountingReader(upload.stream)
             try:
                 sftp.putfo(reader, temporary, file_size=upload.size, confirm=True)
+                interrupts.checkpoint()  # the rename puts the file at its path: not after a Ctrl-C
                 try:
                     sftp.posix_rename(temporary, final)
                 except OSError:  # no posix-rename: plain SFTP rename refuses to replace

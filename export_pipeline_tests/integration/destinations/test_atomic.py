@@ -1,16 +1,18 @@
 """Each destination against its real server, called directly: a connection dropped in the
-middle of an upload leaves no file at the final path and no temporary file behind, and the
-next attempt delivers the whole file."""
+middle of an upload, or a command's signal whose raise was lost, leaves no file at the final
+path and no temporary file behind, and the next attempt delivers the whole file."""
 
 from __future__ import annotations
 
 import io
 import os
+import signal
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from export_pipeline import interrupts
 from export_pipeline.destinations.base import TransientDeliveryError, Upload
 from export_pipeline.destinations.ftp import FtpDestination
 from export_pipeline.destinations.gcs import GcsDestination
@@ -48,12 +50,24 @@ def drop_then_deliver(destination, switch, final_exists, read_final, folder=None
     return receipt
 
 
-def test_sftp(sftp_server):
-    destination = SftpDestination(
-        server="127.0.0.1", port=sftp_server.port, username=sftp_server.username,
-        password=sftp_server.password, key_path=None, folder="/outbox/atomic-sftp",
-        known_hosts_path=str(sftp_server.known_hosts), host_policy=LOOPBACK, timeout=10,
+def sftp_destination(server, folder: str) -> SftpDestination:
+    return SftpDestination(
+        server="127.0.0.1", port=server.port, username=server.username,
+        password=server.password, key_path=None, folder=f"/outbox/{folder}",
+        known_hosts_path=str(server.known_hosts), host_policy=LOOPBACK, timeout=10,
     )
+
+
+def ftp_destination(server, folder: str, tls: bool = False) -> FtpDestination:
+    return FtpDestination(
+        server="127.0.0.1", port=server.port, username=server.username,
+        password=server.password, folder=f"/outbox/{folder}", tls=tls,
+        ca_file=str(server.ca_file) if tls else None, host_policy=LOOPBACK, timeout=10,
+    )
+
+
+def test_sftp(sftp_server):
+    destination = sftp_destination(sftp_server, "atomic-sftp")
     folder = sftp_server.root / "outbox" / "atomic-sftp"
     folder.mkdir()
     receipt = drop_then_deliver(
@@ -70,11 +84,7 @@ def test_ftp(ftp_server, ftps_server, tls):
     server = ftps_server if tls else ftp_server
     folder = server.root / "outbox" / "atomic"
     folder.mkdir()
-    destination = FtpDestination(
-        server="127.0.0.1", port=server.port, username=server.username,
-        password=server.password, folder="/outbox/atomic", tls=tls,
-        ca_file=str(server.ca_file) if tls else None, host_policy=LOOPBACK, timeout=10,
-    )
+    destination = ftp_destination(server, "atomic", tls)
     drop_then_deliver(
         destination, server.drop,
         lambda: (folder / "export.csv").exists(), lambda: (folder / "export.csv").read_bytes(),
@@ -171,3 +181,60 @@ def test_gcs_without_usable_credentials_is_permanent(tmp_path, monkeypatch):
     destination = GcsDestination(bucket="b-b-b", key="k", project="p", timeout=5)
     with pytest.raises(PermanentDeliveryError, match="no usable GCS credentials"):
         destination.deliver(upload())
+
+
+class SignalledStream(io.BytesIO):
+    """The file, with a SIGTERM raised while it is read: after its first read, or as its end
+    is read (the last read before the file is renamed into place)."""
+
+    def __init__(self, data: bytes, at_end: bool):
+        super().__init__(data)
+        self.at_end = at_end
+        self.raised = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        if not self.raised and (not data if self.at_end else data):
+            self.raised = True
+            signal.raise_signal(signal.SIGTERM)
+        return data
+
+
+def deliver_with_lost_signal(destination, data: bytes, at_end: bool) -> None:
+    """A command's watch records the signal, but its handler does not raise (as when Python
+    ignores a raise inside a weakref callback): the delivery must stop anyway."""
+    stream = SignalledStream(data, at_end)
+    with interrupts.watched() as watch:
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+        with pytest.raises(interrupts.Interrupted):
+            destination.deliver(Upload(stream, len(data), "export.csv", "text/csv", "t"))
+        assert watch.received() == signal.SIGTERM
+    assert stream.raised
+
+
+@pytest.mark.parametrize("at_end", [False, True], ids=["mid-transfer", "before-rename"])
+@pytest.mark.parametrize("kind", ["sftp", "ftp"])
+def test_a_signal_whose_raise_was_lost_leaves_no_file(sftp_server, ftp_server, kind, at_end):
+    server = sftp_server if kind == "sftp" else ftp_server
+    name = f"lost-{kind}-{'end' if at_end else 'mid'}"
+    folder = server.root / "outbox" / name
+    folder.mkdir()
+    destination = (sftp_destination if kind == "sftp" else ftp_destination)(server, name)
+    deliver_with_lost_signal(destination, DATA, at_end)
+    assert not (folder / "export.csv").exists()
+    assert leftovers(folder) == []
+    receipt = destination.deliver(upload())  # outside a command's watch: nothing to stop it
+    assert (folder / "export.csv").read_bytes() == DATA
+    assert receipt.bytes == len(DATA)
+
+
+def test_a_signal_whose_raise_was_lost_stops_a_gcs_upload(gcs_emulator, monkeypatch):
+    from export_pipeline.destinations.gcs import CHUNK_SIZE
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    client = storage.Client(project="test", credentials=AnonymousCredentials())
+    if not client.bucket("lost-signal").exists():
+        client.create_bucket("lost-signal")
+    destination = GcsDestination(bucket="lost-signal", key="lost.bin", project="test", timeout=30)
+    deliver_with_lost_signal(destination, os.urandom(CHUNK_SIZE + 1), at_end=False)
+    assert client.bucket("lost-signal").get_blob("lost.bin") is None
