@@ -3,6 +3,7 @@ machine, given what its parts cost alone?
 
     python benchmarks/bench_csv_parts.py            # 8.64M store rows, 5 rounds
     python benchmarks/bench_csv_parts.py --scale 10 --runs 2
+    python benchmarks/bench_csv_parts.py --overlap  # and the streamed-upload prototype
 
 Each round runs, as fresh processes in rotating order, on the same store and the same local
 S3 server:
@@ -17,6 +18,11 @@ S3 server:
   CSV (119 MB at the default size) from a local file into the S3 server and signing a URL
   (``part_upload.py``).
 
+With ``--overlap``, two more, a prototype the product does not use (``part_overlap.py``):
+``sequential`` reads the table beside a stand-in for Dagster's start-up and then uploads it,
+as the product does; ``streamed`` encodes and uploads each slice of the read while the next
+is read. Each one's file is checked in the first round to be the product's, byte for byte.
+
 Each is timed from process start to its last printed line, with the CPU seconds of its
 process and of the S3 server meanwhile. The summary sets the product against two lower
 bounds. The file can only be written once its table exists and Dagster runs the op that
@@ -30,6 +36,7 @@ Both leave out writing the CSV, which overlaps the upload.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import shutil
@@ -58,6 +65,7 @@ from bench_export import (
 )
 
 PARTS = ("product", "duckdb", "startup", "read", "upload")
+OVERLAP_PARTS = ("sequential", "streamed")
 
 
 @dataclass
@@ -106,7 +114,10 @@ def main() -> int:
     parser.add_argument("--scale", type=int, default=1, help="multiplies the 1,000 entities")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--workdir", type=Path, help="where the store goes (default: a temp dir)")
+    parser.add_argument("--overlap", action="store_true",
+                        help="also time the streamed-upload prototype (part_overlap.py)")
     args = parser.parse_args()
+    parts = PARTS + (OVERLAP_PARTS if args.overlap else ())
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-csv-parts-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +146,9 @@ def main() -> int:
                         f"ref/duckdb-{round_}.csv", START.strftime(ISO), END.strftime(ISO)]
             if part == "read":
                 return [sys.executable, str(HERE / "part_read.py"), str(paths["full"])]
+            if part in OVERLAP_PARTS:
+                return [sys.executable, str(HERE / "part_overlap.py"), part, str(paths["full"]),
+                        bucket, f"parts/{part}-{round_}.csv"]
             return [sys.executable, str(HERE / "part_upload.py"), str(csv_file), bucket,
                     f"parts/upload-{round_}.csv"]
 
@@ -143,12 +157,16 @@ def main() -> int:
         download(json.loads(made.last_line)["signedUrl"], csv_file)
         print(f"store: {store}; the export is {csv_file.stat().st_size / 1e6:,.0f} MB", flush=True)
 
-        results: dict[str, list[Timing]] = {p: [] for p in PARTS}
+        results: dict[str, list[Timing]] = {p: [] for p in parts}
         for round_ in range(args.runs):
-            order = PARTS[round_ % len(PARTS):] + PARTS[:round_ % len(PARTS)]
+            order = parts[round_ % len(parts):] + parts[:round_ % len(parts)]
             for part in order:
                 t = timed(command(part, round_), env, server)
                 results[part].append(t)
+                if round_ == 0 and part in OVERLAP_PARTS:
+                    download(json.loads(t.last_line)["signedUrl"], workdir / "overlap.csv")
+                    if not filecmp.cmp(workdir / "overlap.csv", csv_file, shallow=False):
+                        raise RuntimeError(f"{part}: its file is not the product's")
                 print(f"  round {round_ + 1} {part:8s} {t.wall:6.2f} s  cpu {t.cpu:5.2f} s  "
                       f"S3 server cpu {t.server_cpu:5.2f} s",
                       flush=True)
@@ -166,8 +184,8 @@ def main() -> int:
     cores = os.cpu_count() or 1
     print(f"\nmedians of {args.runs} rounds on {cores} cores")
     print(f"{'':9s} {'wall s':>7s} {'cpu s':>6s} {'S3 cpu s':>9s}")
-    for part in PARTS:
-        print(f"{part:9s} {median(part, 'wall'):7.2f} {median(part, 'cpu'):6.2f} "
+    for part in parts:
+        print(f"{part:10s} {median(part, 'wall'):7.2f} {median(part, 'cpu'):6.2f} "
               f"{median(part, 'server_cpu'):9.2f}")
     startup, read = median("startup", "wall"), median("read", "wall")
     upload = statistics.median(json.loads(t.last_line)["seconds"] for t in results["upload"])
@@ -183,6 +201,14 @@ def main() -> int:
           f"{before_upload + upload:.2f} s = {(before_upload + upload) / duckdb:.2f}x DuckDB")
     print(f"bound on unlimited cores, max(startup, read) + upload: {max(startup, read) + upload:.2f} s"
           f" = {(max(startup, read) + upload) / duckdb:.2f}x DuckDB")
+    if args.overlap:
+        ratios = [streamed.wall / sequential.wall
+                  for streamed, sequential in zip(results["streamed"], results["sequential"])]
+        startups = {p: statistics.median(json.loads(t.last_line)["startup"] for t in results[p])
+                    for p in OVERLAP_PARTS}
+        print(f"prototype: streamed / sequential {statistics.median(ratios):.2f}x (median of "
+              f"per-round ratios); Dagster's start-up ended at {startups['sequential']:.2f} s "
+              f"sequential, {startups['streamed']:.2f} s streamed")
     return 0
 
 
