@@ -34,6 +34,10 @@ REQUEST_ID_TAG = "export_pipeline/request_id"
 INBOX_KEY_TAG = "export_pipeline/inbox_key"
 INBOX_ETAG_TAG = "export_pipeline/inbox_etag"
 RUN_KEY_TAG = "dagster/run_key"
+# A run the daemon created but never submitted (it stopped in between and the tick was not
+# resumed) stays NOT_STARTED: its file is requested again, under the same run key, and the
+# daemon then submits that run instead of creating another.
+SUBMITTED = [s for s in dg.DagsterRunStatus if s is not dg.DagsterRunStatus.NOT_STARTED]
 
 
 class RequestInbox(dg.ConfigurableResource):
@@ -152,13 +156,15 @@ def _handle(
     context: dg.SensorEvaluationContext, request_inbox: RequestInbox, client: Any,
     item: inbox.InboxFile, schema,
 ) -> dg.RunRequest | None:
-    """One candidate file: skip it if it already ran, else read and check it and either
-    request a run (result ``queued``) or write a ``failed`` result naming every problem.
+    """One candidate file: skip it if a run for it was submitted, else read and check it and
+    either request a run (result ``queued``) or write a ``failed`` result naming every problem.
 
     Raises only a transient S3 error (the file is tried again next tick); an S3 error about
     this file alone becomes its result, or, when not even its result can be written, a log
     line."""
-    if context.instance.get_run_ids(filters=dg.RunsFilter(tags={RUN_KEY_TAG: item.run_key}), limit=1):
+    if context.instance.get_run_ids(
+        filters=dg.RunsFilter(tags={RUN_KEY_TAG: item.run_key}, statuses=SUBMITTED), limit=1
+    ):
         return None
     result_key = request_inbox.result_key(item.key)
     if result_key is None:

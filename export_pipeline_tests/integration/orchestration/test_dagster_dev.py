@@ -8,9 +8,11 @@ partition."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import time
 import urllib.request
+import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,6 +23,7 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from export_pipeline.orchestration.export_assets import request_asset_key
 from export_pipeline.orchestration.export_assets import saved_export_asset_key
+from export_pipeline.orchestration.inbox_sensors import INBOX_ETAG_TAG, INBOX_KEY_TAG, RUN_KEY_TAG
 from export_pipeline.saved_exports.definitions import parse_saved_export
 from export_pipeline.contract.validation import validate_document
 from export_pipeline_tests.support.helpers import wait_for_run
@@ -231,3 +234,46 @@ def test_daemon_sensor_picks_up_an_inbox_file_and_ui_backfills_run(
                 dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=5
             ).records
             assert record.asset_materialization.metadata["key"].value == key
+
+
+def test_the_daemon_launches_a_run_its_predecessor_created_but_never_submitted(
+    dagster_dev, s3_client, bucket, demo_store_path, monkeypatch
+):
+    """A daemon that stopped between creating a tick's run and submitting it, down too long
+    for the tick to be resumed, leaves the run NOT_STARTED. When the inbox sensor sees the
+    file, the daemon launches that run: the file runs once, as that run."""
+    port, home = dagster_dev
+    s3_client.put_object(
+        Bucket=bucket, Key="requests/first.json", Body=json.dumps(SEED_ENVELOPE).encode()
+    )
+    wait_for("the first request's result", lambda: (
+        (r := result_object(s3_client, bucket, "first.json")) and r["status"] == "complete"
+    ))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    key, body = "requests/stranded.json", json.dumps(SEED_ENVELOPE).encode()
+    etag = hashlib.md5(body).hexdigest()  # a single-part object's ETag
+    with dg.DagsterInstance.get() as instance:
+        def runs_of(inbox_key: str) -> list[dg.DagsterRun]:
+            return [r for r in instance.get_runs() if r.tags.get(INBOX_KEY_TAG) == inbox_key]
+
+        # the run as the daemon's tick created it: the first run's origin, snapshots and
+        # config (the same request), this file's tags
+        [first] = runs_of("requests/first.json")
+        stranded = first._replace(
+            run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.NOT_STARTED,
+            tags={**first.tags, INBOX_KEY_TAG: key, INBOX_ETAG_TAG: etag,
+                  RUN_KEY_TAG: f"{key}@{etag}"},
+        )
+        instance.add_run(stranded)
+        s3_client.put_object(Bucket=bucket, Key=key, Body=body)
+        done = wait_for("the stranded request's result", lambda: (
+            (r := result_object(s3_client, bucket, "stranded.json"))
+            and r["status"] in ("complete", "failed") and r
+        ))
+        assert done["status"] == "complete", done
+        assert done["runId"] == stranded.run_id
+        [run] = runs_of(key)
+        assert run.run_id == stranded.run_id and run.status is dg.DagsterRunStatus.SUCCESS
+    with urllib.request.urlopen(done["body"][0]["signedUrl"], timeout=30) as response:
+        rows = parse_csv(response.read())
+    assert rows[1:] == reference_csv_rows(demo_store_path, validate_document(SEED_BODY).request)

@@ -512,3 +512,29 @@ def test_a_finished_run_is_never_marked_running(env, instance, s3_client, bucket
     assert inbox.result("q.json")["status"] == "queued"
     inbox.status_sensor("inbox_result_complete", result.get_run_success_event(), run)
     assert (inbox.result("q.json")["status"], inbox.result("q.json")["runId"]) == ("complete", run.run_id)
+
+
+def test_a_run_created_but_never_submitted_is_requested_again_under_its_run_key(
+    env, instance, s3_client, bucket
+):
+    """The daemon creates a tick's runs, then submits them. One that stopped in between, and
+    whose tick was not resumed, leaves a NOT_STARTED run that nothing will launch: the file is
+    requested again under the same run key (the daemon then submits that run), while a run
+    past NOT_STARTED keeps the file from running twice."""
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("stranded.json", SEED_ENVELOPE)
+    [request] = inbox.tick()
+    job = inbox.defs.resolve_job_def("export_job")
+    stranded = instance.create_run_for_job(
+        job, run_config=request.run_config, status=dg.DagsterRunStatus.NOT_STARTED,
+        tags={**request.tags, RUN_KEY_TAG: request.run_key},
+    )
+    [again] = inbox.tick(cursor=None)
+    assert again.run_key == request.run_key
+    assert again.run_config == request.run_config
+    assert inbox.result("stranded.json")["status"] == "queued"
+
+    # once it has left NOT_STARTED (here canceled, as the UI can), the file does not run again
+    instance.report_run_canceled(instance.get_run_by_id(stranded.run_id))
+    assert instance.get_run_by_id(stranded.run_id).status is dg.DagsterRunStatus.CANCELED
+    assert inbox.tick(cursor=None) == []
