@@ -163,7 +163,13 @@ class _GuardedLoader(yaml.SafeLoader):
 
 
 def _load_yaml(text: str, source: str, json_error: json.JSONDecodeError) -> Any:
-    loader = _GuardedLoader(text)
+    def neither() -> InvalidRequest:
+        return InvalidRequest([Problem("", f"{source} is neither JSON nor YAML: {json_error}")])
+
+    try:
+        loader = _GuardedLoader(text)  # refuses non-printable characters as it is built
+    except yaml.YAMLError:
+        raise neither() from None
     try:
         node = loader.get_single_node()
         problems = _yaml_node_problems(node, source) if node is not None else []
@@ -172,9 +178,7 @@ def _load_yaml(text: str, source: str, json_error: json.JSONDecodeError) -> Any:
         where = f" (line {error.mark.line + 1})" if error.mark else ""
         raise InvalidRequest([_too_deep(source, where)]) from None
     except yaml.YAMLError:
-        raise InvalidRequest(
-            [Problem("", f"{source} is neither JSON nor YAML: {json_error}")]
-        ) from None
+        raise neither() from None
     except (ValueError, TypeError) as error:  # a tagged or implicit value out of range
         raise InvalidRequest([_unreadable(source, error)]) from None
     except RecursionError:

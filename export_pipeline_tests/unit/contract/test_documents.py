@@ -115,6 +115,12 @@ def test_neither_json_nor_yaml():
     assert "neither JSON nor YAML" in problem.message
 
 
+@pytest.mark.parametrize("text", ["a: b\x00", "csvFormat: \x07{}", "\x1b[31m"])
+def test_a_control_character_is_a_problem_not_a_crash(text):
+    [problem] = problems(text)
+    assert problem.path == "" and "neither JSON nor YAML" in problem.message
+
+
 def test_read_document_names_the_file(tmp_path):
     path = tmp_path / "latin1.json"
     path.write_bytes('{"heading": "Entrées"}'.encode("latin-1"))
