@@ -45,7 +45,7 @@ def _read_at_most(file: BinaryIO) -> bytes:
     return file.read(MAX_DOCUMENT_BYTES + 1)
 
 
-def decode_document(data: bytes, source: str = "<request>") -> Any:
+def decode_document(data: bytes, source: str = "<request>", yaml_too: bool = True) -> Any:
     """Parse a document's bytes: UTF-8 (a leading byte-order mark is allowed), then JSON/YAML."""
     if len(data) > MAX_DOCUMENT_BYTES:
         raise InvalidRequest([Problem("", f"{source} is larger than {MAX_DOCUMENT_BYTES} bytes")])
@@ -55,26 +55,33 @@ def decode_document(data: bytes, source: str = "<request>") -> Any:
         raise InvalidRequest([Problem(
             "", f"{source} is not UTF-8 text (byte {error.start} is {data[error.start]:#04x})"
         )]) from None
-    return load_document(text, source)
+    return load_document(text, source, yaml_too)
 
 
-def load_document(text: str, source: str = "<request>") -> Any:
+def decode_json_document(data: bytes, source: str = "<request>") -> Any:
+    """``decode_document`` for a JSON body (an HTTP API's): the same rules, no YAML."""
+    return decode_document(data, source, yaml_too=False)
+
+
+def load_document(text: str, source: str = "<request>", yaml_too: bool = True) -> Any:
     """Parse a request document's text: JSON, else YAML."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
         raise InvalidRequest([Problem("", f"{source} is larger than {MAX_DOCUMENT_BYTES} bytes")])
     if text.lstrip()[:1] in ("[", "{") and _json_depth(text) > MAX_DEPTH:
         raise InvalidRequest([_too_deep(source)])
-    duplicates: list[str] = []
     try:
-        document = json.loads(text, object_pairs_hook=_pairs_noting(duplicates))
+        document = json.loads(text, object_pairs_hook=_pairs_noting)
     except json.JSONDecodeError as json_error:
+        if not yaml_too:
+            raise InvalidRequest([Problem("", f"{source} is not JSON: {json_error}")]) from None
         return _load_yaml(text, source, json_error)
     except ValueError as error:  # a number with more digits than Python converts
         raise InvalidRequest([_unreadable(source, error)]) from None
     except RecursionError:  # a bound the depth check did not foresee
         raise InvalidRequest([_too_deep(source)]) from None
-    if duplicates:
-        raise InvalidRequest(_duplicate_problems(document))
+    problems = _value_problems(document)
+    if problems:
+        raise InvalidRequest(problems)
     return document
 
 
@@ -98,22 +105,21 @@ class _Duplicated(dict):
     keys_twice: list[str]
 
 
-def _pairs_noting(duplicates: list[str]):
-    def pairs(items: list[tuple[str, Any]]) -> dict:
-        mapping = dict(items)
-        if len(mapping) == len(items):
-            return mapping
-        seen: set[str] = set()
-        noted = _Duplicated(mapping)
-        noted.keys_twice = [k for k, _ in items if k in seen or seen.add(k)]
-        duplicates.extend(noted.keys_twice)
-        return noted
-
-    return pairs
+def _pairs_noting(items: list[tuple[str, Any]]) -> dict:
+    """An object, noting the keys it names twice (``_Duplicated``)."""
+    mapping = dict(items)
+    if len(mapping) == len(items):
+        return mapping
+    seen: set[str] = set()
+    noted = _Duplicated(mapping)
+    noted.keys_twice = [k for k, _ in items if k in seen or seen.add(k)]
+    return noted
 
 
-def _duplicate_problems(document: Any) -> list[Problem]:
-    """A problem at each key an object names twice (the document is at most MAX_DEPTH deep)."""
+def _value_problems(document: Any) -> list[Problem]:
+    """A problem at each key an object names twice, and at each string that is not text: a
+    JSON escape such as ``\\ud800`` reads as half a character, which no file, database or
+    response can hold (the document is at most MAX_DEPTH deep)."""
     problems: list[Problem] = []
 
     def walk(value: Any, path: str) -> None:
@@ -122,8 +128,13 @@ def _duplicate_problems(document: Any) -> list[Problem]:
                 Problem(_join(path, k), "is given twice in the same object; give it once")
                 for k in dict.fromkeys(value.keys_twice)
             )
-        if isinstance(value, dict):
+        if isinstance(value, str) and not _is_text(value):
+            problems.append(Problem(path, "is not text: it holds half of a UTF-16 surrogate pair"))
+        elif isinstance(value, dict):
             for key, item in value.items():
+                if not _is_text(key):
+                    problems.append(Problem(path, "names a key that is not text (half of a UTF-16 surrogate pair)"))
+                    continue
                 walk(item, _join(path, key))
         elif isinstance(value, list):
             for i, item in enumerate(value):
@@ -131,6 +142,14 @@ def _duplicate_problems(document: Any) -> list[Problem]:
 
     walk(document, "")
     return problems
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _join(path: str, key: Any) -> str:
@@ -185,6 +204,7 @@ def _load_yaml(text: str, source: str, json_error: json.JSONDecodeError) -> Any:
         raise InvalidRequest([_too_deep(source)]) from None
     finally:
         loader.dispose()
+    problems = problems or _value_problems(document)
     if problems:
         raise InvalidRequest(problems)
     return document

@@ -415,6 +415,10 @@ class DestinationType(str, Enum):
     gcs = "gcs"
 
 
+DEFAULT_PORTS = {DestinationType.sftp: 22, DestinationType.ftp: 21, DestinationType.ftps: 21}
+"""The port a destination connects to when its request gives none."""
+
+
 def _port(value: Any) -> Any:
     """Seed 003 sends the port as a string (``"21"``); a number is fine too."""
     if isinstance(value, str) and value.strip().isdigit():
@@ -459,10 +463,6 @@ class DestinationSpec(BaseModel):
     """The customer's Google Cloud Storage bucket."""
     path: str | None = None
     """The folder (or key prefix) the file goes to."""
-
-    def secrets(self) -> list[SecretStr]:
-        """The credentials this destination carries (sealed, in a run)."""
-        return [s for s in (getattr(self, name) for name in SECRET_FIELDS) if s is not None]
 
 
 SECRET_FIELDS = ("password", "aws_access_key_id", "aws_secret_access_key")

@@ -7,11 +7,11 @@ import posixpath
 
 from export_pipeline.destinations.base import Destination, PermanentDeliveryError
 from export_pipeline.destinations.paths import object_key
-from export_pipeline.destinations.sealing import Sealer
+from export_pipeline.destinations.sealing import Sealer, binding
 from export_pipeline.destinations.settings import DestinationSettings
-from export_pipeline.contract.models import SECRET_FIELDS, DestinationSpec, DestinationType
-
-DEFAULT_PORTS = {DestinationType.sftp: 22, DestinationType.ftp: 21, DestinationType.ftps: 21}
+from export_pipeline.contract.models import (
+    DEFAULT_PORTS, SECRET_FIELDS, DestinationSpec, DestinationType,
+)
 
 
 def describe_spec(spec: DestinationSpec) -> dict:
@@ -22,6 +22,28 @@ def describe_spec(spec: DestinationSpec) -> dict:
     )
     shown["type"] = spec.type.value
     return shown
+
+
+def spec_binding(spec: DestinationSpec, field: str) -> str:
+    """What ``field``'s sealed value must have been sealed for (``sealing.binding``)."""
+    return binding(spec.model_dump(mode="json", exclude=set(SECRET_FIELDS)), field)
+
+
+def secret_texts(spec: DestinationSpec, sealer: Sealer | None) -> list[str]:
+    """Each of the destination's credentials as it is written (sealed) and, where it unseals,
+    as it is sent: what a failure message must not show."""
+    texts = []
+    for name in SECRET_FIELDS:
+        value = getattr(spec, name)
+        if value is None:
+            continue
+        texts.append(value.get_secret_value())
+        if sealer is not None:
+            try:
+                texts.append(sealer.unseal(value.get_secret_value(), "", spec_binding(spec, name)))
+            except PermanentDeliveryError:
+                pass
+    return texts
 
 
 def open_destination(
@@ -36,7 +58,7 @@ def open_destination(
                 f"{where}.{name}: inline credentials need the sealing key (EXPORT_SEALING_KEY) "
                 "configured for this deployment"
             )
-        return sealer.unseal(value.get_secret_value(), f"{where}.{name}")
+        return sealer.unseal(value.get_secret_value(), f"{where}.{name}", spec_binding(spec, name))
 
     kind = spec.type
     if kind is DestinationType.s3:

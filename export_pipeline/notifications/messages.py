@@ -36,6 +36,12 @@ class Medium(str, Enum):
     telegram = "telegram"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# One address, nothing a mail header could read as a second one or a new line.
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f,;:<>()\[\]\\\"]+@[^@\s\x00-\x1f\x7f,;:<>()\[\]\\\"]+$")
+_TELEGRAM_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{1,32})$")
+
+
 class NotificationMessage(BaseModel):
     """One message. ``target``: an email address, or a Telegram chat id (``@channel`` or a
     number); Slack and Discord post where their webhook URL points, so they take none."""
@@ -87,10 +93,14 @@ def parse_notification(document: Any, path: str = "notification") -> tuple[Notif
             problems += _template_problems(
                 getattr(message, key), message.fields(), f"{where}.{key}", message.policy
             )
-        if message.medium is Medium.email and (message.target is None or "@" not in message.target):
-            problems.append(Problem(f"{where}.target", "required for email: the recipient's address"))
-        if message.medium is Medium.telegram and not message.target:
-            problems.append(Problem(f"{where}.target", "required for telegram: the chat id"))
+        if _CONTROL.search(message.title):
+            problems.append(Problem(f"{where}.title", "must be one line, without control characters"))
+        if message.medium is Medium.email and not _EMAIL.match(message.target or ""):
+            problems.append(Problem(f"{where}.target", "required for email: one recipient's address"))
+        if message.medium is Medium.telegram and not _TELEGRAM_CHAT.match(message.target or ""):
+            problems.append(Problem(
+                f"{where}.target", "required for telegram: the chat id (a number, or @channel)"
+            ))
         messages.append(message)
     if problems:
         return None, problems

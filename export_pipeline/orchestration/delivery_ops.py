@@ -17,12 +17,11 @@ import dagster as dg
 from export_pipeline.planning import plan as planning
 from export_pipeline.publishing.publish import ExportResult
 from export_pipeline.destinations.base import (
-    DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
     Upload,
 )
-from export_pipeline.destinations.factory import open_destination
+from export_pipeline.destinations.factory import open_destination, secret_texts
 from export_pipeline.destinations.sealing import mask_secrets
 from export_pipeline.orchestration.resources import DestinationsResource, ExportStorage
 from export_pipeline.contract.models import DestinationSpec, DestinationType
@@ -54,19 +53,6 @@ def _tasks(plan: planning.ExportPlan) -> list[DeliveryTask]:
     ]
 
 
-def _secrets(spec: DestinationSpec, destinations: DestinationsResource) -> list[str]:
-    sealer = destinations.sealer()
-    values = []
-    for value in spec.secrets():
-        if sealer is not None:
-            try:
-                values.append(sealer.unseal(value.get_secret_value(), ""))
-            except DeliveryError:
-                pass
-        values.append(value.get_secret_value())
-    return values
-
-
 def _reason(task: DeliveryTask, message: str, secrets: list[str]) -> str:
     """A failure message naming the destination, with any credential in it masked."""
     message = mask_secrets(message, secrets)
@@ -83,7 +69,7 @@ def plan_deliveries(
     settings = destinations.settings()
     accepted, refused = [], []
     for task in _tasks(plan):
-        secrets = _secrets(task.spec, destinations)
+        secrets = secret_texts(task.spec, destinations.sealer())
         try:
             destination = open_destination(
                 task.spec, "preflight.csv", settings, destinations.sealer(), task.where
@@ -114,7 +100,7 @@ def deliver_export(
     export_storage: ExportStorage,
     destinations: DestinationsResource,
 ) -> dict:
-    secrets = _secrets(task.spec, destinations)
+    secrets = secret_texts(task.spec, destinations.sealer())
     file_name = f"{export.request_id}_{posixpath.basename(export.key)}"
     try:
         destination = open_destination(

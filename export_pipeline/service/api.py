@@ -6,8 +6,8 @@ bucket that holds them are reached through the two small interfaces below.
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
+from export_pipeline.contract.documents import decode_json_document
 from export_pipeline.contract.envelope import unwrap
 from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.validation import validate_document
 from export_pipeline.destinations.host_tag import destination_host_tags
-from export_pipeline.destinations.sealing import seal_for_run_config
+from export_pipeline.destinations.sealing import seal_for_run_config, sealed_secret_paths
 from export_pipeline.inbox.requests import split_notification
 from export_pipeline.notifications.messages import Notification, parse_notification
 from export_pipeline.publishing.keys import fixed_export_key
@@ -146,9 +147,9 @@ class ExportService:
 
     def create(self, caller: Caller, raw: bytes) -> dict[str, Any]:
         try:
-            document = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise invalid([Problem("", f"the body is not JSON: {error}")]) from None
+            document = decode_json_document(raw, "the body")
+        except InvalidRequest as error:
+            raise invalid(error.problems) from None
         if not isinstance(document, dict):
             raise invalid([Problem("", "the body is a JSON object")])
         fields, field_problems = _resource_fields(document)
@@ -178,10 +179,17 @@ class ExportService:
 
     def _request(self, rest: dict) -> tuple[Any, Notification | None, list[Problem]]:
         request_document, notification_document = split_notification(rest)
+        # The service seals what a tenant sends; a sealed value from outside was sealed for
+        # someone else (seen in a run's config), and is refused whatever it is bound to.
+        problems = [
+            Problem(path, "send the credential itself (over HTTPS): the service seals it, "
+                          "and refuses values sealed elsewhere")
+            for path in sealed_secret_paths(request_document)
+        ]
         if notification_document is None:
-            return request_document, None, []
-        notification, problems = parse_notification(notification_document)
-        return request_document, notification, problems
+            return request_document, None, problems
+        notification, notification_problems = parse_notification(notification_document)
+        return request_document, notification, problems + notification_problems
 
     def _saved_request(self, rest: dict) -> tuple[Any, Notification | None, list[Problem]]:
         problems = [Problem(k, "unknown field beside savedExport") for k in sorted(set(rest) - SAVED_FIELDS)]
@@ -274,10 +282,8 @@ class ExportService:
                     problems.append(Problem(name, "an ISO 8601 instant with an offset"))
         limit = self.page_size
         if "limit" in params:
-            try:
-                limit = int(params["limit"])
-            except ValueError:
-                limit = 0
+            raw = params["limit"]
+            limit = int(raw) if raw.isascii() and raw.isdigit() else 0
             if not 1 <= limit <= PAGE_MAX:
                 problems.append(Problem("limit", f"an integer from 1 to {PAGE_MAX}"))
         after = None
@@ -315,10 +321,15 @@ class ExportService:
 
     def _resource(self, record: ExportRecord, progress: dict | None = None) -> dict[str, Any]:
         expiry = expires_at(record, self.retention)
-        expired = expiry is not None and self.clock() >= expiry
+        now = self.clock()
+        expired = expiry is not None and now >= expiry
         url = None
         if record.status is Status.complete and not expired:
-            url = self.files.sign(record.bucket, record.key, self.url_ttl)
+            # a URL does not outlive the file's retention
+            ttl = self.url_ttl if expiry is None else min(
+                self.url_ttl, math.ceil((expiry - now).total_seconds())
+            )
+            url = self.files.sign(record.bucket, record.key, ttl)
         return resource(record, url, progress, expiry, expired)
 
     # -- DELETE --------------------------------------------------------------------------
@@ -348,21 +359,36 @@ class ExportService:
             self.state.save(record)
 
 
+_LINE_BREAKS_ALLOWED = {"\n", "\t", "\r"}
+
+
+def _control_characters(text: str, allowed: set[str] = frozenset()) -> bool:
+    """Whether ``text`` holds a control character (a name or tag goes into run tags, headers
+    and file metadata, where one could start a line of its own)."""
+    return any((ord(c) < 32 or 127 <= ord(c) < 160) and c not in allowed for c in text)
+
+
 def _resource_fields(document: dict) -> tuple[dict[str, Any], list[Problem]]:
     problems = []
     name, notes, tags = document.get("name"), document.get("notes", ""), document.get("tags", [])
     if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX):
         problems.append(Problem("name", f"a string of 1 to {NAME_MAX} characters"))
+    elif name is not None and _control_characters(name):
+        problems.append(Problem("name", "must not contain control characters"))
     if notes is None:
         notes = ""
     if not isinstance(notes, str) or len(notes) > NOTES_MAX:
         problems.append(Problem("notes", f"a string of at most {NOTES_MAX} characters"))
+    elif _control_characters(notes, _LINE_BREAKS_ALLOWED):
+        problems.append(Problem("notes", "must not contain control characters other than line breaks and tabs"))
     if not isinstance(tags, list) or len(tags) > TAGS_MAX:
         problems.append(Problem("tags", f"a list of at most {TAGS_MAX} strings"))
         tags = []
     for i, tag in enumerate(tags):
         if not isinstance(tag, str) or not 1 <= len(tag) <= TAG_MAX:
             problems.append(Problem(f"tags[{i}]", f"a string of 1 to {TAG_MAX} characters"))
+        elif _control_characters(tag):
+            problems.append(Problem(f"tags[{i}]", "must not contain control characters"))
     return {"name": name, "notes": notes, "tags": list(dict.fromkeys(tags))}, problems
 
 
@@ -371,6 +397,7 @@ def _instant(value: Any) -> datetime | None:
         return None
     try:
         instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        instant.astimezone(timezone.utc)  # year 1 at +14:00 has no UTC instant
+    except (ValueError, OverflowError):
         return None
     return instant if instant.tzinfo is not None else None

@@ -133,14 +133,20 @@ def encode_cursor(record: ExportRecord) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+CURSOR_MAX = 200
+"""Longer than any cursor this service gives out (an instant and an id, in base64)."""
+
+
 def decode_cursor(cursor: str) -> tuple[str, str] | None:
     """The position a cursor names, or None if it is not one of ours."""
+    if len(cursor) > CURSOR_MAX:
+        return None
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, export_id = json.loads(raw)
-        datetime.fromisoformat(created)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (isinstance(position, list) and len(position) == 2
+                and all(isinstance(part, str) for part in position)):
+            return None
+        datetime.fromisoformat(position[0])
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
         return None
-    if not isinstance(export_id, str):
-        return None
-    return created, export_id
+    return position[0], position[1]

@@ -287,7 +287,7 @@ def test_validate_shows_deliveries_without_credentials(tmp_path, cli_env):
 
 
 def test_seal_prints_the_request_sealed_for_the_launchpad(tmp_path, cli_env):
-    from export_pipeline.destinations.sealing import Sealer
+    from export_pipeline.destinations.sealing import Sealer, binding
 
     key = cli("seal", "--new-key", env=cli_env).stdout.strip()
     missing = cli("seal", write(tmp_path, _with_sftp("hunter2-cli")), env=cli_env)
@@ -296,8 +296,10 @@ def test_seal_prints_the_request_sealed_for_the_launchpad(tmp_path, cli_env):
                env={**cli_env, "EXPORT_SEALING_KEY": key})
     assert done.returncode == 0, done.stderr
     assert "hunter2-cli" not in done.stdout
-    sealed = json.loads(done.stdout)["data"]["body"]["destination"]["password"]
-    assert Sealer(key).unseal(sealed, "") == "hunter2-cli"
+    destination = json.loads(done.stdout)["data"]["body"]["destination"]
+    assert Sealer(key).unseal(
+        destination["password"], "", binding(destination, "password")
+    ) == "hunter2-cli"
 
 
 def test_run_loads_only_the_export_job_and_the_csv_writer(tmp_path, cli_env):

@@ -65,6 +65,11 @@ def test_plaintext_run_config_is_refused_before_a_run_exists(delivery_env, sftp_
     assert "plaintext credentials are refused" in message
     assert "data.body.destinations[0].password" in message
     assert sftp_server.password not in message
+    # the body's fields at the root and an envelope beside them: both are looked at
+    both = {**copy.deepcopy(SEED_ENVELOPE["data"]["body"]), "data": document["data"]}
+    with pytest.raises(dg.DagsterInvalidConfigError) as refused:
+        run_job(both, instance=instance)
+    assert "data.body.destinations[0].password" in str(refused.value)
     assert instance.get_runs() == []
 
 
@@ -98,7 +103,7 @@ def test_cli_run_with_inline_credentials_leaks_nothing(
     assert leaks(home, secrets) == {}
     for output in (done.stdout, done.stderr, failed.stdout, failed.stderr):
         assert not [s for s in secrets if s in output]
-    assert anywhere(home, "sealed:v1:")  # the run config was stored, sealed
+    assert anywhere(home, "sealed:v2:")  # the run config was stored, sealed
     assert anywhere(home, "delivered")  # and so were the delivery logs
 
 
@@ -126,7 +131,7 @@ def test_ui_submissions_leak_nothing(
                wrong_ftp_password]
     assert leaks(tmp_path, secrets) == {}  # the instance and dagster dev's own log
     assert (tmp_path / "dagster_dev.log").stat().st_size > 0
-    assert anywhere(home, "sealed:v1:")
+    assert anywhere(home, "sealed:v2:")
     assert anywhere(home, "login refused (wrong username or password)")
     assert anywhere(home, "delivered")
     compute_logs = [p for p in home.rglob("*") if p.is_file() and p.suffix in (".err", ".out", ".complete")]

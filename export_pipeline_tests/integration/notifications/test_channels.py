@@ -32,13 +32,18 @@ def test_templates_are_checked_against_the_policy():
         message(medium="pigeon", text="{{nope}}"),
         message(medium="email", target="not-an-address"),
         message(medium="telegram"),
+        message(medium="email", target="a@b.example\r\nBcc: x@evil.example", title="t\r\nX: y"),
+        message(medium="telegram", target="12 34"),
     ]})
     assert notification is None
     assert {(p.path, p.message.split(" (")[0]) for p in problems} == {
         ("notification.messages[2].medium", "'pigeon' is not one of 'email', 'slack', 'discord' or 'telegram'"),
         ("notification.messages[0].text", "{{error}} has no value onSuccess"),
         ("notification.messages[1].text", "{{rows}} has no value onFailure"),
-        ("notification.messages[3].target", "required for email: the recipient's address"),
+        ("notification.messages[3].target", "required for email: one recipient's address"),
+        ("notification.messages[5].target", "required for email: one recipient's address"),
+        ("notification.messages[5].title", "must be one line, without control characters"),
+        ("notification.messages[6].target", "required for telegram: the chat id"),
         ("notification.messages[2].text", "unknown placeholder {{nope}}"),
         ("notification.messages[4].target", "required for telegram: the chat id"),
     }

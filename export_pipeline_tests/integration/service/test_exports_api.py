@@ -162,6 +162,24 @@ def test_an_invalid_request_is_422_with_every_problem_and_nothing_launched(servi
     assert len(dagster_instance.get_run_ids()) == runs_before
 
 
+def test_a_credential_sealed_elsewhere_is_refused_and_nothing_launched(service, dagster_instance):
+    """A sealed value a tenant could have seen in another tenant's run config is never
+    accepted from outside: the service seals what it is sent."""
+    from export_pipeline.destinations.sealing import Sealer, binding, generate_key
+
+    destination = {"type": "ftp", "server": "ftp.partner.example", "username": "u"}
+    stolen = Sealer(generate_key()).seal("acme-password", binding(destination, "password"))
+    body = {**SEED_BODY, "destinations": [{**destination, "password": stolen}]}
+    runs_before = len(dagster_instance.get_run_ids())
+    with service.client("globex") as client:
+        listed = client.get("/v1/exports").json()["exports"]
+        response = _post(client, body)
+        assert response.status_code == 422, response.text
+        assert [e["path"] for e in response.json()["errors"]] == ["destinations[0].password"]
+        assert client.get("/v1/exports").json()["exports"] == listed
+    assert len(dagster_instance.get_run_ids()) == runs_before
+
+
 def test_a_body_over_the_limit_is_413_before_it_is_parsed(service):
     with service.client("globex") as client:
         response = client.post("/v1/exports", content=b"{" + b" " * 1_048_577 + b"}",

@@ -146,6 +146,57 @@ def test_resource_fields_and_list_parameters_are_checked_with_paths(setup):
         "limit", "status", "format", "created_after", "page"}
 
 
+@pytest.mark.parametrize("raw, path", [
+    (json.dumps({**SEED_BODY, "tags": ["\ud800"]}).encode(), "tags[0]"),
+    (json.dumps({**SEED_BODY, "name": "a\ud800"}).encode(), "name"),
+    (json.dumps({**SEED_BODY, "notes": "\udfff"}).encode(), "notes"),
+    (json.dumps(SEED_BODY)[:-1].encode() + b', "name": "a", "name": "b"}', "name"),
+    (json.dumps(SEED_BODY).encode("utf-16"), ""),
+    (b"[" * 5000 + b"]" * 5000, ""),
+    (b"name: yaml", ""),
+    (json.dumps({**SEED_BODY, "name": "a\u0000\r\nb"}).encode(), "name"),
+    (json.dumps({**SEED_BODY, "tags": ["ok", "x\ny"]}).encode(), "tags[1]"),
+    (json.dumps({**SEED_BODY, "notes": "bell\u0007"}).encode(), "notes"),
+    (json.dumps({**SEED_BODY, "notification": {"messages": [{
+        "policy": "onSuccess", "medium": "email", "target": "a@b.example\r\nBcc: x@evil.example",
+        "title": "t", "text": "x"}]}}).encode(), "notification.messages[0].target"),
+    (json.dumps({**SEED_BODY, "notification": {"messages": [{
+        "policy": "onSuccess", "medium": "email", "target": "a@b.example",
+        "title": "t\r\nBcc: x@evil.example", "text": "x"}]}}).encode(), "notification.messages[0].title"),
+    (json.dumps({"savedExport": "x", "start": "0001-01-01T00:00:00+14:00",
+                 "end": "0001-01-02T00:00:00+14:00"}).encode(), "start"),
+])
+def test_a_body_no_rule_foresaw_is_422_at_its_path_and_nothing_is_written(setup, raw, path):
+    service, runs, _, callers, _ = setup
+    with pytest.raises(ApiError) as error:
+        service.create(callers["acme"], raw)
+    assert error.value.status == 422
+    assert path in {e["path"] for e in error.value.body["errors"]}
+    assert runs.launched == [] and service.list(callers["acme"], {})["exports"] == []
+
+
+def test_notes_keep_their_line_breaks(setup):
+    service, runs, _, callers, _ = setup
+    created = _create(service, callers["acme"], {**SEED_BODY, "notes": "line one\r\n\tline two"})
+    assert created["notes"] == "line one\r\n\tline two"
+
+
+@pytest.mark.parametrize("params, path", [
+    ({"limit": "+3"}, "limit"), ({"limit": "1_0"}, "limit"), ({"limit": "\u0665"}, "limit"),
+    ({"limit": " 7 "}, "limit"),
+    ({"created_after": "0001-01-01T00:00:00+14:00"}, "created_after"),
+    ({"created_before": "9999-12-31T23:59:59-14:00"}, "created_before"),
+    ({"cursor": __import__("base64").urlsafe_b64encode(b"[" * 3000).decode()}, "cursor"),
+    ({"cursor": __import__("base64").urlsafe_b64encode(
+        b'{"2024-01-01T00:00:00": 1, "x": 2}').decode()}, "cursor"),
+])
+def test_list_parameters_are_read_strictly(setup, params, path):
+    service, _, _, callers, _ = setup
+    with pytest.raises(ApiError) as error:
+        service.list(callers["acme"], params)
+    assert error.value.status == 422 and [e["path"] for e in error.value.body["errors"]] == [path]
+
+
 def test_a_run_that_cannot_be_launched_is_503_and_leaves_no_export(setup):
     service, runs, _, callers, _ = setup
 
@@ -180,6 +231,8 @@ def test_a_complete_export_past_its_retention_is_expired_with_no_url(setup):
     fresh = service.view(callers["acme"], created["id"])
     assert fresh["url"] and fresh["expired"] is False
     assert fresh["expires_at"] == "2026-06-30T23:00:00.000000Z"  # created 2026-05-31T23:00Z + 30 days
+    clock[0] = datetime(2026, 6, 30, 22, 55, 30, tzinfo=timezone.utc)
+    assert "ttl=270&" in service.view(callers["acme"], created["id"])["url"]  # not past the file
     signed = files.signed
 
     clock[0] = datetime(2026, 6, 30, 23, 0, tzinfo=timezone.utc)
