@@ -9,7 +9,6 @@ Transient errors are retried with backoff; permanent ones fail at once. Failure 
 through ``_reason`` so no credential reaches the event log, whatever a library put in them.
 """
 
-import posixpath
 from dataclasses import dataclass
 
 import dagster as dg
@@ -101,7 +100,7 @@ def deliver_export(
     destinations: DestinationsResource,
 ) -> dict:
     secrets = secret_texts(task.spec, destinations.sealer())
-    file_name = f"{export.request_id}_{posixpath.basename(export.key)}"
+    file_name = export.file_name_at_destination
     try:
         destination = open_destination(
             task.spec, file_name, destinations.settings(), destinations.sealer(), task.where

@@ -18,7 +18,7 @@ from export_pipeline.table.model import ExportTable
 from export_pipeline.planning import plan as planning
 from export_pipeline.planning.prepared import PreparedExport, prepared_for_run
 from export_pipeline.publishing.publish import ExportResult, deliver
-from export_pipeline.publishing.keys import export_key, fixed_export_key
+from export_pipeline.publishing.keys import export_location, fixed_export_location
 from export_pipeline.store.source import MetricSourceError
 from export_pipeline.orchestration.export_assets import request_asset_key
 from export_pipeline.orchestration.resources import (
@@ -175,16 +175,20 @@ def materialize_export(
     """A partitioned run (a saved export's period) writes the fixed key
     ``<request id>/<partition>``, so a re-run replaces the file (a multipart upload completes
     atomically); a run given a key (the export service's) writes that key; any other run writes
-    a new key (``<request id>/<timestamp>_<run>``)."""
+    a new key (``<request id>/<timestamp>_<run>``). ``keys`` also names the file for the
+    destinations' folders (a new key's name is new on every run too)."""
     fmt = plan.request.format
     if config.fixed_key:
-        key = fixed_export_key(config.fixed_key, export_storage.prefix, fmt.extension.value)
+        location = fixed_export_location(
+            config.fixed_key, plan.request_id, export_storage.prefix, fmt.extension.value
+        )
     elif context.has_partition_key:
-        key = fixed_export_key(
-            f"{plan.request_id}/{context.partition_key}", export_storage.prefix, fmt.extension.value
+        location = fixed_export_location(
+            f"{plan.request_id}/{context.partition_key}", plan.request_id, export_storage.prefix,
+            fmt.extension.value,
         )
     else:
-        key = export_key(
+        location = export_location(
             plan.request_id, datetime.now(timezone.utc), context.run_id, export_storage.prefix,
             extension=fmt.extension.value, filename=fmt.filename,
         )
@@ -196,7 +200,7 @@ def materialize_export(
         client=export_storage.get_client(),
         presign_client=export_storage.get_presign_client(),
         bucket=export_storage.bucket,
-        key=key,
+        location=location,
         url_ttl_seconds=export_storage.url_ttl_seconds,
         part_size=export_storage.part_size_bytes,
     )

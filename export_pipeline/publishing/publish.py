@@ -6,6 +6,7 @@ start-up (reportlab is heavy)."""
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from export_pipeline.table.model import ExportTable
 from export_pipeline.formats.csv_writer import CsvOptions, iter_csv
 from export_pipeline.contract.models import ExportRequest, FileFormat
 from export_pipeline.contract.response import build_response
+from export_pipeline.publishing.keys import ExportLocation
 from export_pipeline.publishing.s3_upload import PART_SIZE, presign_get, upload_stream
 
 
@@ -28,6 +30,16 @@ class ExportResult:
     signed_url: str
     rows: int
     bytes: int
+    delivery_name: str | None = None
+    """The file's name in a destination's folder (``keys.ExportLocation``). None only in a
+    result stored by a run made before the name was carried; see ``file_name_at_destination``."""
+
+    @property
+    def file_name_at_destination(self) -> str:
+        """The name the file is delivered under at an SFTP/FTP/S3/GCS folder. A result stored
+        before ``delivery_name`` was carried (a run re-executed from failure across an upgrade)
+        keeps the name it was given then, ``<request id>_<last segment of the key>``."""
+        return self.delivery_name or f"{self.request_id}_{posixpath.basename(self.key)}"
 
     def to_response(self, run_id: str | None = None, deliveries: list[dict] | None = None) -> dict[str, Any]:
         return build_response(
@@ -50,13 +62,15 @@ def deliver(
     client: Any,
     presign_client: Any,
     bucket: str,
-    key: str,
+    location: ExportLocation,
     url_ttl_seconds: int,
     part_size: int = PART_SIZE,
     branding: Branding = Branding(),
 ) -> ExportResult:
-    """Write ``table`` as ``request.format`` asks and upload it to ``key``."""
+    """Write ``table`` as ``request.format`` asks and upload it to ``location.key``; the result
+    carries the name it is delivered under (``location.delivery_name``)."""
     extension = request.format.extension
+    key = location.key
 
     def upload(chunks, content_type: str) -> int:
         return upload_stream(client, bucket, key, chunks, content_type, part_size).bytes
@@ -77,4 +91,5 @@ def deliver(
     url = presign_get(presign_client, bucket, key, url_ttl_seconds)
     return ExportResult(
         request_id=request_id, bucket=bucket, key=key, signed_url=url, rows=table.rows, bytes=size,
+        delivery_name=location.delivery_name,
     )

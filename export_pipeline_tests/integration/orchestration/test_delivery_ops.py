@@ -71,6 +71,30 @@ def test_sftp_saved_key(delivery_env, sftp_server):
     assert receipts(result)[0]["destination"]["auth"] == "key"
 
 
+def test_sftp_two_runs_of_a_named_file_leave_two_files(delivery_env, sftp_server):
+    """With format.filename, each run is delivered under its own name
+    (<request id>_<timestamp>_<run>_<filename>.<ext>): the second run does not replace the first."""
+    document = request_with(sftp_destination(sftp_server), request_id="named-twice")
+    document["data"]["body"]["format"] = {"filename": "daily"}
+    delivered = []
+    for _ in range(2):
+        result = run_job(document)
+        assert result.success, result.get_step_failure_events()
+        export, data = our_file(result)
+        [receipt] = receipts(result)
+        assert export.key.endswith("/daily.csv")
+        stamp_and_run = os.path.basename(os.path.dirname(export.key))  # <timestamp>_<run>
+        name = f"named-twice_{stamp_and_run}_daily.csv"
+        assert receipt["remotePath"] == f"/outbox/{name}"
+        delivered.append((name, data))
+    assert delivered[0][0] != delivered[1][0]
+    assert sorted(f for f in files_under(sftp_server.root) if "named-twice" in f) == sorted(
+        f"outbox/{name}" for name, _ in delivered
+    )
+    for name, data in delivered:
+        assert (sftp_server.root / "outbox" / name).read_bytes() == data
+
+
 def failure_text(result) -> str:
     return "\n".join(
         (e.step_failure_data.user_failure_data.description

@@ -6,7 +6,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from export_pipeline.publishing.keys import DEFAULT_PREFIX, export_key
+from export_pipeline.publishing.keys import (
+    DEFAULT_PREFIX,
+    export_key,
+    export_location,
+    fixed_export_key,
+    fixed_export_location,
+)
+from export_pipeline.publishing.publish import ExportResult
 from export_pipeline_tests.support.helpers import utc
 
 CREATED = utc(2024, 4, 15, 10, 15, 0)
@@ -82,3 +89,61 @@ def test_names_that_could_leave_the_prefix_are_refused(filename):
 def test_request_ids_that_could_leave_the_prefix_are_refused(request_id):
     with pytest.raises(ValueError):
         export_key(request_id, WHEN, RUN)
+
+
+# The name a file is delivered under in a destination's folder (SFTP, FTP, S3, GCS)
+
+
+def test_delivered_name_without_a_file_name():
+    location = export_location("req-1", WHEN, RUN)
+    assert location.key == export_key("req-1", WHEN, RUN)
+    assert location.delivery_name == "req-1_2024-05-01T12-30-05Z_01234567.csv"
+
+
+@pytest.mark.parametrize("extension", ["csv", "xlsx", "pdf"])
+def test_delivered_name_with_a_file_name_keeps_the_timestamp_and_run(extension):
+    location = export_location("req-1", WHEN, RUN, "/exports/", extension=extension, filename="daily")
+    assert location.key == f"exports/req-1/2024-05-01T12-30-05Z_01234567/daily.{extension}"
+    assert location.delivery_name == f"req-1_2024-05-01T12-30-05Z_01234567_daily.{extension}"
+
+
+@pytest.mark.parametrize("filename", [None, "daily"])
+def test_two_runs_of_a_request_are_delivered_under_two_names(filename):
+    first = export_location("req-1", WHEN, "aaaaaaaa-1", filename=filename)
+    second = export_location("req-1", WHEN, "bbbbbbbb-1", filename=filename)
+    later = export_location("req-1", utc(2024, 5, 2, 12, 30, 5), "aaaaaaaa-1", filename=filename)
+    assert len({first.delivery_name, second.delivery_name, later.delivery_name}) == 3
+
+
+@pytest.mark.parametrize("prefix", ["", "exports", "/custom/exports/"])
+def test_the_prefix_is_not_part_of_the_delivered_name(prefix):
+    location = export_location("req-1", WHEN, RUN, prefix=prefix, filename="daily")
+    assert location.delivery_name == "req-1_2024-05-01T12-30-05Z_01234567_daily.csv"
+
+
+@pytest.mark.parametrize("request_id,path,prefix,extension,delivered", [
+    # a saved export's partition: <prefix>/<name>/<partition>.<ext>
+    ("daily-footfall", "daily-footfall/2024-04-01", "exports", "csv", "daily-footfall_2024-04-01.csv"),
+    # an export service's file: <prefix>/tenants/<tenant>/<export id>.<ext>
+    ("req-1", "tenants/acme/0f3c-77", "/custom/", "xlsx", "req-1_0f3c-77.xlsx"),
+    ("req-1", "/tenants/acme/0f3c-77/", "", "pdf", "req-1_0f3c-77.pdf"),
+])
+def test_a_fixed_key_is_delivered_under_one_name_on_every_run(
+    request_id, path, prefix, extension, delivered
+):
+    location = fixed_export_location(path, request_id, prefix, extension)
+    assert location.key == fixed_export_key(path, prefix, extension)
+    assert location.delivery_name == delivered
+    # as a fixed key has always been delivered: <request id>_<the key's last segment>
+    assert location.delivery_name == f"{request_id}_{location.key.rsplit('/', 1)[-1]}"
+
+
+def test_an_export_result_carries_its_delivered_name():
+    location = export_location("req-1", WHEN, RUN, filename="daily")
+    result = ExportResult("req-1", "b", location.key, "https://u", 1, 2, location.delivery_name)
+    assert result.file_name_at_destination == "req-1_2024-05-01T12-30-05Z_01234567_daily.csv"
+
+
+def test_a_result_stored_before_the_name_was_carried_keeps_its_old_name():
+    result = ExportResult("req-1", "b", "exports/req-1/2024-05-01T12-30-05Z_01234567.csv", "u", 1, 2)
+    assert result.file_name_at_destination == "req-1_2024-05-01T12-30-05Z_01234567.csv"
