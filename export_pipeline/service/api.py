@@ -168,7 +168,8 @@ class ExportService:
         if problems or validated is None:
             raise invalid(problems)
         prefix = unwrap(request_document).prefix
-        out_of_scope = scope_problems(validated.request, caller.tenant, prefix)
+        out_of_scope = scope_problems(validated.request, caller.tenant, prefix,
+                                      rest.get("savedExport"), notification)
         if out_of_scope:
             raise ApiError(403, _problems_body(out_of_scope, reason="out_of_scope"))
         try:

@@ -1,15 +1,67 @@
-"""Which entities, entity types and formats a tenant may export: every metric request must
-stay inside the tenant's ``customer_scopes``, and an omitted ``entities`` (all entities) or
-``entityType`` (all types) is outside a scope that lists them."""
+"""Which entities, entity types and formats a tenant may export, and which of the
+deployment's own named credentials and definitions its requests may use.
+
+Every metric request must stay inside the tenant's ``customer_scopes``, and an omitted
+``entities`` (all entities) or ``entityType`` (all types) is outside a scope that lists them.
+A request may name an SFTP ``savedKey``, deliver to a ``gcs`` bucket (with the service's own
+Google identity), run a saved export or notify through a medium other than email only when
+the tenant's entry lists that key, bucket, saved export or medium: omitted, none is allowed
+(email only). A saved export the tenant may run brings its own deliveries and notification,
+which the operator defined, so only its name is checked."""
 
 from __future__ import annotations
 
 from export_pipeline.contract.models import ExportRequest
 from export_pipeline.contract.problems import Problem
+from export_pipeline.notifications.messages import Notification
 from export_pipeline.service.tenants import Tenant
 
 
-def scope_problems(request: ExportRequest, tenant: Tenant, prefix: str = "") -> list[Problem]:
+def scope_problems(
+    request: ExportRequest,
+    tenant: Tenant,
+    prefix: str = "",
+    saved_export: str | None = None,
+    notification: Notification | None = None,
+) -> list[Problem]:
+    """What in ``request`` is outside ``tenant``'s scope, each with its JSON path.
+    ``saved_export``: the saved export's name when the request runs one (``request`` is then
+    its request for the window); ``notification``: the notification sent beside the request."""
+    problems = _export_problems(request, tenant, prefix)
+    if saved_export is not None:
+        if saved_export not in tenant.saved_exports:
+            problems.append(Problem("savedExport", f"{saved_export!r} is outside this key's scope"))
+        return problems
+    problems += _destination_problems(request, tenant, prefix)
+    if notification is not None:
+        for i, message in enumerate(notification.messages):
+            if message.medium not in tenant.notification_media:
+                problems.append(Problem(
+                    f"notification.messages[{i}].medium",
+                    f"{message.medium.value!r} is outside this key's scope",
+                ))
+    return problems
+
+
+def _destination_problems(request: ExportRequest, tenant: Tenant, prefix: str) -> list[Problem]:
+    if request.destination is not None:
+        found = [(f"{prefix}destination", request.destination)]
+    else:
+        found = [(f"{prefix}destinations[{i}]", d) for i, d in enumerate(request.destinations or [])]
+    problems = []
+    for path, destination in found:
+        if destination.saved_key is not None and destination.saved_key not in tenant.saved_keys:
+            problems.append(Problem(
+                f"{path}.savedKey", f"{destination.saved_key!r} is outside this key's scope"
+            ))
+        if destination.gcs_bucket is not None and destination.gcs_bucket not in tenant.gcs_buckets:
+            problems.append(Problem(
+                f"{path}.gcs_bucket", f"{destination.gcs_bucket!r} is outside this key's scope"
+            ))
+    return problems
+
+
+def _export_problems(request: ExportRequest, tenant: Tenant, prefix: str) -> list[Problem]:
     scopes = tenant.customer_scopes
     problems: list[Problem] = []
     for i, metric_request in enumerate(request.metric_requests):

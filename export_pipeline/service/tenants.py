@@ -18,10 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from export_pipeline.contract.models import FileFormat
 from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.documents import load_document
+from export_pipeline.notifications.messages import Medium
 
 KEY_PREFIX = "exk_"
 TENANT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _HASH = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+_NAME = Annotated[str, StringConstraints(min_length=1)]
 
 
 class _Strict(BaseModel):
@@ -62,6 +64,18 @@ class Tenant(_Strict):
     branding: TenantBranding | None = None
     monthly_quota: int | None = Field(None, ge=0)
     rate_limit: RateLimit | None = None
+    # The deployment's own named credentials and definitions a request may use: each is
+    # denied unless listed here (see ``scopes``).
+    saved_keys: list[_NAME] = []
+    """SFTP ``savedKey`` names (key files in ``EXPORT_SFTP_KEYS_DIR``); omitted: none."""
+    gcs_buckets: list[_NAME] = []
+    """GCS buckets it may deliver to with the service's own Google identity; omitted: none."""
+    saved_exports: list[_NAME] = []
+    """Saved exports (``EXPORT_DEFINITIONS_PATH``) it may run, with their deliveries and
+    notification; omitted: none."""
+    notification_media: list[Medium] = [Medium.email]
+    """Media a request's notification may use (Slack, Discord and Telegram post through the
+    deployment's webhooks and bot); omitted: email only."""
     keys: list[ApiKey] = []
 
 

@@ -16,8 +16,9 @@ from export_pipeline_tests.support.service import ServiceProcess, service_enviro
 SEED_ENTITY = "64a1b2c3d4e5f6a7b8c9d0e3"
 
 TENANTS = {
-    "acme": {"customer_scopes": {"entity_types": ["location"]}},
-    "globex": {},
+    "acme": {"customer_scopes": {"entity_types": ["location"]},
+             "saved_exports": ["daily-entries"]},  # the Reports page runs it
+    "globex": {"saved_exports": ["daily-entries"]},
     "hooli": {},  # the list test's alone, so its pages are exactly its exports
     "initech": {"customer_scopes": {"entities": [SEED_ENTITY], "entity_types": ["location"]},
                 "formats": ["csv"]},
@@ -25,6 +26,7 @@ TENANTS = {
     "tiny": {"monthly_quota": 1},
     "chatty": {"rate_limit": {"requests": 3, "per_seconds": 3600}},
     "fuzz": {"rate_limit": {"requests": 1_000_000, "per_seconds": 1}},
+    "umbrella": {},  # granted none of the deployment's saved keys, buckets, saved exports or chats
 }
 
 

@@ -139,6 +139,38 @@ def test_out_of_scope_entities_types_and_formats_are_403_naming_each_path(servic
     assert [e["path"] for e in response.json()["errors"]] == ["data.body.metricRequests[0].entityType"]
 
 
+def test_the_deployments_saved_keys_buckets_saved_exports_and_chats_are_403_unless_granted(
+        service, dagster_instance, service_s3, service_bucket):
+    body = {**SEED_BODY, "destinations": [
+        {"type": "aws"},
+        {"type": "sftp", "server": "sftp.partner.example", "username": "u", "savedKey": "acme-partner-key"},
+        {"type": "gcs", "gcs_bucket": "acme-drop"},
+    ], "notification": {"messages": [
+        {"policy": "onSuccess", "medium": "email", "target": "ops@example.com", "title": "t", "text": "x"},
+        {"policy": "onFailure", "medium": "slack", "title": "t", "text": "{{error}}"},
+        {"policy": "onFailure", "medium": "telegram", "target": "-1001234567", "title": "t", "text": "x"},
+    ]}}
+    saved = {"savedExport": "daily-entries", "start": "2024-04-01T00:00:00+02:00",
+             "end": "2024-04-03T00:00:00+02:00"}
+    runs_before = len(dagster_instance.get_run_ids())
+    with service.client("umbrella") as client:
+        listed = client.get("/v1/exports").json()["exports"]
+        response = _post(client, body)
+        assert response.status_code == 403, response.text
+        assert response.json()["reason"] == "out_of_scope"
+        assert [e["path"] for e in response.json()["errors"]] == [
+            "destinations[1].savedKey", "destinations[2].gcs_bucket",
+            "notification.messages[1].medium", "notification.messages[2].medium",
+        ]
+        response = _post(client, saved)
+        assert response.status_code == 403, response.text
+        assert [e["path"] for e in response.json()["errors"]] == ["savedExport"]
+        assert client.get("/v1/exports").json()["exports"] == listed == []
+    assert len(dagster_instance.get_run_ids()) == runs_before
+    assert not dagster_instance.get_runs(filters=dg.RunsFilter(tags={"export_pipeline/tenant": "umbrella"}))
+    assert not [k for k in all_objects(service_s3, service_bucket) if "/tenants/umbrella/" in k]
+
+
 def test_an_invalid_request_is_422_with_every_problem_and_nothing_launched(service, dagster_instance):
     body = copy.deepcopy(SEED_BODY)
     body["csvFormat"]["sortBy"] = [5]

@@ -9,11 +9,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from export_pipeline.saved_exports.definitions import load_saved_exports
 from export_pipeline.service.api import ApiError, ExportService, Launch
 from export_pipeline.service.exports import RunObservation, Status
 from export_pipeline.service.state import StateStore
 from export_pipeline.service.tenants import key_hash, new_key, parse_tenants
-from export_pipeline_tests.support.requests import SEED_BODY
+from export_pipeline_tests.support.requests import REPO, SEED_BODY
 
 
 class Runs:
@@ -48,11 +49,17 @@ class Files:
         self.deleted.append((bucket, key))
 
 
+# what acme may use of the deployment's own; globex lists nothing (email only)
+ACME_ALLOWANCES = {"saved_keys": ["k"], "gcs_buckets": ["acme-drop"],
+                   "saved_exports": ["daily-entries"], "notification_media": ["email", "slack"]}
+
+
 @pytest.fixture
 def setup(tmp_path):
     keys = {"acme": new_key(), "globex": new_key()}
     tenants = parse_tenants({"tenants": [
         {"name": n, "monthly_quota": 3, "branding": {"name": "Acme"} if n == "acme" else None,
+         **(ACME_ALLOWANCES if n == "acme" else {}),
          "keys": [{"name": f"{n}-key", "sha256": key_hash(k)}]} for n, k in keys.items()]})
     clock = [datetime(2026, 5, 31, 23, 0, tzinfo=timezone.utc)]
     runs, files = Runs(), Files()
@@ -250,3 +257,49 @@ def test_without_retention_or_before_completion_nothing_says_expired(setup):
     runs.status["run-1"] = RunObservation(Status.complete, rows=1, bytes=1)
     viewed = service.view(callers["acme"], created["id"])
     assert viewed["url"] and "expired" not in viewed
+
+
+SAVED_KEY = {"type": "sftp", "server": "sftp.partner.example", "username": "u", "savedKey": "k"}
+GCS = {"type": "gcs", "gcs_bucket": "acme-drop"}
+NOTIFICATION = {"messages": [
+    {"policy": "onSuccess", "medium": "email", "target": "ops@example.com", "title": "t", "text": "x"},
+    {"policy": "onFailure", "medium": "slack", "title": "t", "text": "{{error}}"},
+]}
+
+
+def _refused(service, caller, body):
+    with pytest.raises(ApiError) as error:
+        _create(service, caller, body)
+    assert error.value.status == 403 and error.value.body["reason"] == "out_of_scope"
+    return [e["path"] for e in error.value.body["errors"]]
+
+
+def test_another_tenants_saved_key_bucket_and_chat_media_are_403_and_nothing_is_created(setup):
+    service, runs, _, callers, _ = setup
+    body = {**SEED_BODY, "destinations": [{"type": "aws"}, SAVED_KEY, GCS], "notification": NOTIFICATION}
+    assert _refused(service, callers["globex"], body) == [
+        "destinations[1].savedKey", "destinations[2].gcs_bucket", "notification.messages[1].medium"]
+    assert _refused(service, callers["globex"], {**SEED_BODY, "destination": SAVED_KEY}) == [
+        "destination.savedKey"]
+    assert runs.launched == [] and service.list(callers["globex"], {})["exports"] == []
+    assert service.state.created_since("globex", datetime(2000, 1, 1, tzinfo=timezone.utc)) == 0
+
+    created = _create(service, callers["acme"], body)  # acme's own key, bucket and Slack
+    (launch,) = runs.launched
+    assert created["status"] == "queued"
+    assert [m.medium.value for m in launch.notification.messages] == ["email", "slack"]
+    _create(service, callers["globex"], {**SEED_BODY, "notification": {"messages": NOTIFICATION["messages"][:1]}})
+    assert len(runs.launched) == 2  # email needs no allowance
+
+
+def test_a_saved_export_runs_only_for_a_tenant_that_lists_it(setup):
+    service, runs, _, callers, _ = setup
+    saved = {s.name: s for s in load_saved_exports(REPO / "export_pipeline" / "examples" / "definitions")}
+    service.saved_exports = lambda: saved
+    window = {"start": "2024-04-01T00:00:00+02:00", "end": "2024-04-03T00:00:00+02:00"}
+    assert _refused(service, callers["globex"], {"savedExport": "daily-entries", **window}) == ["savedExport"]
+    assert runs.launched == [] and service.list(callers["globex"], {})["exports"] == []
+
+    _create(service, callers["acme"], {"savedExport": "daily-entries", **window})
+    (launch,) = runs.launched  # with the definition's own notification (Slack included)
+    assert launch.notification == saved["daily-entries"].notification

@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 
 from export_pipeline.contract.validation import validate_document
+from export_pipeline.notifications.messages import parse_notification
 from export_pipeline.service.scopes import scope_problems
 from export_pipeline.service.tenants import Tenant
 from export_pipeline_tests.support.requests import SEED_BODY
@@ -36,3 +37,75 @@ def test_entity_types_and_formats_and_the_envelope_prefix():
     problems = scope_problems(_request(), tenant, "data.body.")
     assert [p.path for p in problems] == ["data.body.metricRequests[0].entityType", "data.body.format.extension"]
     assert [p.path for p in scope_problems(_request(entityType=None), tenant)][0] == "metricRequests[0].entityType"
+
+
+# -- the deployment's own named credentials and definitions ------------------------------
+
+SFTP_SAVED_KEY = {"type": "sftp", "server": "sftp.partner.example", "username": "u", "savedKey": "acme-partner-key"}
+GCS = {"type": "gcs", "gcs_bucket": "acme-drop"}
+MESSAGES = [
+    {"policy": "onSuccess", "medium": "email", "target": "ops@example.com", "title": "t", "text": "x"},
+    {"policy": "onFailure", "medium": "slack", "title": "t", "text": "x"},
+    {"policy": "onFailure", "medium": "discord", "title": "t", "text": "x"},
+    {"policy": "onFailure", "medium": "telegram", "target": "-1001234567", "title": "t", "text": "x"},
+]
+
+
+def _with(**fields):
+    return validate_document({**copy.deepcopy(SEED_BODY), **fields}).request
+
+
+def _notification(*media):
+    notification, problems = parse_notification({"messages": [m for m in MESSAGES if m["medium"] in media]})
+    assert problems == []
+    return notification
+
+
+def _paths(problems):
+    return [p.path for p in problems]
+
+
+def test_a_tenant_that_lists_nothing_may_use_no_saved_key_bucket_or_chat_medium():
+    request = _with(destinations=[{"type": "aws"}, SFTP_SAVED_KEY, GCS])
+    notification = _notification("email", "slack", "discord", "telegram")
+    problems = scope_problems(request, Tenant(name="a"), notification=notification)
+    assert _paths(problems) == [
+        "destinations[1].savedKey", "destinations[2].gcs_bucket",
+        "notification.messages[1].medium", "notification.messages[2].medium",
+        "notification.messages[3].medium",
+    ]
+    assert "'acme-partner-key' is outside" in problems[0].message
+    assert scope_problems(_with(), Tenant(name="a"), notification=_notification("email")) == []
+
+
+def test_a_saved_key_or_bucket_must_be_the_tenants_own_and_a_single_destination_has_its_path():
+    tenant = Tenant(name="a", saved_keys=["acme-partner-key"], gcs_buckets=["acme-drop"])
+    assert scope_problems(_with(destinations=[SFTP_SAVED_KEY, GCS]), tenant) == []
+    others = Tenant(name="b", saved_keys=["globex-key"], gcs_buckets=["globex-drop"])
+    assert _paths(scope_problems(_with(destination=SFTP_SAVED_KEY), others)) == ["destination.savedKey"]
+    assert _paths(scope_problems(_with(destination=GCS), others, "data.body.")) == ["data.body.destination.gcs_bucket"]
+    password = {"type": "sftp", "server": "sftp.partner.example", "username": "u", "password": "p"}
+    assert scope_problems(_with(destination=password), others) == []  # the customer's own credentials
+
+
+def test_listed_media_are_allowed_and_an_empty_list_refuses_email_too():
+    chatty = Tenant(name="a", notification_media=["email", "slack", "discord", "telegram"])
+    assert scope_problems(_with(), chatty, notification=_notification("email", "slack", "discord", "telegram")) == []
+    slack_only = Tenant(name="a", notification_media=["slack"])
+    problems = scope_problems(_with(), slack_only, notification=_notification("email", "slack", "telegram"))
+    assert _paths(problems) == ["notification.messages[0].medium", "notification.messages[2].medium"]
+    assert _paths(scope_problems(_with(), Tenant(name="a", notification_media=[]),
+                                 notification=_notification("email"))) == ["notification.messages[0].medium"]
+
+
+def test_a_saved_export_must_be_listed_and_brings_its_own_deliveries_and_notification():
+    # the saved export's request may name the operator's key, bucket and chats: granted with it
+    request = _with(destinations=[SFTP_SAVED_KEY, GCS])
+    notification = _notification("slack")
+    granted = Tenant(name="a", saved_exports=["daily-entries"])
+    assert scope_problems(request, granted, "data.body.", "daily-entries", notification) == []
+    assert _paths(scope_problems(request, granted, "data.body.", "weekly-all", notification)) == ["savedExport"]
+    assert _paths(scope_problems(request, Tenant(name="a"), "data.body.", "daily-entries")) == ["savedExport"]
+    scoped = Tenant(name="a", formats=["pdf"])  # the customer scopes still hold for its request
+    assert _paths(scope_problems(request, scoped, "data.body.", "daily-entries")) == [
+        "data.body.format.extension", "savedExport"]

@@ -52,3 +52,20 @@ def test_duplicate_tenants_and_keys_are_refused():
             {"name": "a", "keys": [{"name": "y", "sha256": digest}]},
         ]})
     assert {p.path for p in error.value.problems} == {"tenants[1].name", "tenants[1].keys[0].sha256"}
+
+
+def test_saved_keys_buckets_saved_exports_and_chat_media_are_denied_unless_listed():
+    directory, _ = _directory()
+    tenant = directory.tenants["acme"]
+    assert tenant.saved_keys == [] and tenant.gcs_buckets == [] and tenant.saved_exports == []
+    assert [m.value for m in tenant.notification_media] == ["email"]
+    directory, _ = _directory(saved_keys=["acme-partner-key"], gcs_buckets=["acme-drop"],
+                              saved_exports=["daily-entries"], notification_media=["email", "slack"])
+    tenant = directory.tenants["acme"]
+    assert (tenant.saved_keys, tenant.gcs_buckets, tenant.saved_exports) == (
+        ["acme-partner-key"], ["acme-drop"], ["daily-entries"])
+    assert [m.value for m in tenant.notification_media] == ["email", "slack"]
+    with pytest.raises(InvalidRequest) as error:
+        _directory(notification_media=["email", "sms"], saved_keys=[""], gcs_buckets="acme-drop")
+    assert {p.path for p in error.value.problems} == {
+        "tenants[0].notification_media[1]", "tenants[0].saved_keys[0]", "tenants[0].gcs_buckets"}
