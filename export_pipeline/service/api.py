@@ -37,7 +37,7 @@ from export_pipeline.service.exports import (
     resource,
 )
 from export_pipeline.service.limits import RateLimiter, month_start, quota_retry_after
-from export_pipeline.service.scopes import scope_problems
+from export_pipeline.service.scopes import saved_export_problems, scope_problems
 from export_pipeline.service.state import StateStore
 from export_pipeline.service.tenants import Caller, TenantDirectory
 from export_pipeline.store.source import StoreSchema
@@ -155,6 +155,9 @@ class ExportService:
         fields, field_problems = _resource_fields(document)
         rest = {k: v for k, v in document.items() if k not in RESOURCE_FIELDS}
         if "savedExport" in document:
+            not_granted = saved_export_problems(document["savedExport"], caller.tenant)
+            if not_granted:
+                raise ApiError(403, _problems_body(not_granted, reason="out_of_scope"))
             request_document, notification, problems = self._saved_request(rest)
         else:
             request_document, notification, problems = self._request(rest)

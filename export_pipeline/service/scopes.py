@@ -17,6 +17,14 @@ from export_pipeline.notifications.messages import Notification
 from export_pipeline.service.tenants import Tenant
 
 
+def saved_export_problems(name: object, tenant: Tenant) -> list[Problem]:
+    """A saved export the tenant is not granted, answered before it is looked up, so a tenant
+    cannot tell the names of saved exports it may not run from names that do not exist."""
+    if isinstance(name, str) and name in tenant.saved_exports:
+        return []
+    return [Problem("savedExport", f"{name!r} is outside this key's scope")]
+
+
 def scope_problems(
     request: ExportRequest,
     tenant: Tenant,
@@ -26,11 +34,11 @@ def scope_problems(
 ) -> list[Problem]:
     """What in ``request`` is outside ``tenant``'s scope, each with its JSON path.
     ``saved_export``: the saved export's name when the request runs one (``request`` is then
-    its request for the window); ``notification``: the notification sent beside the request."""
+    its request for the window, whose deliveries and notification the operator wrote, and the
+    grant itself is ``saved_export_problems``'); ``notification``: the notification sent
+    beside the request."""
     problems = _export_problems(request, tenant, prefix)
     if saved_export is not None:
-        if saved_export not in tenant.saved_exports:
-            problems.append(Problem("savedExport", f"{saved_export!r} is outside this key's scope"))
         return problems
     problems += _destination_problems(request, tenant, prefix)
     if notification is not None:

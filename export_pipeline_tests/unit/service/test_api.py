@@ -170,7 +170,7 @@ def test_resource_fields_and_list_parameters_are_checked_with_paths(setup):
     (json.dumps({**SEED_BODY, "notification": {"messages": [{
         "policy": "onSuccess", "medium": "email", "target": "a@b.example",
         "title": "t\r\nBcc: x@evil.example", "text": "x"}]}}).encode(), "notification.messages[0].title"),
-    (json.dumps({"savedExport": "x", "start": "0001-01-01T00:00:00+14:00",
+    (json.dumps({"savedExport": "daily-entries", "start": "0001-01-01T00:00:00+14:00",
                  "end": "0001-01-02T00:00:00+14:00"}).encode(), "start"),
 ])
 def test_a_body_no_rule_foresaw_is_422_at_its_path_and_nothing_is_written(setup, raw, path):

@@ -4,7 +4,7 @@ import copy
 
 from export_pipeline.contract.validation import validate_document
 from export_pipeline.notifications.messages import parse_notification
-from export_pipeline.service.scopes import scope_problems
+from export_pipeline.service.scopes import saved_export_problems, scope_problems
 from export_pipeline.service.tenants import Tenant
 from export_pipeline_tests.support.requests import SEED_BODY
 
@@ -103,9 +103,12 @@ def test_a_saved_export_must_be_listed_and_brings_its_own_deliveries_and_notific
     request = _with(destinations=[SFTP_SAVED_KEY, GCS])
     notification = _notification("slack")
     granted = Tenant(name="a", saved_exports=["daily-entries"])
+    assert saved_export_problems("daily-entries", granted) == []
     assert scope_problems(request, granted, "data.body.", "daily-entries", notification) == []
-    assert _paths(scope_problems(request, granted, "data.body.", "weekly-all", notification)) == ["savedExport"]
-    assert _paths(scope_problems(request, Tenant(name="a"), "data.body.", "daily-entries")) == ["savedExport"]
+    # not granted, whether it exists or not, and whatever the name's type: one answer
+    for name in ("weekly-all", "no-such-export", 5, None):
+        assert _paths(saved_export_problems(name, granted)) == ["savedExport"]
+    assert _paths(saved_export_problems("daily-entries", Tenant(name="a"))) == ["savedExport"]
     scoped = Tenant(name="a", formats=["pdf"])  # the customer scopes still hold for its request
     assert _paths(scope_problems(request, scoped, "data.body.", "daily-entries")) == [
-        "data.body.format.extension", "savedExport"]
+        "data.body.format.extension"]
