@@ -5,7 +5,8 @@ bundle, never skipped.
 The control connection goes to an address the host policy vetted, and passive-mode data
 connections go to that same address whatever the server's PASV reply says (ftplib's default),
 so a server cannot point us elsewhere. The file is stored under a hidden temporary name and
-renamed into place (RNFR/RNTO); a failed transfer deletes the temporary file.
+renamed into place (RNFR/RNTO) once its size matches what was sent; a failed transfer deletes
+the temporary file.
 """
 
 from __future__ import annotations
@@ -117,6 +118,16 @@ class FtpDestination(Destination):
         reader = CountingReader(upload.stream)
         try:
             ftp.storbinary(f"STOR {temporary}", reader, blocksize=BLOCK_SIZE)
+            # checked before the rename: a short file never reaches the final path
+            try:
+                size = ftp.size(temporary)
+            except ftplib.error_perm:  # SIZE is an extension (RFC 3659) some servers lack
+                size = None
+            if size is not None and size != reader.count:
+                raise TransientDeliveryError(
+                    f"{self._where()}: {final} had {size} bytes after the transfer, not "
+                    f"{reader.count}; it was not put in place"
+                )
             interrupts.checkpoint()  # the rename puts the file at its path: not after a Ctrl-C
             try:
                 ftp.rename(temporary, final)
@@ -124,10 +135,6 @@ class FtpDestination(Destination):
                 with contextlib.suppress(ftplib.error_perm):
                     ftp.delete(final)
                 ftp.rename(temporary, final)
-            try:
-                size = ftp.size(final)
-            except ftplib.error_perm:  # SIZE is an extension (RFC 3659) some servers lack
-                size = None
         except BaseException as error:
             self._remove_leftover(ftp, temporary)
             raise _classify(error, f"{self._where()}/{final.lstrip('/')}") from None
@@ -135,10 +142,6 @@ class FtpDestination(Destination):
             with contextlib.suppress(Exception):
                 ftp.quit()
             ftp.close()
-        if size is not None and size != reader.count:
-            raise TransientDeliveryError(
-                f"{self._where()}: {final} has {size} bytes after the transfer, not {reader.count}"
-            )
         return Receipt(self.describe(), final, reader.count, {"remoteSize": size})
 
     def _remove_leftover(self, ftp: ftplib.FTP, temporary: str) -> None:

@@ -163,6 +163,8 @@ class FtpServer:
     ca_file: Path | None
     drop: DropSwitch
     stop: callable = field(repr=False, default=None)
+    short: DropSwitch = field(default_factory=DropSwitch)
+    """Armed: the next upload is stored one byte short, and the server still answers 226."""
 
 
 def self_signed_certificate(tmp: Path) -> tuple[Path, Path]:
@@ -196,7 +198,7 @@ def start_ftp_server(tmp: Path, tls: bool) -> FtpServer:
     username, password = "bob", "ftp-Pa55-" + os.urandom(6).hex()
     authorizer = DummyAuthorizer()
     authorizer.add_user(username, password, str(root), perm="elradfmwMT")
-    drop = DropSwitch()
+    drop, short = DropSwitch(), DropSwitch()
     base_dtp = TLS_DTPHandler if tls else DTPHandler
 
     class DroppingDtp(base_dtp):
@@ -207,6 +209,15 @@ def start_ftp_server(tmp: Path, tls: bool) -> FtpServer:
                 self.close()
 
         handle_read_event = handle_read  # pyftpdlib's loop calls this alias
+
+        def close(self):
+            stored = self.file_obj
+            if short.armed and self.receive and stored is not None and not stored.closed:
+                short.armed -= 1
+                short.dropped += 1
+                stored.flush()
+                stored.truncate(max(stored.tell() - 1, 0))
+            super().close()
 
     base = TLS_FTPHandler if tls else FTPHandler
     handler = type("Handler", (base,), {})
@@ -230,7 +241,7 @@ def start_ftp_server(tmp: Path, tls: bool) -> FtpServer:
         server.close_all()
         thread.join(5)
 
-    return FtpServer(port, root, username, password, tls, ca_file, drop, stop)
+    return FtpServer(port, root, username, password, tls, ca_file, drop, stop, short)
 
 
 # --- GCS and S3 (subprocess servers) --------------------------------------------------------

@@ -93,6 +93,23 @@ def test_ftp(ftp_server, ftps_server, tls):
     assert leftovers(folder) == []
 
 
+def test_ftp_a_file_stored_short_never_reaches_its_path(ftp_server):
+    """A server that answers 226 but kept fewer bytes: the size is checked on the temporary
+    file, so the final path never holds a wrong file (and a previous file there stays)."""
+    folder = ftp_server.root / "outbox" / "short"
+    folder.mkdir()
+    (folder / "export.csv").write_bytes(b"the previous run's file")
+    destination = ftp_destination(ftp_server, "short")
+    ftp_server.short.arm()
+    with pytest.raises(TransientDeliveryError, match="not put in place"):
+        destination.deliver(upload())
+    assert ftp_server.short.dropped == 1
+    assert (folder / "export.csv").read_bytes() == b"the previous run's file"
+    assert leftovers(folder) == []
+    receipt = destination.deliver(upload())
+    assert (folder / "export.csv").read_bytes() == DATA and receipt.bytes == len(DATA)
+
+
 def test_s3(customer_s3):
     proxy = servers.CuttingProxy(int(customer_s3.endpoint.rsplit(":", 1)[1]))
     try:
