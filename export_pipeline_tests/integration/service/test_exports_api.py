@@ -338,9 +338,12 @@ def test_a_saved_export_and_a_window(service):
         assert rows[0] == ["Date", "Entries"]
         days = {row[0][:10] for row in rows[1:]}  # hourly buckets of the window's two Berlin days
         assert days == {"2024-04-01", "2024-04-02"} and all(r[0].endswith("+02:00") for r in rows[1:])
-        bad = _post(client, {"savedExport": "nope", "start": "2024-04-01", "end": "x"})
+        bad = _post(client, {"savedExport": "daily-entries", "start": "2024-04-01", "end": "x"})
         assert bad.status_code == 422
-        assert {e["path"] for e in bad.json()["errors"]} == {"savedExport", "start", "end"}
+        assert {e["path"] for e in bad.json()["errors"]} == {"start", "end"}
+        unknown = _post(client, {"savedExport": "nope", "start": "2024-04-01", "end": "x"})
+        assert unknown.status_code == 403  # as a name it may not run: which names exist stays hidden
+        assert [e["path"] for e in unknown.json()["errors"]] == ["savedExport"]
 
 
 def test_inline_credentials_are_sealed_before_the_run_and_never_shown(service, dagster_instance):
