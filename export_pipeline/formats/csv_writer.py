@@ -52,7 +52,7 @@ def iter_csv(
     for offset in range(0, table.frame.height, rows_per_slice):
         rows = table.frame.slice(offset, rows_per_slice)
         if options.formula_guard:
-            rows = guard_frame(rows, table.date_columns)
+            rows = guard_frame(rows, table.date_columns + table.number_columns)
         out = io.BytesIO()
         rows.write_csv(
             out,

@@ -24,7 +24,7 @@ from export_pipeline.store.source import (
     sum_or_null,
 )
 from export_pipeline.table.decimation import decimate
-from export_pipeline.timeline.periods import AggregationPeriod, Granularity
+from export_pipeline.timeline.periods import AggregationPeriod, Granularity, previous_bucket_expr
 from export_pipeline.table.model import (
     ExportTable,
     column_name,
@@ -103,7 +103,10 @@ def _metric_frame(
         frame = stacked.group_by(keys).agg(sums)
     if len(indices) == 1 and request.metric_requests[indices[0]].transform is Transform.delta:
         metric_request = request.metric_requests[indices[0]]
-        frame = _delta(frame, keys, [column_name(i) for i, _ in columns], metric_request.granularity)
+        frame = _delta(
+            frame, keys, [column_name(i) for i, _ in columns], metric_request.granularity,
+            request.timezone,
+        )
     return frame
 
 
@@ -174,16 +177,20 @@ def _fetch_groups(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]
 
 
 def _delta(
-    frame: pl.LazyFrame, keys: list[str], values: list[str], granularity: Granularity
+    frame: pl.LazyFrame, keys: list[str], values: list[str], granularity: Granularity,
+    time_zone: str,
 ) -> pl.LazyFrame:
-    """Each value minus the previous bucket's of the same series; empty without one."""
+    """Each value minus the previous bucket's of the same series; empty without one. The
+    previous bucket is the one cut just before this one in the local calendar
+    (``previous_bucket_expr``), not this one less the width: next to a daylight-saving
+    change a bucket is longer or shorter than its width."""
     series = keys[1:]
     frame = frame.sort([BUCKET, *series], nulls_last=True)
 
     def previous(expr: pl.Expr) -> pl.Expr:
         return expr.shift(1).over(series) if series else expr.shift(1)
 
-    adjacent = previous(pl.col(BUCKET)).dt.offset_by(granularity.every) == pl.col(BUCKET)
+    adjacent = previous(pl.col(BUCKET)) == previous_bucket_expr(BUCKET, granularity, time_zone)
     return frame.with_columns(
         pl.when(adjacent).then(pl.col(v) - previous(pl.col(v))).alias(v) for v in values
     )

@@ -14,7 +14,7 @@ import polars as pl
 
 from export_pipeline.table.model import ExportTable, column_name, dimension_expr, format_bucket
 from export_pipeline.store.source import BUCKET
-from export_pipeline.timeline.periods import bucket_expr
+from export_pipeline.timeline.periods import Granularity, bucket_starts
 from export_pipeline.contract.models import ExportRequest
 
 _SERIES = "__series"
@@ -73,15 +73,39 @@ def wide(request: ExportRequest, long: pl.DataFrame, keys: list[str]) -> ExportT
 
 
 def all_buckets(request: ExportRequest) -> pl.Series:
-    """Every bucket start of the requested range, in the export's time zone."""
+    """Every bucket start of the requested range, in the export's time zone, cut as the
+    data's buckets are (``bucket_starts``)."""
     granularity = request.metric_requests[0].granularity
     start = min(m.start for m in request.metric_requests)
     end = max(m.end for m in request.metric_requests)
-    first = bucket_expr(pl.lit(start).dt.cast_time_unit("us"), granularity, request.timezone)
-    last = pl.lit(end).dt.cast_time_unit("us").dt.convert_time_zone(request.timezone)
-    return pl.select(
-        pl.datetime_range(first, last, granularity.every, closed="both").alias(BUCKET)
-    ).to_series()
+    return bucket_starts(start, end, granularity, request.timezone).alias(BUCKET)
+
+
+def cell_type(dtypes: list[pl.DataType]) -> pl.DataType:
+    """The one type of crosstab cells holding several metric columns' values, none of them
+    changed: their own type when they share one, else the widest integer when all are integers
+    and one holds them all, else text, each value written as the long layout writes it (a
+    Float64 cell would turn 306515364555933897 into 3.065153645559339e+17, 993 into 993.0)."""
+    kinds = set(dtypes)
+    if len(kinds) == 1:
+        return kinds.pop()
+    if all(t.is_integer() for t in kinds):
+        signed = [t for t in kinds if t.is_signed_integer()]
+        unsigned = [t for t in kinds if t.is_unsigned_integer()]
+        bits = max([_BITS[t] for t in signed], default=0)
+        if unsigned:
+            widest = max(_BITS[t] for t in unsigned)
+            if not signed:
+                return _UNSIGNED[widest]
+            bits = max(bits, 2 * widest)
+        if bits in _SIGNED:
+            return _SIGNED[bits]
+    return pl.String
+
+
+_SIGNED = {8: pl.Int8, 16: pl.Int16, 32: pl.Int32, 64: pl.Int64, 128: pl.Int128}
+_UNSIGNED = {8: pl.UInt8, 16: pl.UInt16, 32: pl.UInt32, 64: pl.UInt64}
+_BITS = {**{t: b for b, t in _SIGNED.items()}, **{t: b for b, t in _UNSIGNED.items()}}
 
 
 def crosstab(request: ExportRequest, long: pl.DataFrame, keys: list[str]) -> ExportTable:
@@ -95,8 +119,7 @@ def crosstab(request: ExportRequest, long: pl.DataFrame, keys: list[str]) -> Exp
         (column_name(i), c) for i, c in enumerate(request.csv_format.columns)
         if not c.is_metric and c.dimension_name != "date"
     ]
-    dtypes = {long.schema[name] for name, _ in metrics}
-    value_type = dtypes.pop() if len(dtypes) == 1 else pl.Float64
+    value_type = cell_type([long.schema[name] for name, _ in metrics])
     metric_label = "__metric"
     parts = []
     for order, (name, heading) in enumerate(metrics):
@@ -108,7 +131,8 @@ def crosstab(request: ExportRequest, long: pl.DataFrame, keys: list[str]) -> Exp
     stacked = pl.concat(parts)
     labels = [f"__b{j}" for j in range(buckets.len())]
     index = pl.DataFrame({BUCKET: buckets, "__bucket_label": labels})
-    stacked = stacked.join(index, on=BUCKET, how="inner")
+    stacked = stacked.join(index, on=BUCKET, how="left")
+    _refuse_lost_buckets(stacked, period)
     row_keys = [*others, "__order", metric_label]
     frame = stacked.pivot(on="__bucket_label", index=row_keys, values="__value", aggregate_function=None)
     for label in labels:
@@ -125,4 +149,17 @@ def crosstab(request: ExportRequest, long: pl.DataFrame, keys: list[str]) -> Exp
     return ExportTable(
         frame=frame, headings=headings + bucket_headings, time_zone=request.timezone,
         subdaily=period.is_subdaily,
+        number_columns=tuple(labels) if value_type == pl.String else (),
     )
+
+
+def _refuse_lost_buckets(stacked: pl.DataFrame, period: Granularity) -> None:
+    """A row whose bucket has no column would be left out of the pivot: an export missing
+    numbers is worse than none, so it is an error, never a dropped cell."""
+    lost = stacked.filter(pl.col("__bucket_label").is_null())
+    if lost.height:
+        shown = lost.select(format_bucket(BUCKET, period)).to_series().unique().sort().head(5)
+        raise RuntimeError(
+            f"crosstab: {lost.height} value(s) fall in buckets with no column "
+            f"({', '.join(shown.to_list())}): the columns disagree with the data's buckets"
+        )

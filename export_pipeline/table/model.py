@@ -19,6 +19,9 @@ class ExportTable:
     frame: pl.DataFrame
     headings: list[str]
     date_columns: tuple[str, ...] = ()
+    # Text columns holding numbers, each as the long layout writes its own type (a crosstab
+    # mixing integer and float metric columns): numbers, so never formula-guarded.
+    number_columns: tuple[str, ...] = ()
     time_zone: str = "UTC"
     subdaily: bool = False
     previous: "ExportTable | None" = field(default=None, compare=False)

@@ -172,6 +172,48 @@ def bucket_expr(
     return expr.dt.truncate(as_granularity(period).every)
 
 
+_JUST_BEFORE = timedelta(milliseconds=1)  # finer than any bucket edge, coarse enough for ms data
+
+
+def previous_bucket_expr(
+    bucket: str | pl.Expr, period: AggregationPeriod | Granularity, time_zone: str = UTC
+) -> pl.Expr:
+    """The start of the bucket just before each bucket start in ``bucket``: the bucket that
+    ``bucket_expr`` puts the instant just before it in. Not ``bucket - width``: a local bucket
+    next to a daylight-saving change is longer or shorter than its width (a 23-hour day, a
+    90-minute hour on Lord Howe), and only the bucketing rule knows where its neighbour starts."""
+    expr = pl.col(bucket) if isinstance(bucket, str) else bucket
+    return bucket_expr(expr - _JUST_BEFORE, period, time_zone)
+
+
+def bucket_starts(
+    start: datetime, end: datetime, period: AggregationPeriod | Granularity, time_zone: str = UTC
+) -> pl.Series:
+    """Every bucket from the one holding ``start`` to the one holding ``end`` (aware instants),
+    as ``bucket_expr`` cuts them, so exactly the buckets data can fall in: stepping the width
+    in real time (or in local time from the first bucket) drifts off them after a
+    daylight-saving change that is not a whole bucket. The candidates are the local
+    wall-clock grid of the width, each read at both offsets of a repeated hour, put through
+    ``bucket_expr``; a grid point that a daylight-saving gap swallows has no instant, and its
+    bucket (starting at the gap's end) is found as the one just before the next bucket (two
+    buckets in a row cannot both start in a gap: the first would lie wholly in it)."""
+    granularity = as_granularity(period)
+    instants = pl.lit(pl.Series([start, end])).dt.cast_time_unit("us").dt.convert_time_zone(UTC)
+    local = instants.dt.convert_time_zone(time_zone) if time_zone != UTC else instants
+    wall = bucket_expr(local.dt.replace_time_zone(None), granularity)  # naive: the grid itself
+    grid = pl.datetime_range(wall.min(), wall.max(), granularity.every, closed="both")
+    candidates = pl.concat([
+        grid.dt.replace_time_zone(time_zone, ambiguous=side, non_existent="null")
+        for side in ("earliest", "latest")
+    ]).drop_nulls()
+    found = bucket_expr(candidates, granularity, time_zone)
+    ends = bucket_expr(instants, granularity, time_zone)
+    buckets = pl.concat([found, previous_bucket_expr(found, granularity, time_zone), ends])
+    return pl.select(
+        buckets.filter(buckets.is_between(ends.min(), ends.max())).unique().sort().alias("bucket")
+    ).to_series()
+
+
 def bucket_start(t: datetime, period: AggregationPeriod) -> datetime:
     """The start of the bucket holding ``t`` (same time zone as ``t``, wall-clock rules)."""
     if period is AggregationPeriod.minute:

@@ -4,6 +4,7 @@ distinct bucket) give exactly what the general path gives."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,7 +25,9 @@ from export_pipeline.timeline.periods import AggregationPeriod
 from export_pipeline.contract.models import Column, ExportRequest
 from export_pipeline.contract.problems import InvalidRequest
 from export_pipeline.contract.validation import validate_document
-from export_pipeline_tests.support.helpers import utc
+from export_pipeline.planning import plan as planning
+from export_pipeline.store.parquet import ParquetMetricSource
+from export_pipeline_tests.support.helpers import utc, write_store
 
 UTC_TS = pl.Datetime("us", "UTC")
 
@@ -556,3 +559,63 @@ def test_the_repeated_local_hour_keeps_both_offsets():
         "2024-11-03T00:00:00-04:00", "2024-11-03T01:00:00-04:00", "2024-11-03T01:00:00-04:00",
         "2024-11-03T01:00:00-05:00", "2024-11-03T02:00:00-05:00", "2024-11-03T00:00:00-04:00",
     ]
+
+
+# --- delta across daylight-saving changes -----------------------------------------------------
+
+
+DELTA_CASES = {
+    "Lord Howe, hourly, autumn": ("Australia/Lord_Howe", "2024-04-06T10:00:00Z", "2024-04-06T20:00:00Z", "hour", None),
+    "Lord Howe, hourly, spring": ("Australia/Lord_Howe", "2024-10-05T10:00:00Z", "2024-10-05T20:00:00Z", "hour", None),
+    "New York, 2 hours": ("America/New_York", "2024-11-03T00:00:00Z", "2024-11-03T15:59:59Z", None, "2h"),
+    "New York, hourly": ("America/New_York", "2024-11-03T00:00:00Z", "2024-11-03T15:59:59Z", "hour", None),
+    "Santiago, daily": ("America/Santiago", "2024-09-06T12:00:00Z", "2024-09-09T12:00:00Z", "day", None),
+}
+
+
+@pytest.mark.parametrize("case", DELTA_CASES)
+def test_delta_follows_the_previous_local_bucket_across_daylight_saving(tmp_path, case):
+    """With a reading every minute every bucket has a row, so each delta is the difference from
+    the row before it in time (independent of how buckets are cut): none is left empty but
+    the first of each entity, also right after a change that makes a bucket longer or shorter."""
+    tz, start, end, period, ds = DELTA_CASES[case]
+    minutes = pl.datetime_range(
+        datetime.fromisoformat(start), datetime.fromisoformat(end), "1m", eager=True, time_zone="UTC"
+    )
+    readings = pl.concat([
+        pl.DataFrame({"timestamp": minutes}).with_columns(
+            entity_id=pl.lit(entity), entity_type=pl.lit("sensor"),
+            value=(pl.int_range(pl.len()) * 7 % 13 + shift).cast(pl.Int64),
+        )
+        for shift, entity in enumerate(["A", "B"])
+    ])
+    source = ParquetMetricSource(write_store(tmp_path / "store", readings))
+
+    def table(transform: str | None) -> list[tuple]:
+        request = {"metricId": "m", "start": start, "end": end, "entities": ["A", "B"]}
+        request.update({"decimation": {"ds": ds, "dsf": "sum"}} if ds else {"aggregationPeriod": period})
+        if transform:
+            request["transform"] = transform
+        document = {
+            "csvFormat": {
+                "columns": [{"heading": "Date"}, {"heading": "Entity"},
+                            {"heading": "v", "metricId": "m", "fetchValue": "value"}],
+                "sortBy": [], "rowFilters": ["entity"],
+            },
+            "metricRequests": [request],
+            "format": {"timezone": tz},
+        }
+        validated = validate_document(document, source.schema()).request
+        fetched = defaultdict(list)
+        for task in planning.plan_export(validated, "t").tasks:
+            fetched[task.request_index].append(source.fetch(task.query))
+        return combine(validated, fetched).frame.rows()
+
+    sums, deltas = table(None), table("delta")
+    assert [r[:2] for r in deltas] == [r[:2] for r in sums]
+    last: dict[str, int] = {}
+    want = []
+    for date, entity, value in sums:
+        want.append((date, entity, value - last[entity] if entity in last else None))
+        last[entity] = value
+    assert deltas == want

@@ -13,8 +13,10 @@ from export_pipeline.timeline.periods import (
     Granularity,
     bucket_expr,
     bucket_start,
+    bucket_starts,
     next_bucket_start,
     parse_granularity,
+    previous_bucket_expr,
     zone,
 )
 from export_pipeline.timeline.windows import split_range
@@ -208,3 +210,43 @@ def test_unknown_zone():
     with pytest.raises(ValueError, match="unknown time zone"):
         zone("Mars/Olympus")
     assert zone("utc") is timezone.utc
+
+
+# --- bucket starts and the previous bucket, across daylight-saving changes ----------------------
+
+
+BUCKET_RANGES = [
+    ("Australia/Lord_Howe", "1h", (2024, 4, 6, 10), (2024, 4, 6, 20)),  # back half an hour
+    ("Australia/Lord_Howe", "1h", (2024, 10, 5, 10), (2024, 10, 5, 20)),  # on half an hour
+    ("Australia/Lord_Howe", "PT1H30M", (2024, 4, 6, 10), (2024, 4, 6, 20)),
+    ("America/New_York", "2h", (2024, 11, 3, 0), (2024, 11, 3, 16)),
+    ("America/New_York", "2h", (2024, 3, 10, 0), (2024, 3, 10, 16)),
+    ("America/New_York", "1h", (2024, 11, 3, 0), (2024, 11, 3, 16)),  # the hour 01:00 twice
+    ("America/Santiago", "1d", (2024, 9, 6, 12), (2024, 9, 9, 12)),  # the day starts at 01:00
+    ("America/Havana", "1d", (2024, 3, 8, 12), (2024, 3, 12, 12)),
+    ("America/Santiago", "1w", (2024, 8, 1), (2024, 10, 1)),
+    ("Pacific/Apia", "1d", (2011, 12, 28), (2012, 1, 2)),  # 2011-12-30 never happened
+    ("Asia/Kathmandu", "15m", (1985, 12, 31, 16), (1986, 1, 1)),  # on a quarter of an hour
+    ("UTC", "1mo", (2024, 1, 15), (2024, 6, 1)),
+]
+
+
+@pytest.mark.parametrize("zone_name, width, start, end", BUCKET_RANGES)
+def test_bucket_starts_are_the_buckets_of_every_minute(zone_name, width, start, end):
+    """Independent of how they are enumerated: every minute of the range, bucketed."""
+    granularity = parse_granularity(width)
+    first = datetime(*start, tzinfo=timezone.utc)
+    last = datetime(*end, tzinfo=timezone.utc)
+    minutes = pl.datetime_range(first, last, "1m", eager=True, time_zone="UTC")
+    want = pl.select(bucket_expr(pl.lit(minutes), granularity, zone_name).unique().sort()).to_series()
+    assert bucket_starts(first, last, granularity, zone_name).to_list() == want.to_list()
+
+
+@pytest.mark.parametrize("zone_name, width, start, end", BUCKET_RANGES)
+def test_the_previous_bucket_is_the_one_before_in_time(zone_name, width, start, end):
+    granularity = parse_granularity(width)
+    buckets = bucket_starts(
+        datetime(*start, tzinfo=timezone.utc), datetime(*end, tzinfo=timezone.utc), granularity, zone_name
+    )
+    previous = pl.select(previous_bucket_expr(pl.lit(buckets.slice(1)), granularity, zone_name)).to_series()
+    assert previous.to_list() == buckets.slice(0, buckets.len() - 1).to_list()
