@@ -42,7 +42,7 @@ from reportlab.platypus import (
 from export_pipeline.contract.models import DecimationFunction, ExportRequest
 from export_pipeline.formats.branding import Branding
 from export_pipeline.formats.pdf_text import BASE, BOLD, markup, register, visible
-from export_pipeline.store.source import sum_or_null
+from export_pipeline.store.source import exact_sum
 from export_pipeline.table.model import ExportTable, column_name
 from export_pipeline.timeline.periods import zone
 
@@ -66,9 +66,11 @@ class _Metric:
     def additive(self) -> bool:
         return self.function is DecimationFunction.sum
 
-    def total(self) -> pl.Expr:
-        """A column's headline number: the sum, or for a non-sum decimation the mean cell."""
-        return sum_or_null(pl.col(self.name)) if self.additive else pl.col(self.name).mean()
+    def total(self, frame: pl.DataFrame) -> pl.Expr:
+        """A column's headline number: the sum (exact, in the adding type of ``sum_types``: a
+        total past Int64 is shown, not wrapped), or for a non-sum decimation the mean cell."""
+        column = pl.col(self.name)
+        return exact_sum(column, frame.schema[self.name]) if self.additive else column.mean()
 
 
 def _metrics(request: ExportRequest) -> list[_Metric]:
@@ -218,14 +220,14 @@ def _totals(frame: pl.DataFrame, metrics: list[_Metric]) -> dict[str, float | No
         return {}
     if frame.height == 0:
         return {m.name: None for m in metrics}
-    return frame.select(m.total().alias(m.name) for m in metrics).row(0, named=True)
+    return frame.select(m.total(frame).alias(m.name) for m in metrics).row(0, named=True)
 
 
 def _breakdown(frame: pl.DataFrame, dimension: str, metrics: list[_Metric]) -> pl.DataFrame:
     lead = metrics[0].name
     return (
         frame.group_by(dimension)
-        .agg(m.total().alias(m.name) for m in metrics)
+        .agg(m.total(frame).alias(m.name) for m in metrics)
         .sort([lead, dimension], descending=[True, False], nulls_last=True)
     )
 
@@ -282,7 +284,7 @@ def _kpi_strip(report: _Report) -> Table:
 
 def _trend(report: _Report, metric: _Metric) -> Image:
     date = report.date_column
-    series = report.frame.group_by(date).agg(metric.total().alias("v")).sort(date)
+    series = report.frame.group_by(date).agg(metric.total(report.frame).alias("v")).sort(date)
     values = [float(v) if v is not None else math.nan for v in series["v"].to_list()]
     labels = [visible(_label(d)) for d in series[date].to_list()]
     figure, axis = _pyplot().subplots(figsize=(7.2, 2.4))

@@ -19,7 +19,7 @@ from export_pipeline.planning import plan as planning
 from export_pipeline.planning.prepared import PreparedExport, prepared_for_run
 from export_pipeline.publishing.publish import ExportResult, deliver
 from export_pipeline.publishing.keys import export_location, fixed_export_location
-from export_pipeline.store.source import MetricSourceError
+from export_pipeline.store.source import MetricSourceError, SumOutOfRange
 from export_pipeline.orchestration.export_assets import request_asset_key
 from export_pipeline.orchestration.resources import (
     ExportStorage,
@@ -150,9 +150,12 @@ def combine_metrics(
     items = (item for scan in fetched for item in scan)
     for item in sorted(items, key=lambda f: (f.task.request_index, f.task.window_index)):
         (previous if item.task.previous else by_request)[item.task.request_index].append(item.frame)
-    table = combine.combine(plan.request, by_request)
-    if plan.previous_request is not None:
-        table = replace(table, previous=combine.combine(plan.previous_request, previous))
+    try:
+        table = combine.combine(plan.request, by_request)
+        if plan.previous_request is not None:
+            table = replace(table, previous=combine.combine(plan.previous_request, previous))
+    except SumOutOfRange as error:  # a total the export cannot write: no retry changes it
+        raise dg.Failure(description=str(error), allow_retries=False) from None
     context.log.info(f"combined: {table.rows} rows x {len(table.headings)} columns")
     context.add_output_metadata({"rows": table.rows, "columns": len(table.headings)})
     return table

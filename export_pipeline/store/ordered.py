@@ -8,9 +8,12 @@ in the order to add), and the additions go rank by rank across all groups at onc
 adds the ``k``-th value of every group that has one to its group's total, in one vectorised
 operation. Each group still adds its values one by one from zero, left to right, exactly as
 ``cum_sum`` does, so the bits are the same as ``ordered_sum``'s (a lone ``-0.0`` sums to
-``0.0`` in both; integers wrap alike). When few groups are left and they are long, each of
-them finishes with one running sum (``numpy.add.accumulate``, which also adds left to right).
-Columns of other types (decimals, 128-bit integers) are summed by ``ordered_sum`` itself.
+``0.0`` in both). When few groups are left and they are long, each of them finishes with one
+running sum (``numpy.add.accumulate``, which also adds left to right). Sums come in the
+column's adding type (``source.sum_types``): Float64 for floats, Int128 for integers, whose
+sums are exact in any order; numpy has no 128-bit integers, so integers are added in int64
+only when no total can leave it, else by polars in Int128. Columns of other types
+(decimals) are summed by ``ordered_sum`` itself.
 """
 
 from __future__ import annotations
@@ -19,20 +22,10 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from export_pipeline.store.source import ordered_sum
+from export_pipeline.store.source import ordered_sum, sum_or_null, sum_types
 
 if TYPE_CHECKING:
     import numpy as np
-
-# For each numeric type, the type ``cum_sum`` adds in and the type it gives (a Float32 column
-# is added up in Float64, each running total rounded back to Float32).
-SUM_TYPES: dict[pl.DataType, tuple[pl.DataType, pl.DataType]] = {
-    pl.Int8: (pl.Int64, pl.Int64), pl.Int16: (pl.Int64, pl.Int64),
-    pl.UInt8: (pl.Int64, pl.Int64), pl.UInt16: (pl.Int64, pl.Int64),
-    pl.Int32: (pl.Int32, pl.Int32), pl.Int64: (pl.Int64, pl.Int64),
-    pl.UInt32: (pl.UInt32, pl.UInt32), pl.UInt64: (pl.UInt64, pl.UInt64),
-    pl.Float32: (pl.Float64, pl.Float32), pl.Float64: (pl.Float64, pl.Float64),
-}
 
 
 def run_starts(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
@@ -44,31 +37,42 @@ def run_starts(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
 
 def ordered_sums(values: pl.Series, sizes: np.ndarray) -> pl.Series:
     """``ordered_sum`` of ``values`` per run, the runs being ``sizes`` rows long (each at
-    least one, in order): empty where a run has no value."""
+    least one, in order), in the adding type of ``sum_types``: empty where a run has no
+    value."""
     import numpy as np  # here, not at the top: a plain export never loads numpy
 
-    types = SUM_TYPES.get(values.dtype)
-    if types is None:
+    types = sum_types(values.dtype)
+    if types is None or types[0].is_integer() and not _int64_exact(values, sizes):
         runs = pl.Series("run", np.repeat(np.arange(len(sizes)), sizes))
         frame = pl.DataFrame([runs, values.alias("value")])
-        summed = frame.group_by("run", maintain_order=True).agg(ordered_sum(pl.col("value")))
+        add = ordered_sum if types is None else lambda v: sum_or_null(v.cast(types[0]))
+        summed = frame.group_by("run", maintain_order=True).agg(add(pl.col("value")))
         return summed["value"].alias(values.name)
-    adding, out_type = types
+    adding = types[0]
     if len(values) == len(sizes):  # one row per run: zero plus its value (a null stays empty)
-        value = pl.col(values.name).cast(out_type)
-        if out_type.is_float():  # 0.0 + x is x, but 0.0 for -0.0
-            value = pl.when(value == 0).then(pl.lit(0.0, out_type)).otherwise(value)
+        value = pl.col(values.name).cast(adding)
+        if adding.is_float():  # 0.0 + x is x, but 0.0 for -0.0
+            value = pl.when(value == 0).then(pl.lit(0.0, adding)).otherwise(value)
         return values.to_frame().select(value.alias(values.name)).to_series()
     lengths = sizes
     if values.null_count():  # the values each run has
         present = values.is_not_null().cast(pl.Int64).to_numpy()
         lengths = np.add.reduceat(present, np.cumsum(sizes) - sizes) if len(sizes) else sizes
-    array = values.drop_nulls().cast(adding).to_numpy()
+    array = values.drop_nulls().cast(pl.Int64 if adding.is_integer() else adding).to_numpy()
     with np.errstate(all="ignore"):  # inf - inf is NaN, as in polars, without a warning
         totals = _running_totals(array, lengths)
-    sums = pl.Series(values.name, totals).cast(out_type)
+    sums = pl.Series(values.name, totals).cast(adding)
     empty = np.flatnonzero(lengths == 0)
     return sums.scatter(empty, None) if len(empty) else sums
+
+
+def _int64_exact(values: pl.Series, sizes: np.ndarray) -> bool:
+    """Whether int64 holds every value and every partial sum of every run: the largest
+    magnitude times the longest run stays below 2**63."""
+    low, high = values.min(), values.max()
+    if low is None or not len(sizes):
+        return True
+    return max(abs(int(low)), abs(int(high))) * int(sizes.max()) < 2**63
 
 
 def _running_totals(array: np.ndarray, lengths: np.ndarray) -> np.ndarray:

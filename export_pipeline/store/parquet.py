@@ -24,7 +24,9 @@ from export_pipeline.store.source import (
     MetricQuery,
     MetricSourceError,
     StoreSchema,
-    sum_or_null,
+    exact_sum,
+    exported,
+    measure_names,
 )
 from export_pipeline.store.ordered import group_ordered_sums, sorted_on
 from export_pipeline.timeline.periods import AggregationPeriod, as_granularity, bucket_expr
@@ -73,7 +75,8 @@ class ParquetMetricSource:
         if len(slices) > 1:
             return pl.concat([self.fetch(replace(query, window=w)) for w in slices])
         scan = self._scan()
-        ts_type = self._raw_schema()[TIMESTAMP]
+        raw = self._raw_schema()
+        ts_type = raw[TIMESTAMP]
         window = query.window
         # Compare the stored column with bounds in its own time zone, so the predicate can use
         # the Parquet row-group statistics.
@@ -97,20 +100,23 @@ class ParquetMetricSource:
         if query.samples:
             rows = scan.filter(predicate).select(*keys, *(pl.col(m) for m in query.measures))
             return self._samples(rows, query)
+        # Each measure is added in its adding type and checked into its exported one
+        # (``sum_types``): an Int32 or Int64 total never wraps.
         # Groups come out in the order their keys first appear: a store written in time order
         # (then by entity) yields them sorted already, and the sort is skipped.
         lazy = (
             scan.filter(predicate)
             .select(*keys, *(pl.col(m) for m in query.measures))
             .group_by(query.key_columns, maintain_order=True)
-            .agg(sum_or_null(pl.col(m)).alias(m) for m in query.measures)
+            .agg(exact_sum(pl.col(m), raw[m]).alias(m) for m in query.measures)
         )
         try:
             # The streaming engine reads the files in morsels and aggregates as it goes: the
             # store's rows are never all in memory at once.
-            return sorted_on(lazy.collect(engine="streaming"), query.key_columns)
+            frame = sorted_on(lazy.collect(engine="streaming"), query.key_columns)
         except (pl.exceptions.PolarsError, OSError) as error:
             raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
+        return exported(frame, measure_names(query), query.key_columns)
 
     def _samples(self, rows: pl.LazyFrame, query: MetricQuery) -> pl.DataFrame:
         """The per-timestamp sums of a decimation: each key's rows added in the store's row
@@ -119,9 +125,10 @@ class ParquetMetricSource:
         keys = query.key_columns
         try:
             frame = sorted_on(rows.collect(engine="in-memory"), keys)
-            return group_ordered_sums(frame, keys, list(query.measures))
+            sums = group_ordered_sums(frame, keys, list(query.measures))
         except (pl.exceptions.PolarsError, OSError) as error:
             raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
+        return exported(sums, measure_names(query), keys)
 
 
 # A query's window is read in slices of at most this span, so the group-by holds the groups

@@ -89,6 +89,76 @@ def sum_or_null(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.count() > 0).then(expr.sum())
 
 
+def sum_types(dtype: pl.DataType) -> tuple[pl.DataType, pl.DataType] | None:
+    """The type a measure of ``dtype`` is added up in, and the type its sums are exported in;
+    ``None`` for a type summed as it is (decimals). The one rule for every sum: the Parquet
+    store's, the ordered sums of a decimation, the SQL engine's and every sum of sums.
+
+    Integers are added in Int128, so no total wraps (polars keeps an Int32 sum in Int32 and
+    lets an Int64 one wrap), and exported as Int64, what SQL engines give and every format
+    writes; ``exported`` fails the export on a total that does not fit, as writing it would
+    be wrong. Floats are added and exported in Float64: a Float32 value widens exactly, but a
+    Float32 total rounds (16777216 + 1 stays 16777216) and is written in its short form."""
+    if dtype.is_integer():
+        return pl.Int128, pl.Int64
+    if dtype.is_float():
+        return pl.Float64, pl.Float64
+    return None
+
+
+def adding_type(dtype: pl.DataType) -> pl.DataType:
+    types = sum_types(dtype)
+    return types[0] if types else dtype
+
+
+def exported_type(dtype: pl.DataType) -> pl.DataType:
+    types = sum_types(dtype)
+    return types[1] if types else dtype
+
+
+def exact_sum(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """``sum_or_null`` of a column of ``dtype``, added in its adding type (``sum_types``)."""
+    return sum_or_null(expr.cast(adding_type(dtype)))
+
+
+def measure_names(query: MetricQuery) -> dict[str, str]:
+    """How an error names each measure of a store's frame (the same for every source)."""
+    return {m: f"measure '{m}'" for m in query.measures}
+
+
+class SumOutOfRange(MetricSourceError):
+    """A sum (or a difference of sums) that its exported type cannot hold."""
+
+
+def exported(
+    frame: pl.DataFrame, names: dict[str, str], keys: list[str] | dict[str, str]
+) -> pl.DataFrame:
+    """``frame`` with the columns of ``names`` cast to their exported types (``sum_types``).
+
+    A value the type cannot hold (an integer total beyond Int64) raises ``SumOutOfRange``
+    naming the column as ``names`` describes it, the value and its row's ``keys`` (columns,
+    or columns and the names to show them by): the export
+    stops rather than write a wrapped number. Columns already in their type cost nothing."""
+    casts = {
+        n: exported_type(frame.schema[n]) for n in names
+        if exported_type(frame.schema[n]) != frame.schema[n]
+    }
+    if not casts:
+        return frame
+    out = frame.with_columns(pl.col(n).cast(t, strict=False) for n, t in casts.items())
+    for n, target in casts.items():
+        if out[n].null_count() != frame[n].null_count():
+            lost = out[n].is_null() & frame[n].is_not_null()
+            row = frame.filter(lost).row(0, named=True)
+            labels = keys if isinstance(keys, dict) else {k: k for k in keys}
+            where = ", ".join(f"{label} {row[k]}" for k, label in labels.items() if k in row)
+            raise SumOutOfRange(
+                f"{names[n]}: the sum {row[n]} ({where}) does not fit the {target} the export "
+                "writes; the export stops rather than write a wrong number"
+            )
+    return out
+
+
 def ordered_sum(expr: pl.Expr) -> pl.Expr:
     """``sum_or_null`` added strictly in row order (a running sum's last value).
 

@@ -16,8 +16,11 @@ years) are few per window: their UTC starts are computed in Python and matched i
 The bucket leaves the engine as an epoch second and becomes a zoned datetime in polars.
 
 The frame is the Parquet source's frame, column for column: ``bucket`` (in the query's zone),
-``entity_id``, the query's dimensions (strings) and the measures' sums (Int64 for integer
-columns, Float64 otherwise), sorted the same way. Samples (``query.samples``) are summed per
+``entity_id``, the query's dimensions (strings) and the measures' sums, sorted the same way.
+The sums follow ``source.sum_types`` as the Parquet source's do: the engine adds integers
+exactly (PostgreSQL in bigint or numeric, DuckDB in HUGEINT) and the total leaves as a
+38-digit decimal, checked into Int64 by ``source.exported``; a float column is cast to double
+before it is added (PostgreSQL sums a ``real`` in ``real``). Samples (``query.samples``) are summed per
 stored timestamp; the engine adds them in its own order, so a float sum matches the Parquet
 source's to the last bit only when the values add exactly (integers, binary fractions).
 """
@@ -43,6 +46,9 @@ from export_pipeline.store.source import (
     MetricQuery,
     MetricSourceError,
     StoreSchema,
+    exported,
+    measure_names,
+    sum_types,
 )
 from export_pipeline.timeline.periods import UTC, AggregationPeriod, Granularity, as_granularity
 
@@ -379,7 +385,7 @@ class SqlMetricSource:
             BUCKET: pl.String if query.samples else pl.Int64,
             ENTITY_ID: pl.String,
             **{d: pl.String for d in query.dimensions},
-            **{m: pl.Int64 if m in layout.integer_measures else pl.Float64 for m in query.measures},
+            **{m: layout.fetched_type(m) for m in query.measures},
         }
         frame = pl.read_csv(buffer.getvalue(), schema=schema)
         if query.samples:
@@ -406,7 +412,7 @@ class _Layout:
     timestamp_zone: str | None
     dimensions: tuple[str, ...]  # model names: entity_type, then the string columns
     measures: tuple[str, ...]
-    integer_measures: frozenset[str]
+    measure_types: dict[str, pl.DataType]  # as polars types
 
     @classmethod
     def of(cls, schema: Any, mapping: ColumnMapping, where: str) -> _Layout:
@@ -443,8 +449,14 @@ class _Layout:
             timestamp_zone=ts_type.timezone,
             dimensions=(ENTITY_TYPE, *(d for d in dimensions if d != ENTITY_TYPE)),
             measures=tuple(measures),
-            integer_measures=frozenset(m for m in measures if types[m].is_integer()),
+            measure_types={m: _polars_type(types[m]) for m in measures},
         )
+
+    def fetched_type(self, measure: str) -> pl.DataType:
+        """The type a measure's sums leave the engine in: the adding type of ``sum_types``
+        (other types, such as decimals, as Float64)."""
+        types = sum_types(self.measure_types[measure])
+        return types[0] if types else pl.Float64
 
     def column(self, name: str) -> str:
         """The table column behind a model name."""
@@ -479,10 +491,38 @@ def build_expression(table: Any, layout: _Layout, query: MetricQuery) -> Any:
         ENTITY_ID: filtered[layout.entity_id],
         **{d: filtered[layout.column(d)] for d in query.dimensions},
     }
-    sums = {m: filtered[m].sum() for m in query.measures}
+    sums = {m: _sum(filtered[m], layout.measure_types[m]) for m in query.measures}
     if not sums:  # only the keys are wanted (a request whose columns fetch no value)
         return filtered.select(**keys).distinct()
     return filtered.group_by(**keys).aggregate(**sums)
+
+
+def _sum(column: Any, dtype: pl.DataType) -> Any:
+    """The sum of a measure column by ``sum_types``: an integer total (exact in the engine)
+    leaves as a 38-digit decimal, which ibis would otherwise read back as a 64-bit integer;
+    a float column is widened to its adding type before the engine adds it."""
+    import ibis.expr.datatypes as dt
+
+    types = sum_types(dtype)
+    if types is None:
+        return column.sum()
+    if types[0].is_integer():
+        return column.sum().cast(dt.Decimal(38, 0))
+    if dtype != types[0]:
+        column = column.cast(_ibis_type(types[0]))
+    return column.sum()
+
+
+def _polars_type(dtype: Any) -> pl.DataType:
+    from ibis.formats.polars import PolarsType
+
+    return PolarsType.from_ibis(dtype)
+
+
+def _ibis_type(dtype: pl.DataType) -> Any:
+    from ibis.formats.polars import PolarsType
+
+    return PolarsType.to_ibis(dtype)
 
 
 def _literal(t: datetime, layout: _Layout) -> Any:
@@ -589,15 +629,13 @@ def to_frame(frame: pl.DataFrame, layout: _Layout, query: MetricQuery) -> pl.Dat
     else:
         bucket = pl.from_epoch(pl.col(BUCKET), "s").cast(pl.Datetime("us")).dt.replace_time_zone(UTC)
     bucket = bucket.dt.convert_time_zone(query.time_zone)
-    return frame.select(
+    frame = frame.select(
         bucket.alias(BUCKET),
         pl.col(ENTITY_ID).cast(pl.String),
         *(pl.col(d).cast(pl.String) for d in query.dimensions),
-        *(
-            pl.col(m).cast(pl.Int64 if m in layout.integer_measures else pl.Float64)
-            for m in query.measures
-        ),
+        *(pl.col(m).cast(layout.fetched_type(m)) for m in query.measures),
     ).sort(query.key_columns, nulls_last=True)
+    return exported(frame, measure_names(query), query.key_columns)
 
 
 def sql_source(settings: Any) -> SqlMetricSource:

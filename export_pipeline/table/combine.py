@@ -20,8 +20,11 @@ import polars as pl
 from export_pipeline.store.ordered import group_ordered_sums, in_order, sorted_on
 from export_pipeline.store.source import (
     BUCKET,
+    adding_type,
+    exact_sum,
+    exported,
+    exported_type,
     store_column,
-    sum_or_null,
 )
 from export_pipeline.table.decimation import decimate
 from export_pipeline.timeline.periods import AggregationPeriod, Granularity, previous_bucket_expr
@@ -89,10 +92,10 @@ def _metric_frame(
             *keys, *(pl.col(c.fetch_value).alias(column_name(i)) for i, c in columns)
         )
     stacked = pl.concat([f.lazy() for f in frames], how="vertical_relaxed")
-    present = set(stacked.collect_schema().names())
-    stacked = stacked.with_columns(pl.lit(None, pl.String).alias(k) for k in keys if k not in present)
+    schema = stacked.collect_schema()
+    stacked = stacked.with_columns(pl.lit(None, pl.String).alias(k) for k in keys if k not in schema)
     sums = [
-        sum_or_null(pl.col(c.fetch_value).filter(filter_expr(c))).alias(column_name(i))
+        exact_sum(pl.col(c.fetch_value).filter(filter_expr(c)), schema[c.fetch_value]).alias(column_name(i))
         for i, c in columns
     ]
     if not sums:
@@ -139,14 +142,11 @@ def _decimated(
     return decimate(samples, keys, functions, every)
 
 
-_SUM_STABLE = (pl.Int64, pl.UInt64, pl.Float64, pl.Float32)
-
-
 def _already_aggregated(
     request: ExportRequest, columns: list[tuple[int, Column]], frames: list[pl.DataFrame]
 ) -> bool:
     """One window, grouped by exactly the row keys, no column filter: every row key is one
-    row already, and summing one value gives it back (these dtypes are their own sum's).
+    row already, and summing one value gives it back (the measure is in its exported type).
     A fetch's frame holds one row per key (its store reads are cut on bucket boundaries)."""
     if len(frames) != 1 or not columns or any(c.filter_values() for _, c in columns):
         return False
@@ -155,7 +155,7 @@ def _already_aggregated(
     schema = frames[0].schema
     frame_keys = {n for n in schema if n not in every_measure}
     return frame_keys == set(_row_keys(request)) and all(
-        schema[c.fetch_value] in _SUM_STABLE for _, c in columns
+        exported_type(schema[c.fetch_value]) == schema[c.fetch_value] for _, c in columns
     )
 
 
@@ -183,16 +183,20 @@ def _delta(
     """Each value minus the previous bucket's of the same series; empty without one. The
     previous bucket is the one cut just before this one in the local calendar
     (``previous_bucket_expr``), not this one less the width: next to a daylight-saving
-    change a bucket is longer or shorter than its width."""
+    change a bucket is longer or shorter than its width. Integers subtract in their adding
+    type, as two Int64 values can be further apart than Int64 holds (``exported`` checks the
+    difference)."""
     series = keys[1:]
     frame = frame.sort([BUCKET, *series], nulls_last=True)
+    schema = frame.collect_schema()
 
     def previous(expr: pl.Expr) -> pl.Expr:
         return expr.shift(1).over(series) if series else expr.shift(1)
 
     adjacent = previous(pl.col(BUCKET)) == previous_bucket_expr(BUCKET, granularity, time_zone)
+    wide = {v: pl.col(v).cast(adding_type(schema[v])) for v in values}
     return frame.with_columns(
-        pl.when(adjacent).then(pl.col(v) - previous(pl.col(v))).alias(v) for v in values
+        pl.when(adjacent).then(wide[v] - previous(wide[v])).alias(v) for v in values
     )
 
 
@@ -242,14 +246,19 @@ def combine(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> E
             part, on=keys, how="full", coalesce=True, nulls_equal=True
         )
     assert joined is not None
+    columns = request.csv_format.columns
+    metrics = {
+        column_name(i): f"column '{c.heading}' (metric '{c.metric_id}', measure '{c.fetch_value}')"
+        for i, c in enumerate(columns) if c.is_metric
+    }
 
     layout = request.format.output_format
     if layout is not Layout.long:
         from export_pipeline.table.layouts import crosstab, wide
 
-        return (wide if layout is Layout.wide else crosstab)(request, joined.collect(), keys)
+        frame = exported(joined.collect(), metrics, keys)
+        return (wide if layout is Layout.wide else crosstab)(request, frame, keys)
 
-    columns = request.csv_format.columns
     facets = expanded_facets(request)
     cells = [
         pl.col(column_name(i)) if c.is_metric else dimension_expr(c).alias(column_name(i))
@@ -259,7 +268,9 @@ def combine(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> E
     table = joined.select(*cells, *(pl.col(k).alias(a) for k, a in zip(keys, key_aliases)))
     sort_by = _sort_columns(request, keys, key_aliases)
     dates = [column_name(i) for i, c in enumerate(columns) if not c.is_metric and c.dimension_name == "date"]
-    frame = table.collect()
+    # Sums of sums, differences and decimated sums come in their adding types: each is checked
+    # into its exported type here, where the table is collected.
+    frame = exported(table.collect(), metrics, dict(zip(key_aliases, keys)))
     if not in_order(frame, sort_by):
         frame = frame.sort(sort_by, nulls_last=True)
     frame = frame.drop(key_aliases)

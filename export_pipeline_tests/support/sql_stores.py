@@ -107,8 +107,14 @@ class PostgresServer:
 def _pg_type(dtype: pl.DataType) -> str:
     if isinstance(dtype, pl.Datetime):
         return "timestamptz" if dtype.time_zone else "timestamp"
+    if dtype in (pl.Int8, pl.UInt8, pl.Int16):
+        return "smallint"
+    if dtype in (pl.UInt16, pl.Int32):
+        return "integer"
     if dtype.is_integer():
         return "bigint"
+    if dtype == pl.Float32:
+        return "real"
     if dtype.is_float():
         return "double precision"
     return "text"

@@ -210,3 +210,28 @@ def test_ctrl_c_on_the_cli_cancels_its_reads_in_the_engine(sources, postgres, bu
     finally:
         child.kill()
         child.wait()
+
+
+def test_sum_types_agree_with_parquet(postgres, tmp_path):
+    """PostgreSQL sums an ``integer`` in bigint, a ``bigint`` in numeric and a ``real`` in real:
+    the export's numbers (and its error past Int64) are the Parquet source's all the same."""
+    from export_pipeline_tests.unit.store import test_sum_types as t
+
+    parquet = ParquetMetricSource(write_store(tmp_path / "narrow", t.NARROW))
+    with SqlMetricSource(postgres.load(t.NARROW, "narrow"), "narrow") as sql:
+        measures = ["i32", "u32", "i16", "f32"]
+        for source in (parquet, sql):
+            assert t.export_csv(t.document(measures), source) == t.SUMS
+            assert t.export_csv(t.document(measures, "avg"), source) == t.AVERAGES
+    parquet = ParquetMetricSource(write_store(tmp_path / "wide", t.WIDE))
+    with SqlMetricSource(postgres.load(t.WIDE, "wide"), "wide") as sql:
+        errors = []
+        for source in (parquet, sql):
+            with pytest.raises(t.SumOutOfRange) as caught:
+                t.export_csv(t.document(["i64"]), source)
+            errors.append(str(caught.value))
+            assert t.export_csv(t.document(["i64"], "avg"), source).splitlines()[1:] == [
+                "2024-01-01T00:00:00+00:00,4.611686018427388e+18",  # entity a
+                "2024-01-01T00:00:00+00:00,2.305843009213694e+18",  # b: (2**62 - 5) / 2
+            ]
+        assert errors[0] == errors[1] and "measure 'i64': the sum 9223372036854775808 " in errors[0]

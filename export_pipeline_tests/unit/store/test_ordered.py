@@ -1,6 +1,6 @@
 """Sums added in row order for all groups at once: every group's sum is its values added one
 by one from zero, left to right, checked against plain Python loops (ties, NaN, infinities,
-nulls, negative zero, empty groups, integer wrap-around, Float32, decimals)."""
+nulls, negative zero, empty groups, integer totals beyond Int64, Float32, decimals)."""
 
 from __future__ import annotations
 
@@ -66,14 +66,11 @@ def test_every_group_adds_its_values_left_to_right(seed, rows, groups):
     summed = group_ordered_sums(frame, keys, ["f", "i"])
     floats, ints = groups_of(frame, keys, "f"), groups_of(frame, keys, "i")
     assert [tuple(r) for r in summed.select(keys).rows()] == list(floats)  # runs, in order
-    assert summed.schema == pl.Schema({"g": pl.Int64, "k": pl.String, "f": pl.Float64, "i": pl.Int64})
+    assert summed.schema == pl.Schema({"g": pl.Int64, "k": pl.String, "f": pl.Float64, "i": pl.Int128})
     for (g, k, f, i), values in zip(summed.rows(), floats.values()):
         assert same_float(f, left_to_right(values)), (g, k, values)
     for (g, k, f, i), values in zip(summed.rows(), ints.values()):
-        expected = left_to_right(values, 0)
-        if expected is not None:
-            expected = (expected + 2**63) % 2**64 - 2**63  # Int64 wraps around
-        assert i == expected
+        assert i == left_to_right(values, 0)  # exact: Python ints, no wrap-around
 
 
 def test_one_row_per_key_turns_a_negative_zero_into_zero_and_keeps_nulls():
@@ -105,22 +102,40 @@ def test_many_groups_of_many_lengths_match_python():
     assert summed == expected
 
 
-def test_float32_and_small_integers_sum_as_a_running_sum_does():
-    """A Float32 running sum is kept in Float64 and rounded to Float32; Int32 wraps around in
-    Int32; Int8 is summed as Int64."""
+def test_float32_sums_in_float64_and_integers_exactly():
+    """A Float32 column is added in Float64 (its stored values, exactly widened) and stays
+    Float64: 16777216 + 1 is 16777217, not rounded back to Float32. Integers of any width are
+    added exactly (Int128), never wrapping."""
     frame = pl.DataFrame({
         "g": [0, 0, 0, 1],
         "f32": pl.Series([0.1, 0.2, 0.3, -0.0], dtype=pl.Float32),
+        "big32": pl.Series([16777216.0, 1.0, None, 2.0], dtype=pl.Float32),
         "i32": pl.Series([2**31 - 1, 1, 5, 7], dtype=pl.Int32),
+        "u32": pl.Series([2**32 - 1, 2**32 - 1, 2, 7], dtype=pl.UInt32),
         "i8": pl.Series([100, 100, 100, -3], dtype=pl.Int8),
     })
-    summed = group_ordered_sums(frame, ["g"], ["f32", "i32", "i8"])
-    assert summed.schema["f32"] == pl.Float32 and summed.schema["i32"] == pl.Int32
-    assert summed.schema["i8"] == pl.Int64
+    summed = group_ordered_sums(frame, ["g"], ["f32", "big32", "i32", "u32", "i8"])
+    assert summed.schema["f32"] == pl.Float64 and summed.schema["big32"] == pl.Float64
+    assert summed.schema["i32"] == summed.schema["u32"] == summed.schema["i8"] == pl.Int128
     f32 = [float(np.float32(x)) for x in (0.1, 0.2, 0.3)]
-    assert summed["f32"].to_list() == [float(np.float32(f32[0] + f32[1] + f32[2])), 0.0]
-    assert summed["i32"].to_list() == [-2**31 + 5, 7]
+    assert summed["f32"].to_list() == [f32[0] + f32[1] + f32[2], 0.0]
+    assert summed["big32"].to_list() == [16777217.0, 2.0]
+    assert summed["i32"].to_list() == [2**31 + 5, 7]
+    assert summed["u32"].to_list() == [2 * (2**32 - 1) + 2, 7]
     assert summed["i8"].to_list() == [300, -3]
+
+
+@pytest.mark.parametrize("values", [
+    [2**62, 2**62, 5],  # past Int64: added by polars in Int128
+    [-2**63, -1, 2**63 - 1],  # the extremes: the partial sums leave Int64
+    [3, -4, 1000],  # small: added in int64 by numpy
+])
+def test_integer_sums_are_exact_whichever_way_they_are_added(values):
+    frame = pl.DataFrame({"g": [0] * len(values) + [1, 1], "i": values + [None, 7]},
+                         schema={"g": pl.Int64, "i": pl.Int64})
+    summed = group_ordered_sums(frame, ["g"], ["i"])
+    assert summed["i"].dtype == pl.Int128
+    assert summed["i"].to_list() == [sum(values), 7]
 
 
 def test_decimals_are_summed_too():

@@ -1,0 +1,167 @@
+"""The type a measure is summed in (``source.sum_types``), end to end: narrow integers and
+Float32 are added exactly and exported as Int64 and Float64 by every source, and a total
+that does not fit Int64 fails the export naming its measure or column, never written wrapped.
+Each case is an exported file against numbers worked out by hand."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from datetime import datetime, timezone
+
+import polars as pl
+import pytest
+
+from export_pipeline.contract.validation import validate_document
+from export_pipeline.formats.csv_writer import iter_csv
+from export_pipeline.planning.plan import plan_export
+from export_pipeline.store.parquet import ParquetMetricSource
+from export_pipeline.store.source import SumOutOfRange
+from export_pipeline.store.sql import SqlMetricSource
+from export_pipeline.table.combine import combine
+from export_pipeline_tests.support.helpers import write_store
+from export_pipeline_tests.support.sql_stores import load_duckdb
+
+HOURS = [datetime(2024, 1, 1, h, m, tzinfo=timezone.utc) for h, m in ((0, 0), (0, 30), (1, 0), (1, 30))]
+# Two rows per hour; 16777217.0 is stored as the Float32 16777216.0.
+NARROW = pl.DataFrame({
+    "timestamp": HOURS, "entity_id": ["e"] * 4, "entity_type": ["t"] * 4,
+    "i32": pl.Series([2_000_000_000, 2_000_000_000, 1, 2], dtype=pl.Int32),
+    "u32": pl.Series([4_000_000_000, 4_000_000_000, 1, 2], dtype=pl.UInt32),
+    "i16": pl.Series([30000, 30000, 1, 2], dtype=pl.Int16),
+    "f32": pl.Series([0.1, 0.2, 16777217.0, 1.0], dtype=pl.Float32),
+})
+# 2**62 + 2**62 is 2**63, one past Int64; each entity's value fits.
+WIDE = pl.DataFrame({
+    "timestamp": HOURS[:2] * 2, "entity_id": ["a", "a", "b", "b"], "entity_type": ["t"] * 4,
+    "i64": pl.Series([2**62, 2**62, 2**62, -5], dtype=pl.Int64),
+})
+
+SUMS = (
+    "Date,i32,u32,i16,f32\r\n"
+    "2024-01-01T00:00:00+00:00,4000000000,8000000000,60000,0.30000000447034836\r\n"
+    "2024-01-01T01:00:00+00:00,3,3,3,16777217.0\r\n"
+)
+AVERAGES = (
+    "Date,i32,u32,i16,f32\r\n"
+    "2024-01-01T00:00:00+00:00,2000000000.0,4000000000.0,30000.0,0.15000000223517418\r\n"
+    "2024-01-01T01:00:00+00:00,1.5,1.5,1.5,8388608.5\r\n"
+)
+
+
+def document(measures, dsf=None, row_filters=("entity",), transform=None) -> dict:
+    metric = {"metricId": "m", "start": "2024-01-01T00:00:00Z", "end": "2024-01-01T02:00:00Z"}
+    if dsf:
+        metric["decimation"] = {"ds": "1h", "dsf": dsf}
+    else:
+        metric["aggregationPeriod"] = "hour"
+    if transform:
+        metric["transform"] = transform
+    columns = [{"heading": "Date"}] + [
+        {"heading": m, "metricId": "m", "fetchValue": m} for m in measures
+    ]
+    return {"csvFormat": {"columns": columns, "sortBy": [], "rowFilters": list(row_filters)},
+            "metricRequests": [metric]}
+
+
+def export_table(doc, source):
+    """validate, plan, fetch and combine in process, as the export job does."""
+    request = validate_document(doc, source.schema()).request
+    fetched = defaultdict(list)
+    for scan in plan_export(request, "test").scans:
+        frame = source.fetch(scan.query)
+        for task in scan.tasks:
+            fetched[task.request_index].append((task.window_index, frame))
+    return combine(request, {i: [f for _, f in sorted(v, key=lambda p: p[0])] for i, v in fetched.items()})
+
+
+def export_csv(doc, source) -> str:
+    return b"".join(iter_csv(export_table(doc, source))).decode()
+
+
+@pytest.fixture(scope="module", params=["parquet", "duckdb"])
+def source_of(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(request.param)
+    opened = []
+
+    def make(frame: pl.DataFrame):
+        name = f"s{len(opened)}"
+        if request.param == "parquet":
+            return ParquetMetricSource(write_store(folder / name, frame))
+        opened.append(SqlMetricSource(load_duckdb(folder / f"{name}.db", frame)))
+        return opened[-1]
+
+    yield make
+    for source in opened:
+        source.close()
+
+
+def test_narrow_integers_and_float32_sum_exactly(source_of):
+    source = source_of(NARROW)
+    assert export_csv(document(["i32", "u32", "i16", "f32"]), source) == SUMS
+    assert export_csv(document(["i32", "u32", "i16", "f32"], "sum"), source) == SUMS
+
+
+def test_averages_of_narrow_integers_and_float32(source_of):
+    assert export_csv(document(["i32", "u32", "i16", "f32"], "avg"), source_of(NARROW)) == AVERAGES
+
+
+def test_float32_is_written_as_its_float64_value_in_csv_and_xlsx(source_of):
+    """Every aggregate of a Float32 column is Float64, so CSV and XLSX hold the same number."""
+    from openpyxl import load_workbook
+
+    from export_pipeline.formats.xlsx_writer import iter_xlsx
+
+    table = export_table(document(["f32"], "max"), source_of(NARROW))
+    assert table.frame.dtypes[1] == pl.Float64
+    text = b"".join(iter_csv(table)).decode()
+    assert text.splitlines()[1:] == ["2024-01-01T00:00:00+00:00,0.20000000298023224",
+                                     "2024-01-01T01:00:00+00:00,16777216.0"]
+    sheet = load_workbook(io.BytesIO(b"".join(iter_xlsx(table)))).worksheets[0]
+    assert [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)] == [
+        0.20000000298023224, 16777216]
+
+
+def test_a_store_sum_past_int64_fails_naming_its_measure(source_of):
+    with pytest.raises(SumOutOfRange, match=r"measure 'i64': the sum 9223372036854775808 "
+                       r"\(bucket 2024-01-01 00:00:00\+00:00, entity_id a\) does not fit the Int64"):
+        export_csv(document(["i64"]), source_of(WIDE))
+
+
+def test_a_sum_of_entities_past_int64_fails_naming_its_column(source_of):
+    """Each entity's hour fits; their total (2**63 + 5) does not."""
+    frame = pl.DataFrame({
+        "timestamp": HOURS[:2] + HOURS[:1], "entity_id": ["a", "b", "b"], "entity_type": ["t"] * 3,
+        "i64": pl.Series([2**62, 2**62, 5], dtype=pl.Int64),
+    })
+    with pytest.raises(SumOutOfRange, match=r"column 'i64' \(metric 'm', measure 'i64'\): the sum "
+                       f"{2**63 + 5} "):
+        export_csv(document(["i64"], row_filters=["entity_type"]), source_of(frame))
+
+
+def test_the_average_of_large_integers_is_right(source_of):
+    """The samples (2**62 each) fit, their total does not: the mean is taken on the exact
+    total, not a wrapped one."""
+    source = source_of(WIDE.filter(pl.col("entity_id") == "a"))
+    assert export_csv(document(["i64"], "avg"), source).splitlines()[1] == (
+        "2024-01-01T00:00:00+00:00,4.611686018427388e+18")
+    with pytest.raises(SumOutOfRange, match=f"'i64'.*: the sum {2**63} "):
+        export_csv(document(["i64"], "sum"), source)
+
+
+def test_a_difference_past_int64_fails(source_of):
+    frame = pl.DataFrame({
+        "timestamp": [HOURS[0], HOURS[2]], "entity_id": ["a", "a"], "entity_type": ["t", "t"],
+        "i64": pl.Series([-2**63, 2**63 - 1], dtype=pl.Int64),
+    })
+    with pytest.raises(SumOutOfRange, match=f"column 'i64' .*the sum {2**64 - 1} "):
+        export_csv(document(["i64"], transform="delta"), source_of(frame))
+
+
+def test_a_pdf_total_past_int64_is_shown_exactly():
+    from export_pipeline.contract.models import DecimationFunction
+    from export_pipeline.formats.pdf_report import _Metric, _number, _totals
+
+    frame = pl.DataFrame({"v": pl.Series([2**62, 2**62, 7], dtype=pl.Int64)})
+    totals = _totals(frame, [_Metric("v", "V", "v", DecimationFunction.sum)])
+    assert totals == {"v": 2**63 + 7} and _number(totals["v"]) == f"{2**63 + 7:,}"
