@@ -27,6 +27,9 @@ from export_pipeline.store.source import (
     exact_sum,
     exported,
     measure_names,
+    magnitude_bounds,
+    quick_sum,
+    quick_sums_exact,
 )
 from export_pipeline.store.ordered import group_ordered_sums, sorted_on
 from export_pipeline.timeline.periods import AggregationPeriod, as_granularity, bucket_expr
@@ -100,22 +103,28 @@ class ParquetMetricSource:
         if query.samples:
             rows = scan.filter(predicate).select(*keys, *(pl.col(m) for m in query.measures))
             return self._samples(rows, query)
-        # Each measure is added in its adding type and checked into its exported one
-        # (``sum_types``): an Int32 or Int64 total never wraps.
         # Groups come out in the order their keys first appear: a store written in time order
         # (then by entity) yields them sorted already, and the sort is skipped.
-        lazy = (
-            scan.filter(predicate)
-            .select(*keys, *(pl.col(m) for m in query.measures))
-            .group_by(query.key_columns, maintain_order=True)
-            .agg(exact_sum(pl.col(m), raw[m]).alias(m) for m in query.measures)
+        rows = scan.filter(predicate).select(*keys, *(pl.col(m) for m in query.measures))
+
+        def grouped(sums: list[pl.Expr], *also: pl.LazyFrame) -> list[pl.DataFrame]:
+            lazy = rows.group_by(query.key_columns, maintain_order=True).agg(sums)
+            try:
+                # The streaming engine reads the files in morsels and aggregates as it goes:
+                # the store's rows are never all in memory at once.
+                frames = pl.collect_all([lazy, *also], engine="streaming")
+            except (pl.exceptions.PolarsError, OSError) as error:
+                raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
+            return [sorted_on(frames[0], query.key_columns), *frames[1:]]
+
+        # No integer total may wrap (``sum_types``): each measure is added quickly where the
+        # slice's largest magnitude and row count show it cannot, else in its adding type,
+        # then checked into its exported type.
+        frame, bounds = grouped(
+            [quick_sum(m, raw[m]) for m in query.measures], rows.select(magnitude_bounds(query.measures, raw))
         )
-        try:
-            # The streaming engine reads the files in morsels and aggregates as it goes: the
-            # store's rows are never all in memory at once.
-            frame = sorted_on(lazy.collect(engine="streaming"), query.key_columns)
-        except (pl.exceptions.PolarsError, OSError) as error:
-            raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
+        if not quick_sums_exact(bounds):
+            (frame,) = grouped([exact_sum(pl.col(m), raw[m]).alias(m) for m in query.measures])
         return exported(frame, measure_names(query), query.key_columns)
 
     def _samples(self, rows: pl.LazyFrame, query: MetricQuery) -> pl.DataFrame:

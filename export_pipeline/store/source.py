@@ -121,6 +121,37 @@ def exact_sum(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return sum_or_null(expr.cast(adding_type(dtype)))
 
 
+_INT64_SAFE = 2**62
+_QUICK_INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+
+
+def quick_sum(name: str, dtype: pl.DataType) -> pl.Expr:
+    """The sum of measure ``name`` as polars adds fastest: an integer one in Int64, modular,
+    so exact whenever the true total fits, which ``quick_sums_exact`` tells beforehand.
+    Adding every integer in Int128 (``exact_sum``) costs a tenth of a store read."""
+    column = pl.col(name)
+    if dtype not in _QUICK_INTEGERS:
+        return exact_sum(column, dtype).alias(name)
+    return sum_or_null(column.cast(pl.Int64)).alias(name)
+
+
+def magnitude_bounds(measures: tuple[str, ...] | list[str], schema: dict) -> list[pl.Expr]:
+    """Over the rows a slice sums: their count and each integer measure's largest magnitude
+    (a reduction without groups, read with the group-by's scan)."""
+    return [pl.len().alias("rows")] + [
+        pl.max_horizontal(pl.col(m).cast(pl.Int128).max().abs(), pl.col(m).cast(pl.Int128).min().abs())
+        .alias(m)
+        for m in measures if schema[m] in _QUICK_INTEGERS
+    ]
+
+
+def quick_sums_exact(bounds: pl.DataFrame) -> bool:
+    """Whether no group of the slice can total beyond Int64: no group has more rows than the
+    slice, nor a value larger than its largest, so rows * largest bounds every total."""
+    rows = bounds["rows"][0] or 0
+    return all(rows * (bounds[m][0] or 0) < _INT64_SAFE for m in bounds.columns if m != "rows")
+
+
 def measure_names(query: MetricQuery) -> dict[str, str]:
     """How an error names each measure of a store's frame (the same for every source)."""
     return {m: f"measure '{m}'" for m in query.measures}

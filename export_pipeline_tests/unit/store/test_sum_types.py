@@ -165,3 +165,33 @@ def test_a_pdf_total_past_int64_is_shown_exactly():
     frame = pl.DataFrame({"v": pl.Series([2**62, 2**62, 7], dtype=pl.Int64)})
     totals = _totals(frame, [_Metric("v", "V", "v", DecimationFunction.sum)])
     assert totals == {"v": 2**63 + 7} and _number(totals["v"]) == f"{2**63 + 7:,}"
+
+
+@pytest.mark.parametrize("values, total", [
+    ([2**61, 2**61 - 1], 2**62 - 1),  # magnitudes under 2**62: added in Int64 alone
+    ([2**62, 2**62 - 1], 2**63 - 1),  # the largest Int64, found by adding again exactly
+    ([2**62, -(2**62), 5], 5),  # large magnitudes that cancel
+    ([-(2**62), -(2**62)], -(2**63)),  # the smallest Int64
+])
+def test_large_totals_that_fit_are_exact(source_of, values, total):
+    """A total is added quickly in Int64 when its magnitudes show it cannot wrap, else again
+    in Int128: either way the file holds the exact total."""
+    frame = pl.DataFrame({
+        "timestamp": [HOURS[0]] * len(values), "entity_id": ["a"] * len(values),
+        "entity_type": ["t"] * len(values), "i64": pl.Series(values, dtype=pl.Int64),
+    })
+    assert export_csv(document(["i64"]), source_of(frame)).splitlines()[1] == (
+        f"2024-01-01T00:00:00+00:00,{total}")
+
+
+def test_quick_sums_stand_only_while_no_total_can_wrap():
+    from export_pipeline.store.source import magnitude_bounds, quick_sums_exact
+
+    def exact(values, dtype=pl.Int64):
+        frame = pl.DataFrame({"v": pl.Series(values, dtype=dtype), "f": [0.5] * len(values)})
+        return quick_sums_exact(frame.select(magnitude_bounds(["v", "f"], frame.schema)))
+
+    assert exact([2**60, 2**60, -(2**60)])  # 3 rows of at most 2**60: under 2**62
+    assert not exact([2**61, 1, 1])  # 3 * 2**61 may reach past 2**62
+    assert not exact([-(2**63)])  # the smallest Int64's magnitude is 2**63
+    assert exact([], pl.Int32) and exact([None, 3], pl.UInt32)
