@@ -47,6 +47,9 @@ DATE_DIMENSION = "date"
 class ValidatedRequest:
     request: ExportRequest
     request_id: str | None
+    path_prefix: str = ""
+    """Where the body's fields sit in the document (``data.body.`` in an envelope), so a
+    problem found later, as a run plans its deliveries, is named by its path as submitted."""
 
 
 def validate_document(
@@ -74,7 +77,7 @@ def validate_document(
     problems = list(dict.fromkeys(problems))
     if problems or request is None:
         raise InvalidRequest(problems)
-    return ValidatedRequest(request=request, request_id=envelope.request_id)
+    return ValidatedRequest(request=request, request_id=envelope.request_id, path_prefix=prefix)
 
 
 def validated_request(config_document: str | Mapping, schema: StoreSchema | None) -> ValidatedRequest:

@@ -43,7 +43,7 @@ class DeliveryTask:
 
 def _tasks(plan: planning.ExportPlan) -> list[DeliveryTask]:
     request = plan.request
-    where = "destination" if request.destination else "destinations"
+    where = plan.path_prefix + ("destination" if request.destination else "destinations")
     specs = [request.destination] if request.destination else list(request.destinations or [])
     return [
         DeliveryTask(i, where if request.destination else f"{where}[{i}]", spec)
@@ -82,8 +82,10 @@ def plan_deliveries(
             context.log.warning(f"{_reason(task, str(error), secrets)} (will retry on delivery)")
         context.log.info(f"{task.where}: will deliver to {destination.describe()}")
         accepted.append(task)
-    if refused:
-        raise dg.Failure(description="\n".join(refused), allow_retries=False)
+    if refused:  # each names its path, as the request's own problems do
+        raise dg.Failure(
+            description="\n".join(refused), metadata={"problems": refused}, allow_retries=False
+        )
     for task in accepted:
         yield dg.DynamicOutput(task, mapping_key=task.key)
 

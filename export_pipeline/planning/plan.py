@@ -73,6 +73,8 @@ class ExportPlan:
     request: ExportRequest
     tasks: list[FetchTask] = field(default_factory=list)
     previous_request: ExportRequest | None = None
+    path_prefix: str = ""
+    """The JSON path prefix of the request's fields in the submitted document."""
 
     @property
     def scans(self) -> list[ScanTask]:
@@ -149,11 +151,13 @@ def _tasks(
 
 
 def plan_export(
-    request: ExportRequest, request_id: str, max_span: timedelta = MAX_WINDOW
+    request: ExportRequest, request_id: str, max_span: timedelta = MAX_WINDOW,
+    path_prefix: str = "",
 ) -> ExportPlan:
     tasks = _tasks(request, max_span)
     previous = None
     if request.format.extension is FileFormat.pdf and request.format.compare_previous:
         previous = previous_period(request)
         tasks += _tasks(previous, max_span, previous=True)
-    return ExportPlan(request_id=request_id, request=request, tasks=tasks, previous_request=previous)
+    return ExportPlan(request_id=request_id, request=request, tasks=tasks,
+                      previous_request=previous, path_prefix=path_prefix)

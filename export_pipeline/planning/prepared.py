@@ -57,6 +57,8 @@ def prepared_for_run(
 def _planned(
     validated: ValidatedRequest, run_id: str, read_from: MetricSource | None = None
 ) -> PreparedExport:
-    plan = plan_export(validated.request, validated.request_id or run_id)
+    plan = plan_export(
+        validated.request, validated.request_id or run_id, path_prefix=validated.path_prefix
+    )
     reads = ReadAhead(read_from, [scan.query for scan in plan.scans]) if read_from else None
     return PreparedExport(validated=validated, plan=plan, run_id=run_id, read_ahead=reads)

@@ -402,6 +402,12 @@ def test_every_refused_destination_is_named(delivery_env, sftp_server, monkeypat
     assert "destinations[0]: destination host '10.0.0.1' resolves to 10.0.0.1" in text
     assert "destinations[1]: destination host '169.254.169.254' resolves to 169.254.169.254" in text
     assert len(sftp_server.connections) == connections_before
+    # as a client reads them (inbox result, API errors): each at its path in the envelope
+    from export_pipeline.orchestration.run_outcomes import failure_errors
+
+    errors = failure_errors(result.get_step_failure_events(), None)
+    assert [e["path"] for e in errors] == ["data.body.destinations[0]", "data.body.destinations[1]"]
+    assert errors[0]["message"].startswith("destination host '10.0.0.1' resolves to")
 
 
 def test_allow_list_refuses_other_hosts(delivery_env, sftp_server, monkeypatch):
