@@ -147,6 +147,19 @@ class BrandingSettings(Section):
     primary: str = setting(Branding.primary_color, "PDF primary colour, hex", pattern=r"^#[0-9A-Fa-f]{6}$")
     accent: str = setting(Branding.accent_color, "PDF accent colour, hex", pattern=r"^#[0-9A-Fa-f]{6}$")
 
+    @field_validator("logo")
+    @classmethod
+    def _logo_is_a_file(cls, value: str) -> str:
+        return existing_file(value)
+
+
+def existing_file(value: str) -> str:
+    """``value`` when empty or a file; a logo that is not there is refused where it is set,
+    not left off every report unnoticed."""
+    if value and not Path(value).is_file():
+        raise ValueError("names no file (a PNG or JPEG for the PDF cover)")
+    return value
+
 
 class InboxSettings(Section):
     """The request inbox in S3 and the sensors that watch it."""

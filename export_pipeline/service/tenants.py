@@ -13,11 +13,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from export_pipeline.contract.models import FileFormat
 from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.documents import load_document
+from export_pipeline.settings import existing_file
 from export_pipeline.notifications.messages import Medium
 
 KEY_PREFIX = "exk_"
@@ -47,6 +48,11 @@ class TenantBranding(_Strict):
 
     name: Annotated[str, StringConstraints(max_length=100)] = ""
     logo_path: str = ""
+
+    @field_validator("logo_path")
+    @classmethod
+    def _logo_is_a_file(cls, value: str) -> str:
+        return existing_file(value)
     primary_color: Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
     accent_color: Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
 

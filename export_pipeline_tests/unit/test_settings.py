@@ -45,7 +45,7 @@ EVERY_VARIABLE = [
     ("EXPORT_PART_SIZE", "16777216", "bucket.part_size", 16 * MIB),
     ("EXPORT_METRICS_PATH", "/srv/metrics", "metric_store.path", Path("/srv/metrics")),
     ("EXPORT_BRAND_NAME", "Acme Malls", "branding.name", "Acme Malls"),
-    ("EXPORT_BRAND_LOGO", "/srv/logo.png", "branding.logo", "/srv/logo.png"),
+    ("EXPORT_BRAND_LOGO", str(README), "branding.logo", str(README)),  # any file will do
     ("EXPORT_BRAND_PRIMARY", "#0B6E4F", "branding.primary", "#0B6E4F"),
     ("EXPORT_BRAND_ACCENT", "#aa00ff", "branding.accent", "#aa00ff"),
     ("EXPORT_INBOX_BUCKET", "inbox-bucket", "inbox.inbox_bucket", "inbox-bucket"),
@@ -170,6 +170,7 @@ def test_an_empty_variable_is_unset(monkeypatch):
     ("EXPORT_BRAND_PRIMARY", "red", "EXPORT_BRAND_PRIMARY: String should match pattern"),
     ("EXPORT_BUCKET", "ab", "EXPORT_BUCKET: String should have at least 3 characters"),
     ("EXPORT_DESTINATION_TIMEOUT", "0", "EXPORT_DESTINATION_TIMEOUT: Input should be greater than 0"),
+    ("EXPORT_BRAND_LOGO", "/no/such/logo.png", "EXPORT_BRAND_LOGO: Value error, names no file"),
 ])
 def test_a_bad_value_is_refused_naming_the_variable_and_not_the_value(monkeypatch, name, raw, message):
     monkeypatch.setenv(name, raw)

@@ -69,3 +69,12 @@ def test_saved_keys_buckets_saved_exports_and_chat_media_are_denied_unless_liste
         _directory(notification_media=["email", "sms"], saved_keys=[""], gcs_buckets="acme-drop")
     assert {p.path for p in error.value.problems} == {
         "tenants[0].notification_media[1]", "tenants[0].saved_keys[0]", "tenants[0].gcs_buckets"}
+
+
+def test_a_branding_logo_that_is_not_a_file_is_refused_with_its_path(tmp_path):
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG")
+    parse_tenants({"tenants": [{"name": "a", "branding": {"logo_path": str(logo)}}]})
+    with pytest.raises(InvalidRequest) as refused:
+        parse_tenants({"tenants": [{"name": "a", "branding": {"logo_path": str(tmp_path / "gone.png")}}]})
+    assert [p.path for p in refused.value.problems] == ["tenants[0].branding.logo_path"]
