@@ -198,17 +198,26 @@ def _unusual(name: str, dtype: pl.DataType) -> pl.Expr | None:
 
 def cell_pieces(
     name: str, dtype: pl.DataType, letter: str | pl.Expr, style: str = "", unusual: bool = False,
-    nulls: bool = False,
+    nulls: bool = False, number_text: bool = False,
 ) -> list[Piece] | None:
     """One column's cells in a slice as pieces of each row's XML (``unusual``: as
     ``_unusual`` found the slice). A column with ``nulls`` in the slice is one piece, null
     where the cell is: its cell is left out of the row. None for a column with nothing to
-    write. ``letter`` is the column's, or an expression of each cell's (the long form)."""
+    write. ``letter`` is the column's, or an expression of each cell's (the long form).
+    ``number_text``: a text column of numbers written exactly (``ExportTable.number_columns``),
+    whose cells are numbers all the same: a cell's value is its decimal text in the XML."""
     value = pl.col(name)
     row = pl.col(ROW)
     ref: list[Piece] = [f'<c r="{letter}'] if isinstance(letter, str) else ['<c r="', letter]
     if dtype == pl.Null:
         return None
+    if number_text:
+        return [
+            pl.when(value == "NaN").then(_error(ref, "#NUM!", "#NUM!"))
+            .when(value == "inf").then(_error(ref, "1/0", "#DIV/0!"))
+            .when(value == "-inf").then(_error(ref, "-1/0", "#DIV/0!"))
+            .otherwise(_joined([*ref, row, '"><v>', value, "</v></c>"], False))
+        ]
     if dtype == pl.Boolean:
         pieces = [*ref, row, '" t="b"><v>', value.cast(pl.Int8).cast(pl.String), "</v></c>"]
     elif dtype == pl.Date:
@@ -272,26 +281,34 @@ def numbered(rows: pl.DataFrame, first_row: int) -> pl.DataFrame:
     return rows.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + first_row).cast(pl.String).alias(ROW))
 
 
-def slice_xml(rows: pl.DataFrame, first_row: int, style: str = "") -> bytes:
+def slice_xml(
+    rows: pl.DataFrame, first_row: int, style: str = "", numbers: frozenset[str] = frozenset()
+) -> bytes:
     """A slice of rows as ``<row>`` elements, UTF-8; ``first_row`` is the slice's first
     worksheet row number (1-based). Each row is one ``pl.format`` of its cells; a slice wider
-    than ``WIDE`` columns is written in the long form instead (``long_slice_xml``)."""
+    than ``WIDE`` columns is written in the long form instead (``long_slice_xml``).
+    ``numbers``: the text columns that hold numbers (``ExportTable.number_columns``)."""
     if rows.width > WIDE:
-        return long_slice_xml(rows, first_row, style)
+        return long_slice_xml(rows, first_row, style, numbers)
     schema = rows.schema
     checks = [e.alias(n) for n, t in schema.items() if (e := _unusual(n, t)) is not None]
     unusual = rows.select(checks).row(0, named=True) if checks else {}
-    rows = numbered(escaped(rows, [n for n, t in schema.items() if _is_text(t)]), first_row)
+    rows = numbered(
+        escaped(rows, [n for n, t in schema.items() if _is_text(t) and n not in numbers]), first_row
+    )
     nulls = rows.null_count().row(0, named=True)
     pieces: list[Piece] = ['<row r="', pl.col(ROW), '">']
     for i, (name, dtype) in enumerate(schema.items()):
         pieces += cell_pieces(
-            name, dtype, column_letter(i), style, unusual.get(name, False), nulls[name] > 0
+            name, dtype, column_letter(i), style, unusual.get(name, False), nulls[name] > 0,
+            name in numbers,
         ) or []
     return rows.select(_joined([*pieces, "</row>"], True).str.join("").cast(pl.Binary)).item()
 
 
-def long_slice_xml(rows: pl.DataFrame, first_row: int, style: str = "") -> bytes:
+def long_slice_xml(
+    rows: pl.DataFrame, first_row: int, style: str = "", numbers: frozenset[str] = frozenset()
+) -> bytes:
     """The same XML from the long form: the columns of each type unpivoted to one cell per
     row, their cells built by one expression per type, then every cell and row tag sorted
     into place. Its cost does not grow with the number of columns, as one expression per
@@ -299,21 +316,21 @@ def long_slice_xml(rows: pl.DataFrame, first_row: int, style: str = "") -> bytes
     schema = rows.schema
     position = {name: i for i, name in enumerate(schema)}
     rows = numbered(rows, first_row).with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW_INDEX))
-    kinds: dict[pl.DataType, list[str]] = {}
+    kinds: dict[tuple[pl.DataType, bool], list[str]] = {}
     for name, dtype in schema.items():
         if dtype != pl.Null:
-            kinds.setdefault(dtype, []).append(name)
+            kinds.setdefault((dtype, name in numbers), []).append(name)
     parts = [
         rows.select(pl.col(ROW_INDEX), pl.lit(-1, pl.Int64).alias(COLUMN_INDEX), pl.format('<row r="{}">', pl.col(ROW)).alias(XML)),
         rows.select(pl.col(ROW_INDEX), pl.lit(len(schema), pl.Int64).alias(COLUMN_INDEX), pl.lit("</row>").alias(XML)),
     ]
-    for dtype, names in kinds.items():
+    for (dtype, number_text), names in kinds.items():
         long = rows.unpivot(on=names, index=[ROW, ROW_INDEX], variable_name=NAME, value_name=VALUE)
-        long = escaped(long, [VALUE] if _is_text(dtype) else [])
+        long = escaped(long, [VALUE] if _is_text(dtype) and not number_text else [])
         check = _unusual(VALUE, dtype)
         unusual = check is not None and bool(long.select(check).item())
         letters = pl.col(NAME).replace_strict({n: column_letter(position[n]) for n in names}, return_dtype=pl.String)
-        cell = cell_pieces(VALUE, dtype, letters, style, unusual, nulls=True)
+        cell = cell_pieces(VALUE, dtype, letters, style, unusual, nulls=True, number_text=number_text)
         parts.append(long.select(
             pl.col(ROW_INDEX),
             pl.col(NAME).replace_strict({n: position[n] for n in names}, return_dtype=pl.Int64).alias(COLUMN_INDEX),
@@ -452,6 +469,7 @@ def slices(part: pl.DataFrame, step: int) -> Iterator[tuple[pl.DataFrame, int]]:
 
 def _iter_xlsx(table: ExportTable, max_rows: int, step: int) -> Iterator[bytes]:
     frame = typed_frame(table)
+    numbers = frozenset(table.number_columns)
     widths = column_widths(frame, table.headings)
     sheets = sheet_count(frame.height, max_rows)
     header = header_row(table.headings)
@@ -468,7 +486,7 @@ def _iter_xlsx(table: ExportTable, max_rows: int, step: int) -> Iterator[bytes]:
                 entry.write(sheet_head(frame.width, part.height, widths, s == 0).encode("utf-8") + header)
                 pending = None
                 for rows, first in slices(part, step):
-                    upcoming = worker.submit(slice_xml, rows, first)
+                    upcoming = worker.submit(slice_xml, rows, first, "", numbers)
                     if pending is not None:
                         entry.write(pending.result())
                         yield package.take()

@@ -217,3 +217,22 @@ def test_dates_before_march_1900_skip_excels_phantom_leap_day():
     assert [int(v) for v in re.findall(r"<v>(\d+)</v>", xml)] == [1, 59, 61, 45351]
     sheet = read(workbook_bytes(table)).active
     assert [r[0] for r in sheet.iter_rows(min_row=2, values_only=True)] == [datetime.fromisoformat(d) for d in days]
+
+
+@pytest.mark.parametrize("width", [3, WIDE + 1])
+def test_numbers_kept_as_text_are_number_cells_with_every_digit(width):
+    """A crosstab mixing integer and float metrics keeps each number as its exact text
+    (``number_columns``); in the workbook they are numbers all the same, with every digit in
+    the file, and NaN and the infinities are the usual error cells."""
+    values = ["306515364555933897", "993.0", "-5", "NaN", "inf", "-inf", None, "1.5e-07"]
+    columns = {"Entity": [f"e{i}" for i in range(len(values))]}
+    columns.update({f"c{j}": values for j in range(width - 1)})
+    table = ExportTable(frame=pl.DataFrame(columns), headings=list(columns), time_zone="UTC",
+                        number_columns=tuple(c for c in columns if c != "Entity"))
+    data = workbook_bytes(table)
+    sheet = read(data).worksheets[0]
+    got = [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert got == [306515364555933897, 993.0, -5, "=#NUM!", "=1/0", "=-1/0", None, 1.5e-07]  # as float NaN and infinities are
+    assert all(row[-1] == row[1] for row in sheet.iter_rows(min_row=2, values_only=True))
+    xml = zipfile.ZipFile(io.BytesIO(data)).read("xl/worksheets/sheet1.xml").decode()
+    assert "<v>306515364555933897</v>" in xml and 'inlineStr"><is><t>993.0' not in xml
