@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports when a command's reader went away
 DEMO_BUCKET = "export-pipeline-demo"
 
 
@@ -586,7 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "sections (deploy/run-launcher-docker.yaml: a run launcher); none: "
                           "the local defaults")
     instance.add_argument("--output", default=None,
-                          help="where to write it (default $DAGSTER_HOME/dagster.yaml; - prints it)")
+                          help="where to write it (default $DAGSTER_HOME/dagster.yaml, or "
+                          "./dagster.yaml with DAGSTER_HOME unset; - prints it)")
     instance.set_defaults(handler=_cmd_instance_config, failure="instance-config failed")
     return parser
 
@@ -649,9 +651,37 @@ def console_main() -> None:
     collector is off until the run starts (``_long_lived_objects_frozen``). Before
     exiting, every object is frozen, sparing the interpreter's exit-time collections for memory the process releases anyway."""
     gc.disable()
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()  # now, so a reader gone away is caught here, not at interpreter exit
+    except BrokenPipeError:
+        if not stdout_is_gone():
+            raise  # a connection of the command's own, not its output
+        code = quiet_stdout()
     gc.freeze()
     sys.exit(code)
+
+
+def stdout_is_gone() -> bool:
+    """Whether nothing reads stdout any more (``| head`` has exited): polling a pipe whose
+    reading end is closed reports an error."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return True  # no poll, or no stdout to poll: the usual idiom, take it as gone
+
+
+def quiet_stdout() -> int:
+    """Output nobody reads: the rest goes to devnull (so the exit's flush raises nothing) and
+    the command ends quietly, with the status a shell gives a command SIGPIPE ended."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

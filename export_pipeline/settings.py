@@ -84,7 +84,10 @@ class BucketSettings(Section):
         None, "bucket the export files are written to",
         shown="required to run (`demo` uses `export-pipeline-demo`)", min_length=3,
     )
-    prefix: str = setting(DEFAULT_PREFIX, "key prefix of export files; empty puts them at the bucket root")
+    prefix: str = setting(
+        DEFAULT_PREFIX, "key prefix of export files; `/` puts them at the bucket root (empty "
+        "counts as unset: the default)",
+    )
     url_ttl: int = setting(
         3600, "signed URL lifetime, seconds; the URL is a bearer token, keep it short "
         "(SigV4 allows at most 7 days)", ge=1, le=7 * 24 * 3600,
@@ -499,4 +502,11 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        status = main(sys.argv[1:])
+        sys.stdout.flush()
+    except BrokenPipeError:  # `--markdown | head`: the reader went away; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        status = 141  # 128 + SIGPIPE, as a shell reports it
+    sys.exit(status)

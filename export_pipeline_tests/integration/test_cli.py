@@ -109,6 +109,21 @@ def test_validate_prints_the_plan_without_running(tmp_path, cli_env, bucket, s3_
     assert all_objects(s3_client, bucket) == []
 
 
+def test_validate_into_a_closed_pipe_ends_quietly(tmp_path, cli_env):
+    """`validate … | head` once head has gone: no traceback, the status of a SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "export_pipeline", "validate", write(tmp_path, SEED_ENVELOPE)],
+            env=cli_env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == 141, done.stderr
+
+
 def test_run_is_recorded_in_dagster_home(tmp_path, cli_env):
     home = tmp_path / "dagster_home"
     home.mkdir()

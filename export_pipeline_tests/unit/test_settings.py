@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -254,6 +256,20 @@ def test_the_generator_prints_each_table_between_its_markers(capsys):
     assert printed.startswith("<!-- settings: bucket -->\n| variable | meaning | default |")
     assert "| `EXPORT_URL_TTL` |" in printed and "<!-- /settings -->" in printed
     assert main([]) == 2
+
+
+def test_the_generator_into_a_closed_pipe_ends_quietly():
+    """`--markdown | head`: the reader gone, no BrokenPipeError traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "export_pipeline.settings", "--markdown"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == "" and done.returncode == 141, done.stderr
 
 
 def test_update_rewrites_a_stale_table_only():
