@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from export_pipeline.store.source import ordered_sum, sum_or_null, sum_types
+from export_pipeline.store.source import int64_holds, ordered_sum, sum_or_null, sum_types
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,7 +72,7 @@ def _int64_exact(values: pl.Series, sizes: np.ndarray) -> bool:
     low, high = values.min(), values.max()
     if low is None or not len(sizes):
         return True
-    return max(abs(int(low)), abs(int(high))) * int(sizes.max()) < 2**63
+    return int64_holds(max(abs(int(low)), abs(int(high))), int(sizes.max()))
 
 
 def _running_totals(array: np.ndarray, lengths: np.ndarray) -> np.ndarray:

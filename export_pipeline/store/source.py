@@ -121,7 +121,6 @@ def exact_sum(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return sum_or_null(expr.cast(adding_type(dtype)))
 
 
-_INT64_SAFE = 2**62
 _QUICK_INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
 
 
@@ -147,9 +146,16 @@ def magnitude_bounds(measures: tuple[str, ...] | list[str], schema: dict) -> lis
 
 def quick_sums_exact(bounds: pl.DataFrame) -> bool:
     """Whether no group of the slice can total beyond Int64: no group has more rows than the
-    slice, nor a value larger than its largest, so rows * largest bounds every total."""
+    slice, nor a value larger than its largest."""
     rows = bounds["rows"][0] or 0
-    return all(rows * (bounds[m][0] or 0) < _INT64_SAFE for m in bounds.columns if m != "rows")
+    return all(int64_holds(bounds[m][0] or 0, rows) for m in bounds.columns if m != "rows")
+
+
+def int64_holds(largest_magnitude: int, count: int) -> bool:
+    """Whether Int64 holds every total, and every running total, of up to ``count`` integers
+    of at most ``largest_magnitude``: the one bound by which integers are added in Int64
+    rather than Int128 (``sum_types``)."""
+    return largest_magnitude * count < 2**63
 
 
 def measure_names(query: MetricQuery) -> dict[str, str]:

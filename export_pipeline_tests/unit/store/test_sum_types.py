@@ -168,7 +168,7 @@ def test_a_pdf_total_past_int64_is_shown_exactly():
 
 
 @pytest.mark.parametrize("values, total", [
-    ([2**61, 2**61 - 1], 2**62 - 1),  # magnitudes under 2**62: added in Int64 alone
+    ([2**61, 2**61 - 1], 2**62 - 1),  # 2 rows of at most 2**61: added in Int64 alone
     ([2**62, 2**62 - 1], 2**63 - 1),  # the largest Int64, found by adding again exactly
     ([2**62, -(2**62), 5], 5),  # large magnitudes that cancel
     ([-(2**62), -(2**62)], -(2**63)),  # the smallest Int64
@@ -191,7 +191,7 @@ def test_quick_sums_stand_only_while_no_total_can_wrap():
         frame = pl.DataFrame({"v": pl.Series(values, dtype=dtype), "f": [0.5] * len(values)})
         return quick_sums_exact(frame.select(magnitude_bounds(["v", "f"], frame.schema)))
 
-    assert exact([2**60, 2**60, -(2**60)])  # 3 rows of at most 2**60: under 2**62
-    assert not exact([2**61, 1, 1])  # 3 * 2**61 may reach past 2**62
+    assert exact([2**61, 2**61, -(2**61)])  # 3 rows of at most 2**61: under 2**63
+    assert not exact([2**62, 1, 1])  # 3 * 2**62 may reach past Int64
     assert not exact([-(2**63)])  # the smallest Int64's magnitude is 2**63
     assert exact([], pl.Int32) and exact([None, 3], pl.UInt32)
