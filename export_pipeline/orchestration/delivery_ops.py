@@ -43,7 +43,7 @@ class DeliveryTask:
 
 def _tasks(plan: planning.ExportPlan) -> list[DeliveryTask]:
     request = plan.request
-    where = plan.path_prefix + ("destination" if request.destination else "destinations")
+    where = "destination" if request.destination else "destinations"
     specs = [request.destination] if request.destination else list(request.destinations or [])
     return [
         DeliveryTask(i, where if request.destination else f"{where}[{i}]", spec)
@@ -76,13 +76,14 @@ def plan_deliveries(
             if task.spec.server:
                 settings.host_policy.resolve(task.spec.server, getattr(destination, "port", 0))
         except PermanentDeliveryError as error:
-            refused.append(_reason(task, str(error), secrets))  # every one is named, not the first
+            # every one is named, not the first, at its path in the document as submitted
+            refused.append(plan.path_prefix + _reason(task, str(error), secrets))
             continue
         except TransientDeliveryError as error:
             context.log.warning(f"{_reason(task, str(error), secrets)} (will retry on delivery)")
         context.log.info(f"{task.where}: will deliver to {destination.describe()}")
         accepted.append(task)
-    if refused:  # each names its path, as the request's own problems do
+    if refused:
         raise dg.Failure(
             description="\n".join(refused), metadata={"problems": refused}, allow_retries=False
         )
