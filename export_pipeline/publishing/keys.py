@@ -77,10 +77,14 @@ def fixed_export_location(
 ) -> ExportLocation:
     """A fixed key (``fixed_export_key``) and its delivered name,
     ``<request id>_<last segment of path>.<ext>``: the same on every run, like the key."""
-    name = _fixed_name(path, extension)
-    return ExportLocation(
-        key=_under(prefix, name), delivery_name=f"{request_id}_{posixpath.basename(name)}"
-    )
+    key = _under(prefix, _fixed_name(path, extension))
+    return ExportLocation(key=key, delivery_name=named_after_key(request_id, key))
+
+
+def named_after_key(request_id: str, key: str) -> str:
+    """``<request id>_<last segment of key>``: a fixed key's delivered name, and the name any
+    result stored without one (before names were carried) is delivered under."""
+    return f"{request_id}_{posixpath.basename(key)}"
 
 
 def fixed_export_key(path: str, prefix: str = DEFAULT_PREFIX, extension: str = "csv") -> str:

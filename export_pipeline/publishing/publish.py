@@ -6,7 +6,6 @@ start-up (reportlab is heavy)."""
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ from export_pipeline.table.model import ExportTable
 from export_pipeline.formats.csv_writer import CsvOptions, iter_csv
 from export_pipeline.contract.models import ExportRequest, FileFormat
 from export_pipeline.contract.response import build_response
-from export_pipeline.publishing.keys import ExportLocation
+from export_pipeline.publishing.keys import ExportLocation, named_after_key
 from export_pipeline.publishing.s3_upload import PART_SIZE, presign_get, upload_stream
 
 
@@ -39,7 +38,7 @@ class ExportResult:
         """The name the file is delivered under at an SFTP/FTP/S3/GCS folder. A result stored
         before ``delivery_name`` was carried (a run re-executed from failure across an upgrade)
         keeps the name it was given then, ``<request id>_<last segment of the key>``."""
-        return self.delivery_name or f"{self.request_id}_{posixpath.basename(self.key)}"
+        return self.delivery_name or named_after_key(self.request_id, self.key)
 
     def to_response(self, run_id: str | None = None, deliveries: list[dict] | None = None) -> dict[str, Any]:
         return build_response(
