@@ -35,7 +35,7 @@ def scope_problems(
     """What in ``request`` is outside ``tenant``'s scope, each with its JSON path.
     ``saved_export``: the saved export's name when the request runs one (``request`` is then
     its request for the window, whose deliveries and notification the operator wrote, and the
-    grant itself is ``saved_export_problems``'); ``notification``: the notification sent
+    grant itself is ``saved_export_problems``); ``notification``: the notification sent
     beside the request."""
     problems = _export_problems(request, tenant, prefix)
     if saved_export is not None:
