@@ -138,8 +138,8 @@ def _decimated(
             functions[column_name(i)] = metric_request.decimation_function(c)
             values.append(pl.when(filter_expr(c)).then(pl.col(c.fetch_value)).alias(column_name(i)))
     samples = group_ordered_sums(rows.select(*keys, *values), keys, list(functions), one_row_per_key)
-    every = request.metric_requests[indices[0]].granularity.every
-    return decimate(samples, keys, functions, every)
+    granularity = request.metric_requests[indices[0]].granularity
+    return decimate(samples, keys, functions, granularity, request.timezone)
 
 
 def _already_aggregated(

@@ -18,6 +18,7 @@ import polars as pl
 from export_pipeline.contract.models import DecimationFunction
 from export_pipeline.store.ordered import ordered_sums
 from export_pipeline.store.source import BUCKET
+from export_pipeline.timeline.periods import Granularity, bucket_expr
 
 _RUN = "__bucket_run"
 _ROW = "__sample_row"
@@ -26,19 +27,25 @@ CODE_LIMIT = 2**63
 
 
 def decimate(
-    samples: pl.DataFrame, keys: list[str], functions: dict[str, DecimationFunction], every: str
+    samples: pl.DataFrame,
+    keys: list[str],
+    functions: dict[str, DecimationFunction],
+    granularity: Granularity,
+    time_zone: str,
 ) -> pl.DataFrame:
-    """One row per bucket of width ``every`` and row keys: the keys and, for each column of
+    """One row per bucket of ``granularity`` and row keys: the keys and, for each column of
     ``functions``, its function of the bucket's samples. ``samples`` holds one row per stored
-    timestamp (``bucket``) and row keys, in time order; the buckets come in the order of their
-    first sample."""
+    timestamp (``bucket``, in ``time_zone``) and row keys, in time order; the buckets come in
+    the order of their first sample, cut by the rule every plain sum is cut by
+    (``bucket_expr``)."""
+    bucket = bucket_expr(BUCKET, granularity, time_zone)
     import numpy as np  # here, not at the top: a plain export never loads numpy
 
     if not samples[BUCKET].is_sorted():
         samples = samples.sort(keys, nulls_last=True)
     # Within a group, polars keeps the rows in their order: each bucket's samples in time order.
     buckets = (
-        _bucket_ids(samples, keys, every).to_frame()
+        _bucket_ids(samples, keys, bucket).to_frame()
         .with_row_index(_ROW)
         .group_by(_BUCKET_ID, maintain_order=True)
         .agg(_ROW)
@@ -74,23 +81,23 @@ def decimate(
             variance = variance.sqrt()
         cells.append(stats.select(variance.alias(name))[name])
     firsts = samples.select(keys).gather(buckets[_ROW].list.first())
-    return firsts.with_columns(pl.col(BUCKET).dt.truncate(every), *cells)
+    return firsts.with_columns(bucket.alias(BUCKET), *cells)
 
 
-def _bucket_ids(samples: pl.DataFrame, keys: list[str], every: str) -> pl.Series:
+def _bucket_ids(samples: pl.DataFrame, keys: list[str], bucket: pl.Expr) -> pl.Series:
     """A number per row naming its bucket and row keys: the bucket's rank in time (the samples
     are in time order), then each other key's category code (a null its own), in mixed radix;
     the keys themselves when the codes would not fit in 64 bits. Grouping on one integer is a
     fraction of the cost of grouping on a timestamp and strings."""
     others = [k for k in keys if k != BUCKET]
     codes = samples.select(
-        pl.col(BUCKET).dt.truncate(every).rle_id().cast(pl.UInt64).alias(BUCKET),
+        bucket.rle_id().cast(pl.UInt64).alias(BUCKET),
         *(pl.col(k).cast(pl.Categorical).to_physical().cast(pl.UInt64).alias(k) for k in others),
     )
     highest = codes.max().row(0) if codes.height else (0,) * len(keys)
     radixes = [(h or 0) + 2 for h in highest[1:]]  # codes 0..h, and h + 1 for a null
     if math.prod([(highest[0] or 0) + 1, *radixes]) >= CODE_LIMIT:
-        keyed = pl.struct(pl.col(BUCKET).dt.truncate(every), *others)
+        keyed = pl.struct(bucket.alias(BUCKET), *others)
         return samples.select(keyed.rank("dense").alias(_BUCKET_ID)).to_series()
     number = pl.col(BUCKET)
     for k, radix in zip(others, radixes):

@@ -15,8 +15,10 @@ import pytest
 from export_pipeline.contract.models import DecimationFunction as F
 from export_pipeline.table import decimation
 from export_pipeline.table.decimation import decimate
+from export_pipeline.timeline.periods import AggregationPeriod, Granularity
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+MONTH = Granularity(AggregationPeriod.month)
 
 
 def samples(seed: int, nan: bool) -> pl.DataFrame:
@@ -85,7 +87,7 @@ def test_every_bucket_is_its_function_of_the_samples_in_time_order(function, cod
     if not codes_fit:
         monkeypatch.setattr(decimation, "CODE_LIMIT", 1)
     frame = samples(3, nan=function not in (F.min, F.max))
-    table = decimate(frame, ["bucket", "entity_id"], {"x": function, "n": function}, "1mo")
+    table = decimate(frame, ["bucket", "entity_id"], {"x": function, "n": function}, MONTH, "UTC")
     for column in ("x", "n"):
         want = {k: expected(v, function) for k, v in by_month(frame, column).items()}
         got = {(t, e): v for t, e, v in table.select("bucket", "entity_id", column).iter_rows()}
@@ -97,7 +99,7 @@ def test_every_bucket_is_its_function_of_the_samples_in_time_order(function, cod
 def test_buckets_come_in_the_order_of_their_first_sample_with_sums_in_their_adding_type():
     """An integer sum comes in Int128 (exact; ``combine`` checks it into Int64)."""
     frame = samples(4, nan=False)
-    table = decimate(frame, ["bucket", "entity_id"], {"x": F.avg, "n": F.sum}, "1mo")
+    table = decimate(frame, ["bucket", "entity_id"], {"x": F.avg, "n": F.sum}, MONTH, "UTC")
     firsts = (
         frame.with_columns(pl.col("bucket").dt.truncate("1mo"))
         .select("bucket", "entity_id").unique(maintain_order=True)
@@ -114,5 +116,5 @@ def test_a_bucket_with_one_sample_has_no_deviation_and_one_without_values_no_mea
         "x": [-0.0, None, None],
     }, schema={"bucket": pl.Datetime("us", "UTC"), "entity_id": pl.String, "x": pl.Float64})
     for function, want in ((F.stddev, [None, None]), (F.avg, [0.0, None]), (F.sum, [0.0, None])):
-        got = decimate(frame, ["bucket", "entity_id"], {"x": function}, "1mo")["x"].to_list()
+        got = decimate(frame, ["bucket", "entity_id"], {"x": function}, MONTH, "UTC")["x"].to_list()
         assert got == want and (want[0] is None or math.copysign(1, got[0]) == 1)
