@@ -5,8 +5,9 @@ bundle, never skipped.
 The control connection goes to an address the host policy vetted, and passive-mode data
 connections go to that same address whatever the server's PASV reply says (ftplib's default),
 so a server cannot point us elsewhere. The file is stored under a hidden temporary name and
-renamed into place (RNFR/RNTO) once its size matches what was sent; a failed transfer deletes
-the temporary file.
+renamed into place (RNFR/RNTO) once its size matches what was sent, the previous file moved
+aside first where the server will not rename over it (``replace_through_aside``); a failed
+transfer deletes the temporary file.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ from export_pipeline.destinations.base import (
     Upload,
 )
 from export_pipeline.destinations.host_policy import HostPolicy
-from export_pipeline.destinations.paths import server_path, temporary_sibling
+from export_pipeline.destinations.paths import (
+    replace_through_aside,
+    server_path,
+    temporary_sibling,
+)
 
 BLOCK_SIZE = 256 * 1024
 
@@ -132,9 +137,9 @@ class FtpDestination(Destination):
             try:
                 ftp.rename(temporary, final)
             except ftplib.error_perm:  # some servers refuse to rename over an existing file
-                with contextlib.suppress(ftplib.error_perm):
-                    ftp.delete(final)
-                ftp.rename(temporary, final)
+                replace_through_aside(
+                    ftp.rename, ftp.delete, final, upload.attempt_tag, ftplib.error_perm
+                )
         except BaseException as error:
             self._remove_leftover(ftp, temporary)
             raise _classify(error, f"{self._where()}/{final.lstrip('/')}") from None

@@ -8,7 +8,9 @@ make a key with an empty segment or climb out of a folder before it gets here.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
+from typing import Callable
 
 
 def _segments(path: str | None) -> list[str]:
@@ -37,3 +39,34 @@ def temporary_sibling(final_path: str, tag: str) -> str:
     so a retried delivery overwrites its own leftover instead of adding another."""
     folder, name = posixpath.split(final_path)
     return posixpath.join(folder, f".{name}.{tag}.part")
+
+
+def replace_through_aside(
+    rename: Callable[[str, str], object],
+    remove: Callable[[str], object],
+    final: str,
+    attempt_tag: str,
+    refused: type[BaseException] | tuple[type[BaseException], ...],
+) -> None:
+    """Put the upload's temporary file (``temporary_sibling``) at ``final`` on a server whose rename will not replace a file (plain
+    SFTP, some FTP servers). The file already at ``final`` (a fixed key's previous export) is
+    moved aside first and deleted only once the new one is in place; if the new one cannot
+    take its place, the old one goes back. Deleting it first would lose it whenever the
+    rename then fails. ``refused`` is what the server's refusals raise."""
+    temporary = temporary_sibling(final, attempt_tag)
+    aside = temporary_sibling(final, f"{attempt_tag}.old")
+    try:
+        rename(final, aside)
+        moved = True
+    except refused:  # nothing there (if it could not be moved, the rename below fails too)
+        moved = False
+    try:
+        rename(temporary, final)
+    except BaseException:
+        if moved:
+            with contextlib.suppress(refused):
+                rename(aside, final)
+        raise
+    if moved:
+        with contextlib.suppress(refused):
+            remove(aside)

@@ -3,7 +3,8 @@
 The server's host key must be in the operator's known_hosts file: an unknown or changed key
 is refused, never accepted on first use. The file is written under a hidden temporary name in
 the target folder and renamed into place (the OpenSSH ``posix-rename`` extension, which
-replaces an existing file atomically), so a reader never sees half a file. A failed transfer
+replaces an existing file atomically), so a reader never sees half a file; a server without it
+gets the previous file moved aside instead (``replace_through_aside``). A failed transfer
 removes its temporary file, over a fresh connection if the first one died.
 """
 
@@ -27,7 +28,11 @@ from export_pipeline.destinations.base import (
     Upload,
 )
 from export_pipeline.destinations.host_policy import HostPolicy
-from export_pipeline.destinations.paths import server_path, temporary_sibling
+from export_pipeline.destinations.paths import (
+    replace_through_aside,
+    server_path,
+    temporary_sibling,
+)
 
 
 class SftpDestination(Destination):
@@ -108,9 +113,9 @@ class SftpDestination(Destination):
                 try:
                     sftp.posix_rename(temporary, final)
                 except OSError:  # no posix-rename: plain SFTP rename refuses to replace
-                    with contextlib.suppress(OSError):
-                        sftp.remove(final)
-                    sftp.rename(temporary, final)
+                    replace_through_aside(
+                        sftp.rename, sftp.remove, final, upload.attempt_tag, OSError
+                    )
                 size = sftp.stat(final).st_size
             except BaseException as error:
                 self._remove_leftover(sftp, temporary)

@@ -50,6 +50,25 @@ class DropSwitch:
         return False
 
 
+@dataclass
+class RenameRules:
+    """How the server renames: ``replaces`` off, it refuses to rename over a file (plain SFTP
+    without ``posix-rename``, some FTP servers); ``refuse`` > 0, it refuses that many renames
+    of an upload's temporary file into place, as a full or read-only folder would."""
+
+    replaces: bool = True
+    refuse: int = 0
+
+    def check(self, source: str, target: str) -> str | None:
+        """Why the rename is refused, or ``None``."""
+        if not self.replaces and os.path.exists(target):
+            return "exists"
+        if self.refuse and source.endswith(".part") and not source.endswith(".old.part"):
+            self.refuse -= 1
+            return "refused"
+        return None
+
+
 # --- SFTP -----------------------------------------------------------------------------------
 
 @dataclass
@@ -65,6 +84,8 @@ class SftpServer:
     connections: list = field(default_factory=list)
     """The peer address of every connection the server accepted (a test that expects none
     to be made checks this stays as it was)."""
+    renames: RenameRules = field(default_factory=RenameRules)
+    """``replaces`` off: the server also lacks ``posix-rename``."""
 
 
 def start_sftp_server(tmp: Path) -> SftpServer:
@@ -78,7 +99,7 @@ def start_sftp_server(tmp: Path) -> SftpServer:
     client_key.write_private_key(str(client_key_path), format_name="openssh")
     username, password = "alice", "sftp-Pa55-" + os.urandom(6).hex()
     port = free_port()
-    drop = DropSwitch()
+    drop, renames = DropSwitch(), RenameRules()
     authorized = asyncssh.import_authorized_keys(
         client_key.export_public_key("openssh").decode()
     )
@@ -116,6 +137,25 @@ def start_sftp_server(tmp: Path) -> SftpServer:
                 return None
             return super().write(file_obj, offset, data)
 
+        def rename(self, oldpath, newpath):
+            self._check(oldpath, newpath)
+            return super().rename(oldpath, newpath)
+
+        def posix_rename(self, oldpath, newpath):
+            if not renames.replaces:
+                raise asyncssh.SFTPOpUnsupported("posix-rename is not supported")
+            self._check(oldpath, newpath)
+            return super().posix_rename(oldpath, newpath)
+
+        def _check(self, oldpath, newpath):
+            why = renames.check(
+                os.fsdecode(self.map_path(oldpath)), os.fsdecode(self.map_path(newpath))
+            )
+            if why == "exists":
+                raise asyncssh.SFTPFileAlreadyExists("File already exists")
+            if why:
+                raise asyncssh.SFTPPermissionDenied("Permission denied")
+
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
@@ -147,7 +187,8 @@ def start_sftp_server(tmp: Path) -> SftpServer:
         thread.join(5)
 
     return SftpServer(
-        port, root, username, password, known_hosts, client_key_path, drop, stop, connections
+        port, root, username, password, known_hosts, client_key_path, drop, stop, connections,
+        renames,
     )
 
 
@@ -165,6 +206,7 @@ class FtpServer:
     stop: callable = field(repr=False, default=None)
     short: DropSwitch = field(default_factory=DropSwitch)
     """Armed: the next upload is stored one byte short, and the server still answers 226."""
+    renames: RenameRules = field(default_factory=RenameRules)
 
 
 def self_signed_certificate(tmp: Path) -> tuple[Path, Path]:
@@ -198,7 +240,7 @@ def start_ftp_server(tmp: Path, tls: bool) -> FtpServer:
     username, password = "bob", "ftp-Pa55-" + os.urandom(6).hex()
     authorizer = DummyAuthorizer()
     authorizer.add_user(username, password, str(root), perm="elradfmwMT")
-    drop, short = DropSwitch(), DropSwitch()
+    drop, short, renames = DropSwitch(), DropSwitch(), RenameRules()
     base_dtp = TLS_DTPHandler if tls else DTPHandler
 
     class DroppingDtp(base_dtp):
@@ -220,7 +262,15 @@ def start_ftp_server(tmp: Path, tls: bool) -> FtpServer:
             super().close()
 
     base = TLS_FTPHandler if tls else FTPHandler
-    handler = type("Handler", (base,), {})
+
+    def ftp_RNTO(self, path):  # noqa: N802 (pyftpdlib's command name)
+        if self._rnfr and renames.check(self._rnfr, path):
+            self._rnfr = None
+            self.respond("550 Can't rename.")
+            return None
+        return base.ftp_RNTO(self, path)
+
+    handler = type("Handler", (base,), {"ftp_RNTO": ftp_RNTO})
     handler.authorizer = authorizer
     handler.dtp_handler = DroppingDtp
     handler.passive_ports = None
@@ -241,7 +291,7 @@ def start_ftp_server(tmp: Path, tls: bool) -> FtpServer:
         server.close_all()
         thread.join(5)
 
-    return FtpServer(port, root, username, password, tls, ca_file, drop, stop, short)
+    return FtpServer(port, root, username, password, tls, ca_file, drop, stop, short, renames)
 
 
 # --- GCS and S3 (subprocess servers) --------------------------------------------------------

@@ -13,7 +13,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from export_pipeline import interrupts
-from export_pipeline.destinations.base import TransientDeliveryError, Upload
+from export_pipeline.destinations.base import DeliveryError, TransientDeliveryError, Upload
 from export_pipeline.destinations.ftp import FtpDestination
 from export_pipeline.destinations.gcs import GcsDestination
 from export_pipeline.destinations.host_policy import HostPolicy
@@ -108,6 +108,34 @@ def test_ftp_a_file_stored_short_never_reaches_its_path(ftp_server):
     assert leftovers(folder) == []
     receipt = destination.deliver(upload())
     assert (folder / "export.csv").read_bytes() == DATA and receipt.bytes == len(DATA)
+
+
+@pytest.mark.parametrize("kind", ["sftp", "ftp"])
+def test_a_server_that_will_not_rename_over_a_file_never_loses_the_previous_one(
+    sftp_server, ftp_server, kind
+):
+    """Without a replacing rename (plain SFTP, some FTP servers), the previous file at a fixed
+    key is moved aside, not deleted: when the new file then cannot be put in place, the old
+    one is back at its path; when it can, the old one is gone and nothing is left over."""
+    server = sftp_server if kind == "sftp" else ftp_server
+    folder = server.root / "outbox" / "no-replace"
+    folder.mkdir()
+    final = folder / "export.csv"
+    final.write_bytes(b"the previous run's file")
+    destination = (sftp_destination if kind == "sftp" else ftp_destination)(server, "no-replace")
+    server.renames.replaces = False
+    try:
+        server.renames.refuse = 1
+        with pytest.raises(DeliveryError):
+            destination.deliver(upload("t1"))
+        assert server.renames.refuse == 0
+        assert final.read_bytes() == b"the previous run's file"
+        assert leftovers(folder) == []
+        receipt = destination.deliver(upload("t2"))
+        assert final.read_bytes() == DATA and receipt.bytes == len(DATA)
+        assert sorted(p.name for p in folder.iterdir()) == ["export.csv"]
+    finally:
+        server.renames.replaces, server.renames.refuse = True, 0
 
 
 def test_s3(customer_s3):
