@@ -420,8 +420,10 @@ DEFAULT_PORTS = {DestinationType.sftp: 22, DestinationType.ftp: 21, DestinationT
 
 
 def _port(value: Any) -> Any:
-    """Seed 003 sends the port as a string (``"21"``); a number is fine too."""
-    if isinstance(value, str) and value.strip().isdigit():
+    """Seed 003 sends the port as a string (``"21"``); a number is fine too. Only ASCII
+    digits: Python's ``int`` also reads ``"٢٢"`` and ``" 22 "``, which no server config
+    would show as the port it connects to."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,5}", value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise ValueError("must be a port number (1 to 65535)")

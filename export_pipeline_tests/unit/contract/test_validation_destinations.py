@@ -60,6 +60,13 @@ def test_types_are_case_insensitive_and_ports_may_be_strings():
     assert validate_document(with_destination()).request.deliveries() == []
 
 
+@pytest.mark.parametrize("port", ["\u0662\u0662", " 22", "22 ", "+22", "2_2", "022222", "\u00b2", 22.0])
+def test_a_port_is_a_number_or_plain_ascii_digits(port):
+    assert problems(with_destination(dict(SEED_003["sftp"], port=port))) == [
+        "destination.port: must be a port number (1 to 65535)"
+    ]
+
+
 def test_every_problem_at_once_with_json_paths():
     found = problems({"data": {"id": "r1", "body": with_destination({
         "type": "sftp", "server": "sftp://example.com/x", "port": 70000, "path": "/a//b/../c",
