@@ -118,3 +118,18 @@ def test_a_bucket_with_one_sample_has_no_deviation_and_one_without_values_no_mea
     for function, want in ((F.stddev, [None, None]), (F.avg, [0.0, None]), (F.sum, [0.0, None])):
         got = decimate(frame, ["bucket", "entity_id"], {"x": function}, MONTH, "UTC")["x"].to_list()
         assert got == want and (want[0] is None or math.copysign(1, got[0]) == 1)
+
+
+def test_a_nan_sample_makes_sums_and_moments_nan_while_min_and_max_skip_it():
+    """As the README states: polars' min and max skip NaN; a bucket of NaN alone is NaN."""
+    nan = math.nan
+    frame = pl.DataFrame({
+        "bucket": [START, START + timedelta(hours=1), START + timedelta(days=40),
+                   START + timedelta(days=41)],
+        "entity_id": ["a", "a", "a", "a"],
+        "x": [2.0, nan, nan, nan],
+    }, schema={"bucket": pl.Datetime("us", "UTC"), "entity_id": pl.String, "x": pl.Float64})
+    for function, first in ((F.min, 2.0), (F.max, 2.0), (F.sum, nan), (F.avg, nan),
+                            (F.stddev, nan), (F.variance, nan)):
+        got = decimate(frame, ["bucket", "entity_id"], {"x": function}, MONTH, "UTC")["x"]
+        assert same(got[0], first) and math.isnan(got[1]), (function, got.to_list())
