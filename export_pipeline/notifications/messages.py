@@ -42,6 +42,12 @@ _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f,;:<>()\[\]\\\"]+@[^@\s\x00-\x1f\x7f,;:
 _TELEGRAM_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{1,32})$")
 
 
+def is_email_address(text: str) -> bool:
+    """Whether ``text`` is one recipient's address: the rule for a message's target and for a
+    tenant's ``email_recipients`` alike, so a grant can only name what a target can be."""
+    return bool(_EMAIL.match(text)) and not _CONTROL.search(text)
+
+
 class NotificationMessage(BaseModel):
     """One message. ``target``: an email address, or a Telegram chat id (``@channel`` or a
     number); Slack and Discord post where their webhook URL points, so they take none."""
@@ -95,7 +101,7 @@ def parse_notification(document: Any, path: str = "notification") -> tuple[Notif
             )
         if _CONTROL.search(message.title):
             problems.append(Problem(f"{where}.title", "must be one line, without control characters"))
-        if message.medium is Medium.email and not _EMAIL.match(message.target or ""):
+        if message.medium is Medium.email and not is_email_address(message.target or ""):
             problems.append(Problem(f"{where}.target", "required for email: one recipient's address"))
         if message.medium is Medium.telegram and not _TELEGRAM_CHAT.match(message.target or ""):
             problems.append(Problem(

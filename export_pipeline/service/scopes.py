@@ -6,14 +6,17 @@ Every metric request must stay inside the tenant's ``customer_scopes``, and an o
 A request may name an SFTP ``savedKey``, deliver to a ``gcs`` bucket (with the service's own
 Google identity), run a saved export or notify through a medium other than email only when
 the tenant's entry lists that key, bucket, saved export or medium: omitted, none is allowed
-(email only). A saved export the tenant may run brings its own deliveries and notification,
-which the operator defined, so only its name is checked."""
+(email only). An email message also needs its target in the entry's ``email_recipients``
+(omitted: nobody), since it goes out through the operator's SMTP server. A saved export the
+tenant may run brings its own deliveries and notification, which the operator defined, so only
+its name is checked."""
 
 from __future__ import annotations
 
 from export_pipeline.contract.models import ExportRequest
 from export_pipeline.contract.problems import Problem
-from export_pipeline.notifications.messages import Notification
+from export_pipeline.notifications.messages import Medium, Notification
+from export_pipeline.notifications.recipients import recipient_granted
 from export_pipeline.service.tenants import Tenant
 
 
@@ -42,12 +45,21 @@ def scope_problems(
         return problems
     problems += _destination_problems(request, tenant, prefix)
     if notification is not None:
-        for i, message in enumerate(notification.messages):
-            if message.medium not in tenant.notification_media:
-                problems.append(Problem(
-                    f"notification.messages[{i}].medium",
-                    f"{message.medium.value!r} is outside this key's scope",
-                ))
+        problems += _notification_problems(notification, tenant)
+    return problems
+
+
+def _notification_problems(notification: Notification, tenant: Tenant) -> list[Problem]:
+    """A medium the tenant is not granted, or else an email target it is not granted (a medium
+    it may not use at all is named once, not again for its target)."""
+    problems = []
+    for i, message in enumerate(notification.messages):
+        path = f"notification.messages[{i}]"
+        if message.medium not in tenant.notification_media:
+            problems.append(Problem(f"{path}.medium", f"{message.medium.value!r} is outside this key's scope"))
+        elif message.medium is Medium.email and not recipient_granted(
+                message.target or "", tenant.email_recipients):
+            problems.append(Problem(f"{path}.target", f"{message.target!r} is outside this key's scope"))
     return problems
 
 

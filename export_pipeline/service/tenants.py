@@ -14,17 +14,20 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic.functional_validators import AfterValidator
 
 from export_pipeline.contract.models import FileFormat
 from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.documents import load_document
 from export_pipeline.settings import existing_file
 from export_pipeline.notifications.messages import Medium
+from export_pipeline.notifications.recipients import recipient_grant
 
 KEY_PREFIX = "exk_"
 TENANT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _HASH = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 _NAME = Annotated[str, StringConstraints(min_length=1)]
+_RECIPIENT = Annotated[str, AfterValidator(recipient_grant)]
 
 
 class _Strict(BaseModel):
@@ -82,6 +85,11 @@ class Tenant(_Strict):
     notification_media: list[Medium] = [Medium.email]
     """Media a request's notification may use (Slack, Discord and Telegram post through the
     deployment's webhooks and bot); omitted: email only."""
+    email_recipients: list[_RECIPIENT] = []
+    """Whom a request's email messages may go to (the email medium also needs
+    ``notification_media``): an address, or ``@domain`` for any address at exactly that domain
+    (see ``notifications.recipients``); omitted: nobody, since the mail goes out through the
+    operator's SMTP server under the operator's sender address."""
     keys: list[ApiKey] = []
 
 

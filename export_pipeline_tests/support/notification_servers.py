@@ -22,11 +22,13 @@ SMTP_USER, SMTP_PASSWORD = "exporter", "s3cret-pass"
 class _MailHandler:
     def __init__(self) -> None:
         self.messages: list[Message] = []
+        self.recipients: list[list[str]] = []  # each message's envelope recipients (RCPT TO)
         self.received = threading.Condition()
 
     async def handle_DATA(self, server, session, envelope):
         with self.received:
             self.messages.append(email.message_from_bytes(envelope.content))
+            self.recipients.append(list(envelope.rcpt_tos))
             self.received.notify_all()
         return "250 OK"
 
@@ -50,6 +52,10 @@ class SmtpServer:
     @property
     def messages(self) -> list[Message]:
         return self.handler.messages
+
+    @property
+    def recipients(self) -> list[list[str]]:
+        return self.handler.recipients
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

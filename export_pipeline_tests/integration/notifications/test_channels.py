@@ -11,6 +11,8 @@ from export_pipeline.notifications.channels import (
     DeliveryError,
     SmtpSettings,
     deliver_with_retry,
+    email_recipient,
+    send_email,
 )
 from export_pipeline.notifications.messages import Policy, parse_notification, render
 from export_pipeline_tests.support.notification_servers import (
@@ -71,6 +73,19 @@ def test_email_with_login_reaches_a_real_smtp_server():
         [mail] = smtp.messages
     assert mail["Subject"] == "Export ready" and mail["To"] == "ops@example.com"
     assert "é https://x" in mail.get_payload(decode=True).decode("utf-8")
+
+
+def test_email_recipient_is_the_envelope_recipient_the_smtp_server_gets():
+    """The tenants' recipient grants are matched against ``email_recipient``: it must be where
+    the mail really goes, odd targets included."""
+    targets = ["ops@acme.example", "a@=?utf-8?q?evil.example?=", "=?utf-8?q?x=40evil.example?=@acme.example"]
+    with SmtpServer() as smtp:
+        settings = SmtpSettings(host="127.0.0.1", port=smtp.port, username=SMTP_USER,
+                                password=SMTP_PASSWORD, security="none")
+        for target in targets:
+            send_email(settings, target, "t", "x")
+        assert smtp.recipients == [[email_recipient(t)] for t in targets]
+    assert [email_recipient(t) for t in targets[:2]] == ["ops@acme.example", "a@evil.example"]
 
 
 def test_webhooks_and_telegram_payloads():

@@ -27,6 +27,8 @@ TENANTS = {
     "chatty": {"rate_limit": {"requests": 3, "per_seconds": 3600}},
     "fuzz": {"rate_limit": {"requests": 1_000_000, "per_seconds": 1}},
     "umbrella": {},  # granted none of the deployment's saved keys, buckets, saved exports or chats
+    # (and no email recipient)
+    "mailer": {"email_recipients": ["ops@acme.example", "@Partner.Example"]},
 }
 
 

@@ -139,7 +139,7 @@ def test_out_of_scope_entities_types_and_formats_are_403_naming_each_path(servic
     assert [e["path"] for e in response.json()["errors"]] == ["data.body.metricRequests[0].entityType"]
 
 
-def test_the_deployments_saved_keys_buckets_saved_exports_and_chats_are_403_unless_granted(
+def test_the_deployments_saved_keys_buckets_saved_exports_chats_and_mail_are_403_unless_granted(
         service, dagster_instance, service_s3, service_bucket):
     body = {**SEED_BODY, "destinations": [
         {"type": "aws"},
@@ -159,7 +159,7 @@ def test_the_deployments_saved_keys_buckets_saved_exports_and_chats_are_403_unle
         assert response.status_code == 403, response.text
         assert response.json()["reason"] == "out_of_scope"
         assert [e["path"] for e in response.json()["errors"]] == [
-            "destinations[1].savedKey", "destinations[2].gcs_bucket",
+            "destinations[1].savedKey", "destinations[2].gcs_bucket", "notification.messages[0].target",
             "notification.messages[1].medium", "notification.messages[2].medium",
         ]
         response = _post(client, saved)
@@ -169,6 +169,69 @@ def test_the_deployments_saved_keys_buckets_saved_exports_and_chats_are_403_unle
     assert len(dagster_instance.get_run_ids()) == runs_before
     assert not dagster_instance.get_runs(filters=dg.RunsFilter(tags={"export_pipeline/tenant": "umbrella"}))
     assert not [k for k in all_objects(service_s3, service_bucket) if "/tenants/umbrella/" in k]
+
+
+def _email(target: str) -> dict:
+    return {"policy": "onSuccess", "medium": "email", "target": target,
+            "title": "{{name}} is ready", "text": "{{rows}} rows: {{signedUrl}}"}
+
+
+def test_email_to_anyone_but_the_tenants_recipients_is_403_at_its_target_and_nothing_launched(
+        service, dagster_instance):
+    """mailer lists ops@acme.example and @Partner.Example: any other address, however close,
+    is refused, so the operator's SMTP server is no relay for it."""
+    refused = ["other@acme.example", "OPS@acme.example", "evil@sub.partner.example",
+               "x@partner.example.evil", "x@partner.example.", "x@partnеr.example",  # a Cyrillic е
+               "x@ｐartner.example", "x@=?utf-8?q?partner.example?="]
+    body = {**SEED_BODY, "notification": {"messages": [_email("ops@acme.example"), *map(_email, refused)]}}
+    runs_before = len(dagster_instance.get_run_ids())
+    with service.client("mailer") as client:
+        listed = client.get("/v1/exports").json()["exports"]
+        response = _post(client, body)
+        assert response.status_code == 403, response.text
+        assert response.json()["reason"] == "out_of_scope"
+        assert response.json()["errors"] == [
+            {"path": f"notification.messages[{i}].target", "message": f"{target!r} is outside this key's scope"}
+            for i, target in enumerate(refused, 1)]
+        assert client.get("/v1/exports").json()["exports"] == listed
+    assert len(dagster_instance.get_run_ids()) == runs_before
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_the_tenants_recipients_get_their_mail_through_the_operators_smtp_server(
+        service, dagster_instance, monkeypatch):
+    from export_pipeline.orchestration.definitions import build_definitions
+    from export_pipeline_tests.support.notification_servers import SMTP_PASSWORD, SMTP_USER, SmtpServer
+
+    targets = ["ops@acme.example", "Anyone@PARTNER.example"]  # the exact address; any at the domain
+    with service.client("mailer") as client:
+        response = _post(client, {**SEED_BODY, "name": "Mailed",
+                                  "notification": {"messages": [_email(t) for t in targets]}})
+        assert response.status_code == 202, response.text
+        done = wait_for_status(client, response.json()["id"], {"complete", "failed"})
+    assert done["status"] == "complete", done
+    [run] = dagster_instance.get_runs(filters=dg.RunsFilter(tags={"export_pipeline/export_id": done["id"]}))
+    [success] = dagster_instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
+    with SmtpServer() as smtp:
+        for name in ("EXPORT_METRICS_PATH", "EXPORT_BUCKET"):
+            monkeypatch.setenv(name, service.env[name])
+        for name, value in {"HOST": "127.0.0.1", "PORT": str(smtp.port), "SECURITY": "none",
+                            "USERNAME": SMTP_USER, "PASSWORD": SMTP_PASSWORD,
+                            "FROM": "exports@operator.example"}.items():
+            monkeypatch.setenv(f"EXPORT_SMTP_{name}", value)
+        defs = build_definitions()  # the daemon's success sensor, on the service's run
+        with dg.build_run_status_sensor_context(
+            sensor_name="export_success_notifications", dagster_event=success.dagster_event,
+            dagster_instance=dagster_instance, dagster_run=run,
+            resources={"notifier": defs.resources["notifier"]},
+        ) as context:
+            defs.resolve_sensor_def("export_success_notifications")(context)
+    assert smtp.recipients == [[t] for t in targets]
+    assert [(m["From"], m["To"], m["Subject"]) for m in smtp.messages] == [
+        ("exports@operator.example", t, "Mailed is ready") for t in targets]
+    text = smtp.messages[0].get_payload(decode=True).decode().strip()
+    assert text.startswith("30 rows: ")
+    assert parse_csv(download(text.split(": ", 1)[1]))[0] == ["Date", "Entries"]
 
 
 def test_an_invalid_request_is_422_with_every_problem_and_nothing_launched(service, dagster_instance):

@@ -49,9 +49,10 @@ class Files:
         self.deleted.append((bucket, key))
 
 
-# what acme may use of the deployment's own; globex lists nothing (email only)
+# what acme may use of the deployment's own; globex lists nothing (the email medium, nobody to mail)
 ACME_ALLOWANCES = {"saved_keys": ["k"], "gcs_buckets": ["acme-drop"],
-                   "saved_exports": ["daily-entries"], "notification_media": ["email", "slack"]}
+                   "saved_exports": ["daily-entries"], "notification_media": ["email", "slack"],
+                   "email_recipients": ["ops@example.com"]}
 
 
 @pytest.fixture
@@ -274,11 +275,12 @@ def _refused(service, caller, body):
     return [e["path"] for e in error.value.body["errors"]]
 
 
-def test_another_tenants_saved_key_bucket_and_chat_media_are_403_and_nothing_is_created(setup):
+def test_another_tenants_saved_key_bucket_chat_media_and_recipients_are_403_and_nothing_is_created(setup):
     service, runs, _, callers, _ = setup
     body = {**SEED_BODY, "destinations": [{"type": "aws"}, SAVED_KEY, GCS], "notification": NOTIFICATION}
     assert _refused(service, callers["globex"], body) == [
-        "destinations[1].savedKey", "destinations[2].gcs_bucket", "notification.messages[1].medium"]
+        "destinations[1].savedKey", "destinations[2].gcs_bucket",
+        "notification.messages[0].target", "notification.messages[1].medium"]
     assert _refused(service, callers["globex"], {**SEED_BODY, "destination": SAVED_KEY}) == [
         "destination.savedKey"]
     assert runs.launched == [] and service.list(callers["globex"], {})["exports"] == []
@@ -288,8 +290,25 @@ def test_another_tenants_saved_key_bucket_and_chat_media_are_403_and_nothing_is_
     (launch,) = runs.launched
     assert created["status"] == "queued"
     assert [m.medium.value for m in launch.notification.messages] == ["email", "slack"]
-    _create(service, callers["globex"], {**SEED_BODY, "notification": {"messages": NOTIFICATION["messages"][:1]}})
-    assert len(runs.launched) == 2  # email needs no allowance
+
+
+def test_email_to_a_recipient_not_listed_is_403_at_its_target_and_nothing_is_created(setup):
+    """The operator's SMTP server is no relay: the email medium alone lets a tenant mail nobody."""
+    service, runs, _, callers, _ = setup
+    to_ops = {**SEED_BODY, "notification": {"messages": NOTIFICATION["messages"][:1]}}
+    assert _refused(service, callers["globex"], to_ops) == ["notification.messages[0].target"]
+    elsewhere = {"messages": [{**NOTIFICATION["messages"][0], "target": t}
+                              for t in ("ops@example.com", "ops@example.com.evil", "OPS@example.com")]}
+    assert _refused(service, callers["acme"], {**SEED_BODY, "notification": elsewhere}) == [
+        "notification.messages[1].target", "notification.messages[2].target"]
+    assert runs.launched == []
+    for caller in callers.values():
+        assert service.list(caller, {})["exports"] == []
+        assert service.state.created_since(caller.tenant.name, datetime(2000, 1, 1, tzinfo=timezone.utc)) == 0
+
+    _create(service, callers["acme"], to_ops)
+    (launch,) = runs.launched
+    assert [m.target for m in launch.notification.messages] == ["ops@example.com"]
 
 
 def test_a_saved_export_runs_only_for_a_tenant_that_lists_it(setup):
@@ -303,3 +322,25 @@ def test_a_saved_export_runs_only_for_a_tenant_that_lists_it(setup):
     _create(service, callers["acme"], {"savedExport": "daily-entries", **window})
     (launch,) = runs.launched  # with the definition's own notification (Slack included)
     assert launch.notification == saved["daily-entries"].notification
+
+
+def test_a_saved_export_mails_whom_the_operator_wrote_and_takes_no_notification_from_the_tenant(setup):
+    """The definition's recipients are the operator's, needing no grant; a tenant cannot add
+    its own messages to a saved export's run."""
+    service, runs, _, callers, _ = setup
+    saved = {s.name: s for s in load_saved_exports(REPO / "export_pipeline" / "examples" / "definitions")}
+    service.saved_exports = lambda: saved
+    key = new_key()
+    service.tenants = parse_tenants({"tenants": [{"name": "initech", "saved_exports": ["daily-entries"],
+                                                  "keys": [{"name": "k", "sha256": key_hash(key)}]}]})
+    caller = service.authenticate(f"Bearer {key}")
+    run = {"savedExport": "daily-entries", "start": "2024-04-01T00:00:00+02:00", "end": "2024-04-03T00:00:00+02:00"}
+    with pytest.raises(ApiError) as error:
+        _create(service, caller, {**run, "notification": NOTIFICATION})
+    assert error.value.status == 422
+    assert [e["path"] for e in error.value.body["errors"]] == ["notification"]
+    assert runs.launched == []
+
+    _create(service, caller, run)  # initech lists no email recipient
+    (launch,) = runs.launched
+    assert "ops@example.com" in [m.target for m in launch.notification.messages]

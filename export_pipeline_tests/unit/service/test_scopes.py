@@ -65,17 +65,19 @@ def _paths(problems):
     return [p.path for p in problems]
 
 
-def test_a_tenant_that_lists_nothing_may_use_no_saved_key_bucket_or_chat_medium():
+def test_a_tenant_that_lists_nothing_may_use_no_saved_key_bucket_chat_medium_or_email_recipient():
     request = _with(destinations=[{"type": "aws"}, SFTP_SAVED_KEY, GCS])
     notification = _notification("email", "slack", "discord", "telegram")
     problems = scope_problems(request, Tenant(name="a"), notification=notification)
     assert _paths(problems) == [
         "destinations[1].savedKey", "destinations[2].gcs_bucket",
-        "notification.messages[1].medium", "notification.messages[2].medium",
-        "notification.messages[3].medium",
+        "notification.messages[0].target", "notification.messages[1].medium",
+        "notification.messages[2].medium", "notification.messages[3].medium",
     ]
     assert "'acme-partner-key' is outside" in problems[0].message
-    assert scope_problems(_with(), Tenant(name="a"), notification=_notification("email")) == []
+    assert problems[2].message == "'ops@example.com' is outside this key's scope"
+    mails = Tenant(name="a", email_recipients=["ops@example.com"])  # email is a medium by default
+    assert scope_problems(_with(), mails, notification=_notification("email")) == []
 
 
 def test_a_saved_key_or_bucket_must_be_the_tenants_own_and_a_single_destination_has_its_path():
@@ -89,13 +91,39 @@ def test_a_saved_key_or_bucket_must_be_the_tenants_own_and_a_single_destination_
 
 
 def test_listed_media_are_allowed_and_an_empty_list_refuses_email_too():
-    chatty = Tenant(name="a", notification_media=["email", "slack", "discord", "telegram"])
+    chatty = Tenant(name="a", notification_media=["email", "slack", "discord", "telegram"],
+                    email_recipients=["@example.com"])
     assert scope_problems(_with(), chatty, notification=_notification("email", "slack", "discord", "telegram")) == []
-    slack_only = Tenant(name="a", notification_media=["slack"])
+    # email needs the medium as well as the recipient; a medium not granted is named alone
+    slack_only = Tenant(name="a", notification_media=["slack"], email_recipients=["ops@example.com"])
     problems = scope_problems(_with(), slack_only, notification=_notification("email", "slack", "telegram"))
     assert _paths(problems) == ["notification.messages[0].medium", "notification.messages[2].medium"]
     assert _paths(scope_problems(_with(), Tenant(name="a", notification_media=[]),
                                  notification=_notification("email"))) == ["notification.messages[0].medium"]
+
+
+def _emails(*targets):
+    notification, problems = parse_notification({"messages": [
+        {"policy": "onSuccess", "medium": "email", "target": t, "title": "t", "text": "x"} for t in targets]})
+    assert problems == []
+    return notification
+
+
+def test_email_goes_only_to_a_listed_address_or_an_address_at_a_listed_domain():
+    tenant = Tenant(name="a", email_recipients=["ops@acme.example", "@partner.example"])
+    granted = _emails("ops@acme.example", "ops@ACME.example", "anyone@partner.example", "x@Partner.Example")
+    assert scope_problems(_with(), tenant, notification=granted) == []
+    refused = _emails("ops@acme.example", "other@acme.example", "OPS@acme.example",
+                      "evil@sub.partner.example", "x@partner.example.evil", "x@partner.example.",
+                      "x@partnеr.example", "x@=?utf-8?q?partner.example?=")
+    assert _paths(scope_problems(_with(), tenant, notification=refused)) == [
+        f"notification.messages[{i}].target" for i in range(1, 8)]
+
+
+def test_a_saved_exports_own_email_recipients_need_no_grant():
+    """The operator wrote them; only the saved export's name is the tenant's to be granted."""
+    granted = Tenant(name="a", saved_exports=["daily-entries"])
+    assert scope_problems(_with(), granted, "", "daily-entries", _emails("ops@example.com")) == []
 
 
 def test_a_saved_export_must_be_listed_and_brings_its_own_deliveries_and_notification():

@@ -78,3 +78,19 @@ def test_a_branding_logo_that_is_not_a_file_is_refused_with_its_path(tmp_path):
     with pytest.raises(InvalidRequest) as refused:
         parse_tenants({"tenants": [{"name": "a", "branding": {"logo_path": str(tmp_path / "gone.png")}}]})
     assert [p.path for p in refused.value.problems] == ["tenants[0].branding.logo_path"]
+
+
+def test_email_recipients_are_nobody_unless_listed_and_a_bad_entry_is_refused_with_its_path():
+    directory, _ = _directory()
+    assert directory.tenants["acme"].email_recipients == []
+    directory, _ = _directory(email_recipients=["ops@ACME.example", "@Partner.Example"])
+    assert directory.tenants["acme"].email_recipients == ["ops@acme.example", "@partner.example"]
+    with pytest.raises(InvalidRequest) as error:
+        _directory(email_recipients=["ops@acme.example", "acme.example", "*@acme.example",
+                                     "ops@acme.example\r\nBcc: x@evil.example", "@acme.example.", 5])
+    problems = error.value.problems
+    assert [p.path for p in problems] == [f"tenants[0].email_recipients[{i}]" for i in range(1, 6)]
+    assert "an email address (ops@acme.example) or @domain" in problems[0].message
+    with pytest.raises(InvalidRequest) as error:
+        _directory(email_recipients="@acme.example")
+    assert [p.path for p in error.value.problems] == ["tenants[0].email_recipients"]
