@@ -6,7 +6,6 @@ Every base URL is a setting, so a test (or a proxy) points them at its own serve
 
 from __future__ import annotations
 
-import email.utils
 import json
 import smtplib
 import ssl
@@ -53,20 +52,6 @@ def send_email(settings: SmtpSettings, to: str, subject: str, text: str) -> None
         if settings.username:
             server.login(settings.username, settings.password or "")
         server.send_message(message)
-
-
-def email_recipient(to: str) -> str | None:
-    """The address a message from ``send_email`` to ``to`` is delivered to (the envelope
-    recipient ``send_message`` takes from the To header), or None when that is not one
-    address. It can differ from ``to``: the header parser decodes RFC 2047 words, so
-    ``a@=?utf-8?q?evil.example?=`` goes to ``a@evil.example``."""
-    message = EmailMessage()
-    try:
-        message["To"] = to
-    except (ValueError, TypeError, IndexError):
-        return None
-    found = [address for _, address in email.utils.getaddresses([message["To"]])]
-    return found[0] if len(found) == 1 and found[0] else None
 
 
 def post_json(url: str, payload: dict) -> None:

@@ -8,8 +8,10 @@ be filled is refused when the definition is loaded, not discovered when an expor
 
 from __future__ import annotations
 
+import email.utils
 import re
 from collections.abc import Mapping
+from email.message import EmailMessage
 from enum import Enum
 from typing import Annotated, Any
 
@@ -43,9 +45,26 @@ _TELEGRAM_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{1,32})$")
 
 
 def is_email_address(text: str) -> bool:
-    """Whether ``text`` is one recipient's address: the rule for a message's target and for a
-    tenant's ``email_recipients`` alike, so a grant can only name what a target can be."""
-    return bool(_EMAIL.match(text)) and not _CONTROL.search(text)
+    """Whether ``text`` is one recipient's address, and the one the mail goes to as written
+    (``email_recipient``): the rule for a message's target and for a tenant's
+    ``email_recipients`` alike, so a grant can only name what a target can be."""
+    return (
+        bool(_EMAIL.match(text)) and not _CONTROL.search(text) and email_recipient(text) == text
+    )
+
+
+def email_recipient(to: str) -> str | None:
+    """The address a message from ``send_email`` to ``to`` is delivered to (the envelope
+    recipient ``send_message`` takes from the To header), or None when that is not one
+    address. It can differ from ``to``: the header parser decodes RFC 2047 words, so
+    ``a@=?utf-8?q?evil.example?=`` goes to ``a@evil.example``."""
+    message = EmailMessage()
+    try:
+        message["To"] = to
+    except (ValueError, TypeError, IndexError):
+        return None
+    found = [address for _, address in email.utils.getaddresses([message["To"]])]
+    return found[0] if len(found) == 1 and found[0] else None
 
 
 class NotificationMessage(BaseModel):

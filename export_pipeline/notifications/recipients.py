@@ -12,7 +12,7 @@ So a tenant may mail only the recipients its entry lists, each either
 
 Domains are compared in ASCII only (a domain that is not ASCII matches nothing; list an
 internationalized one as its ``xn--`` form), and a target is matched as the mail will be
-addressed (``channels.email_recipient``), so a look-alike, a trailing dot or an encoded word
+addressed (``messages.is_email_address``), so a look-alike, a trailing dot or an encoded word
 that the mailer would read as another domain is not granted.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from export_pipeline.notifications.channels import email_recipient
 from export_pipeline.notifications.messages import is_email_address
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -34,7 +33,7 @@ def recipient_grant(text: str) -> str:
     says what an entry is when it is neither an address nor ``@domain``."""
     local, at, domain = text.rpartition("@")
     plain_domain = bool(at) and len(domain) <= DOMAIN_MAX and bool(_DOMAIN.fullmatch(domain))
-    address = bool(local) and is_email_address(text) and email_recipient(text) == text
+    address = bool(local) and is_email_address(text)
     # '*' is a legal local part, but in a grant it would be read as the wildcard it is not
     if not plain_domain or (local and not address) or "*" in local:
         raise ValueError(
@@ -49,8 +48,6 @@ def recipient_granted(target: str, grants: Iterable[str]) -> bool:
     """Whether ``grants`` (entries made by ``recipient_grant``) let a message go to ``target``."""
     local, at, domain = target.rpartition("@")
     if not (local and at and domain.isascii() and is_email_address(target)):
-        return False
-    if email_recipient(target) != target:
         return False
     domain = domain.lower()
     granted = set(grants)

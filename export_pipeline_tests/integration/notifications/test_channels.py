@@ -11,10 +11,15 @@ from export_pipeline.notifications.channels import (
     DeliveryError,
     SmtpSettings,
     deliver_with_retry,
-    email_recipient,
     send_email,
 )
-from export_pipeline.notifications.messages import Policy, parse_notification, render
+from export_pipeline.notifications.messages import (
+    Policy,
+    email_recipient,
+    is_email_address,
+    parse_notification,
+    render,
+)
 from export_pipeline_tests.support.notification_servers import (
     SMTP_PASSWORD,
     SMTP_USER,
@@ -36,6 +41,8 @@ def test_templates_are_checked_against_the_policy():
         message(medium="telegram"),
         message(medium="email", target="a@b.example\r\nBcc: x@evil.example", title="t\r\nX: y"),
         message(medium="telegram", target="12 34"),
+        message(medium="email", target="a@=?utf-8?q?evil.example?="),
+        message(medium="email", target="ops@acme.example."),
     ]})
     assert notification is None
     assert {(p.path, p.message.split(" (")[0]) for p in problems} == {
@@ -48,6 +55,9 @@ def test_templates_are_checked_against_the_policy():
         ("notification.messages[6].target", "required for telegram: the chat id"),
         ("notification.messages[2].text", "unknown placeholder {{nope}}"),
         ("notification.messages[4].target", "required for telegram: the chat id"),
+        # an encoded word the mailer decodes to another domain, or no address it can send to
+        ("notification.messages[7].target", "required for email: one recipient's address"),
+        ("notification.messages[8].target", "required for email: one recipient's address"),
     }
 
 
@@ -86,6 +96,7 @@ def test_email_recipient_is_the_envelope_recipient_the_smtp_server_gets():
             send_email(settings, target, "t", "x")
         assert smtp.recipients == [[email_recipient(t)] for t in targets]
     assert [email_recipient(t) for t in targets[:2]] == ["ops@acme.example", "a@evil.example"]
+    assert [is_email_address(t) for t in targets] == [True, False, False]
 
 
 def test_webhooks_and_telegram_payloads():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from export_pipeline.notifications.channels import email_recipient
+from export_pipeline.notifications.messages import email_recipient
 from export_pipeline.notifications.recipients import recipient_grant, recipient_granted
 
 GRANTS = [recipient_grant("ops@acme.example"), recipient_grant("@Partner.Example")]
