@@ -41,7 +41,16 @@ class Medium(str, Enum):
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # One address, nothing a mail header could read as a second one or a new line.
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f,;:<>()\[\]\\\"]+@[^@\s\x00-\x1f\x7f,;:<>()\[\]\\\"]+$")
-_TELEGRAM_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{1,32})$")
+_TELEGRAM_CHAT = re.compile(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{1,32}")
+
+
+def telegram_chat(text: str) -> str | None:
+    """``text`` as the one chat it names (a chat id, or an ``@channel`` in lower case, as
+    Telegram reads user names without case), or None when it names none: the rule for a
+    message's target and for a tenant's ``telegram_chats`` alike."""
+    if not _TELEGRAM_CHAT.fullmatch(text):
+        return None
+    return text.lower() if text.startswith("@") else text
 
 
 def is_email_address(text: str) -> bool:
@@ -122,7 +131,7 @@ def parse_notification(document: Any, path: str = "notification") -> tuple[Notif
             problems.append(Problem(f"{where}.title", "must be one line, without control characters"))
         if message.medium is Medium.email and not is_email_address(message.target or ""):
             problems.append(Problem(f"{where}.target", "required for email: one recipient's address"))
-        if message.medium is Medium.telegram and not _TELEGRAM_CHAT.match(message.target or ""):
+        if message.medium is Medium.telegram and telegram_chat(message.target or "") is None:
             problems.append(Problem(
                 f"{where}.target", "required for telegram: the chat id (a number, or @channel)"
             ))

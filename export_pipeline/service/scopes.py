@@ -7,7 +7,9 @@ A request may name an SFTP ``savedKey``, deliver to a ``gcs`` bucket (with the s
 Google identity), run a saved export or notify through a medium other than email only when
 the tenant's entry lists that key, bucket, saved export or medium: omitted, none is allowed
 (email only). An email message also needs its target in the entry's ``email_recipients``
-(omitted: nobody), since it goes out through the operator's SMTP server. A saved export the
+(omitted: nobody), since it goes out through the operator's SMTP server, and a Telegram
+message its chat in ``telegram_chats`` (omitted: none), since the operator's bot may sit in
+other tenants' chats. A saved export the
 tenant may run brings its own deliveries and notification, which the operator defined, so only
 its name is checked."""
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from export_pipeline.contract.models import ExportRequest
 from export_pipeline.contract.problems import Problem
-from export_pipeline.notifications.messages import Medium, Notification
+from export_pipeline.notifications.messages import Medium, Notification, telegram_chat
 from export_pipeline.notifications.recipients import recipient_granted
 from export_pipeline.service.tenants import Tenant
 
@@ -50,8 +52,8 @@ def scope_problems(
 
 
 def _notification_problems(notification: Notification, tenant: Tenant) -> list[Problem]:
-    """A medium the tenant is not granted, or else an email target it is not granted (a medium
-    it may not use at all is named once, not again for its target)."""
+    """A medium the tenant is not granted, or else an email or Telegram target it is not
+    granted (a medium it may not use at all is named once, not again for its target)."""
     problems = []
     for i, message in enumerate(notification.messages):
         path = f"notification.messages[{i}]"
@@ -59,6 +61,9 @@ def _notification_problems(notification: Notification, tenant: Tenant) -> list[P
             problems.append(Problem(f"{path}.medium", f"{message.medium.value!r} is outside this key's scope"))
         elif message.medium is Medium.email and not recipient_granted(
                 message.target or "", tenant.email_recipients):
+            problems.append(Problem(f"{path}.target", f"{message.target!r} is outside this key's scope"))
+        elif message.medium is Medium.telegram and (
+                telegram_chat(message.target or "") not in tenant.telegram_chats):
             problems.append(Problem(f"{path}.target", f"{message.target!r} is outside this key's scope"))
     return problems
 

@@ -20,7 +20,7 @@ from export_pipeline.contract.models import FileFormat
 from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.documents import load_document
 from export_pipeline.settings import existing_file
-from export_pipeline.notifications.messages import Medium
+from export_pipeline.notifications.messages import Medium, telegram_chat
 from export_pipeline.notifications.recipients import recipient_grant
 
 KEY_PREFIX = "exk_"
@@ -28,6 +28,16 @@ TENANT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _HASH = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 _NAME = Annotated[str, StringConstraints(min_length=1)]
 _RECIPIENT = Annotated[str, AfterValidator(recipient_grant)]
+
+
+def _chat_grant(text: str) -> str:
+    chat = telegram_chat(text)
+    if chat is None:
+        raise ValueError("a Telegram chat id (-1001234567) or @channel")
+    return chat
+
+
+_CHAT = Annotated[str, AfterValidator(_chat_grant)]
 
 
 class _Strict(BaseModel):
@@ -90,6 +100,10 @@ class Tenant(_Strict):
     ``notification_media``): an address, or ``@domain`` for any address at exactly that domain
     (see ``notifications.recipients``); omitted: nobody, since the mail goes out through the
     operator's SMTP server under the operator's sender address."""
+    telegram_chats: list[_CHAT] = []
+    """The chats a request's Telegram messages may go to (the medium also needs
+    ``notification_media``); omitted: none, since the deployment's bot may sit in other
+    tenants' chats too."""
     keys: list[ApiKey] = []
 
 

@@ -43,6 +43,7 @@ def test_templates_are_checked_against_the_policy():
         message(medium="telegram", target="12 34"),
         message(medium="email", target="a@=?utf-8?q?evil.example?="),
         message(medium="email", target="ops@acme.example."),
+        message(medium="telegram", target="-1001234567\n"),
     ]})
     assert notification is None
     assert {(p.path, p.message.split(" (")[0]) for p in problems} == {
@@ -58,6 +59,7 @@ def test_templates_are_checked_against_the_policy():
         # an encoded word the mailer decodes to another domain, or no address it can send to
         ("notification.messages[7].target", "required for email: one recipient's address"),
         ("notification.messages[8].target", "required for email: one recipient's address"),
+        ("notification.messages[9].target", "required for telegram: the chat id"),
     }
 
 

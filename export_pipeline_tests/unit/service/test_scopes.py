@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 import copy
 
 from export_pipeline.contract.validation import validate_document
@@ -92,7 +94,7 @@ def test_a_saved_key_or_bucket_must_be_the_tenants_own_and_a_single_destination_
 
 def test_listed_media_are_allowed_and_an_empty_list_refuses_email_too():
     chatty = Tenant(name="a", notification_media=["email", "slack", "discord", "telegram"],
-                    email_recipients=["@example.com"])
+                    email_recipients=["@example.com"], telegram_chats=["-1001234567"])
     assert scope_problems(_with(), chatty, notification=_notification("email", "slack", "discord", "telegram")) == []
     # email needs the medium as well as the recipient; a medium not granted is named alone
     slack_only = Tenant(name="a", notification_media=["slack"], email_recipients=["ops@example.com"])
@@ -100,6 +102,34 @@ def test_listed_media_are_allowed_and_an_empty_list_refuses_email_too():
     assert _paths(problems) == ["notification.messages[0].medium", "notification.messages[2].medium"]
     assert _paths(scope_problems(_with(), Tenant(name="a", notification_media=[]),
                                  notification=_notification("email"))) == ["notification.messages[0].medium"]
+
+
+def test_telegram_goes_only_to_a_listed_chat():
+    """The deployment's bot may sit in other tenants' chats: only the listed ones are the
+    tenant's. An @channel is matched without case, as Telegram reads it."""
+    tenant = Tenant(name="a", notification_media=["telegram"],
+                    telegram_chats=["-1001234567", "@Acme_Reports"])
+    granted = _chats("-1001234567", "@acme_reports", "@ACME_REPORTS")
+    assert scope_problems(_with(), tenant, notification=granted) == []
+    refused = _chats("-1001234567", "-100123456", "1001234567", "@acme_reports2", "@other")
+    assert _paths(scope_problems(_with(), tenant, notification=refused)) == [
+        f"notification.messages[{i}].target" for i in range(1, 5)]
+    nobody = Tenant(name="a", notification_media=["telegram"])
+    assert _paths(scope_problems(_with(), nobody, notification=_chats("-1001234567"))) == [
+        "notification.messages[0].target"]
+
+
+def test_a_tenants_telegram_chats_must_be_chat_ids():
+    for bad in ("", "12 34", "-1001234567\n", "@", "@a-b", "#general", "https://t.me/x", 5):
+        with pytest.raises(ValueError, match="telegram_chats"):
+            Tenant(name="a", telegram_chats=[bad])
+
+
+def _chats(*targets):
+    notification, problems = parse_notification({"messages": [
+        {"policy": "onSuccess", "medium": "telegram", "target": t, "title": "t", "text": "x"} for t in targets]})
+    assert problems == []
+    return notification
 
 
 def _emails(*targets):
