@@ -11,7 +11,7 @@ import time
 import dagster as dg
 
 from export_pipeline.notifications.channels import Channels, SmtpSettings, deliver_with_retry
-from export_pipeline.notifications.messages import Notification, Policy, render
+from export_pipeline.notifications.messages import Notification, Policy, render, render_title
 from export_pipeline.settings import NotificationSettings, resource_field
 from export_pipeline.orchestration.run_outcomes import (
     NAME_TAG,
@@ -85,7 +85,7 @@ def notify(log, notifier: Notifier, run: dg.DagsterRun, policy: Policy, values: 
     channels = notifier.channels()
     delivered = 0
     for message in notification.for_policy(policy):
-        title, text = render(message.title, values), render(message.text, values)
+        title, text = render_title(message.title, values), render(message.text, values)
         where = f"{message.medium.value}" + (f" {message.target}" if message.target else "")
         medium = message.medium.value
         attempts = 1 if _down_until.get(medium, 0.0) > time.monotonic() else notifier.attempts

@@ -190,3 +190,33 @@ def test_a_medium_that_stays_down_gets_one_try_per_message_after_that(servers, i
         run_sensor(defs, instance, second)
         assert broken.fail_next == 100 - 4  # one try: the medium is known to be down
     assert len(smtp.messages) == 2  # the other media were not held up
+
+
+def test_a_title_with_a_multi_line_error_is_sent_on_one_line(servers, instance, tmp_path, caplog):
+    """``{{error}}`` lists each problem on its own line; in a title (an email's subject) it must
+    still go out, on one line."""
+    smtp, hooks = servers
+    body = copy.deepcopy(SEED_BODY)
+    for metric_request in body["metricRequests"]:
+        del metric_request["start"], metric_request["end"]
+    wrong = {"heading": "Wrong", "metricId": "entries-by-day", "fetchValue": "nope"}
+    body["csvFormat"]["columns"] += [wrong, {**wrong, "heading": "Wronger", "fetchValue": "nada"}]
+    (tmp_path / "definitions" / "daily.yaml").write_text(yaml.safe_dump({
+        "name": "daily-entries", "cadence": "daily", "start": "2024-04-01",
+        "timezone": "Europe/Berlin", "request": body, "notification": {"messages": [
+            {"policy": "onFailure", "medium": "email", "target": "ops@example.com",
+             "title": "{{name}} failed: {{error}}", "text": "{{error}}"},
+        ]},
+    }))
+    defs = build_definitions()
+    result = defs.resolve_job_def("saved_export_daily_entries").execute_in_process(
+        partition_key="2024-04-02", instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    run_sensor(defs, instance, result, caplog.handler)
+    assert "not delivered" not in caplog.text
+    [mail] = smtp.messages
+    subject = " ".join(mail["Subject"].split())  # unfolded
+    assert subject.startswith("daily-entries failed: data.body.csvFormat.columns[2].fetchValue")
+    assert "columns[3].fetchValue" in subject
+    assert len(mail.get_payload(decode=True).decode().strip().splitlines()) == 2
