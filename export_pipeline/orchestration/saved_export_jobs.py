@@ -8,12 +8,13 @@ schedule and a re-execution all export the same thing, with no run config at all
 """
 
 import json
+from collections.abc import Mapping
 
 import dagster as dg
 
 from export_pipeline.destinations.host_tag import body_destination_host_tags
 from export_pipeline.destinations.sealing import seal_for_run_config
-from export_pipeline.orchestration.export_assets import saved_export_asset_key
+from export_pipeline.orchestration.export_assets import SAVED_EXPORT_PREFIX, saved_export_asset_key
 from export_pipeline.orchestration.jobs import export_steps
 from export_pipeline.orchestration.ops import PLAN_DESCRIPTION, PLAN_OUTS, plan_outputs
 from export_pipeline.orchestration.resources import MetricSourceResource
@@ -47,6 +48,43 @@ def saved_export_tags(saved: SavedExport) -> dict[str, str]:
     return tags
 
 
+def saved_export_run_tags(
+    saved: SavedExport, partitions_def: dg.TimeWindowPartitionsDefinition, partition_key: str
+) -> dict[str, str]:
+    """A partition run's tags: the saved export's, and the partition's window."""
+    window = partitions_def.time_window_for_partition_key(partition_key)
+    return {**saved_export_tags(saved), WINDOW_TAG: f"{window.start.isoformat()}/{window.end.isoformat()}"}
+
+
+def implied_run_tags(saved_exports: list[SavedExport], run: dg.DagsterRun) -> dict[str, str]:
+    """The saved export tags of a run that materializes one saved export's asset, read from the
+    run itself (its asset selection and partition). A run launched from the asset page (or a
+    backfill of it) carries none of the job's tags, and gets them from its plan step; a run that
+    failed before that step (its resources could not start) has only these."""
+    partition = run.tags.get("dagster/partition")
+    names = {
+        key.path[1] for key in run.asset_selection or ()
+        if len(key.path) == 2 and key.path[0] == SAVED_EXPORT_PREFIX
+    }
+    if partition is None or len(names) != 1:
+        return {}
+    [name] = names
+    for saved in saved_exports:
+        if saved.name == name:
+            try:
+                return saved_export_run_tags(saved, partitions_for(saved), partition)
+            except ValueError:  # a key of an older version of the definition (another cadence)
+                return saved_export_tags(saved)
+    return {}
+
+
+def with_implied_tags(saved_exports: list[SavedExport], run: dg.DagsterRun) -> Mapping[str, str]:
+    """The run's tags, completed by ``implied_run_tags`` where the run has none of its own."""
+    if SAVED_EXPORT_TAG in run.tags:
+        return run.tags
+    return {**implied_run_tags(saved_exports, run), **run.tags}
+
+
 def _plan_op(saved: SavedExport, partitions_def: dg.TimeWindowPartitionsDefinition) -> dg.OpDefinition:
     @dg.op(
         name=f"{saved.job_name}_plan", out=PLAN_OUTS,
@@ -56,7 +94,7 @@ def _plan_op(saved: SavedExport, partitions_def: dg.TimeWindowPartitionsDefiniti
         window = partitions_def.time_window_for_partition_key(context.partition_key)
         # A run launched from the asset page carries none of the job's tags: the sensors
         # (notifications) find the saved export's name, window and messages here.
-        tags = {**saved_export_tags(saved), WINDOW_TAG: f"{window.start.isoformat()}/{window.end.isoformat()}"}
+        tags = saved_export_run_tags(saved, partitions_def, context.partition_key)
         missing = {k: v for k, v in tags.items() if k not in context.run.tags}
         if missing:
             context.instance.add_run_tags(context.run_id, missing)

@@ -220,3 +220,28 @@ def test_a_title_with_a_multi_line_error_is_sent_on_one_line(servers, instance, 
     assert subject.startswith("daily-entries failed: data.body.csvFormat.columns[2].fetchValue")
     assert "columns[3].fetchValue" in subject
     assert len(mail.get_payload(decode=True).decode().strip().splitlines()) == 2
+
+
+def test_a_run_from_the_asset_page_that_fails_before_its_first_step_is_still_notified(
+    servers, instance, monkeypatch
+):
+    """Materialize (or a backfill) from the asset page launches Dagster's own asset job, with
+    none of the saved export's tags; here the run fails as its resources start (the export
+    bucket is gone), before the step that would add them."""
+    smtp, hooks = servers
+    monkeypatch.setenv("EXPORT_BUCKET", "no-such-bucket")
+    defs = build_definitions()
+    key = dg.AssetKey(["saved_exports", "daily-entries"])
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key="2024-04-02", asset_selection=[key], instance=instance, raise_on_error=False,
+    )
+    assert not result.success
+    run = instance.get_run_by_id(result.run_id)
+    assert run.asset_selection == {key} and "export_pipeline/notification" not in run.tags
+    run_sensor(defs, instance, result)
+    [mail] = smtp.messages
+    assert mail["Subject"] == "Export daily-entries FAILED"
+    text = mail.get_payload(decode=True).decode()
+    assert text.startswith("2024-04-02T00:00:00+02:00/2024-04-03T00:00:00+02:00: ")
+    assert "no-such-bucket" in text
+    assert [r.path.split("/")[1] for r in hooks.requests] == ["slack", "discord", "telegram"]
