@@ -13,7 +13,7 @@ import dagster as dg
 
 from export_pipeline.notifications.channels import Channels, SmtpSettings, deliver_with_retry
 from export_pipeline.notifications.messages import Notification, Policy, render, render_title
-from export_pipeline.orchestration.saved_export_jobs import with_implied_tags
+from export_pipeline.orchestration.saved_export_jobs import run_notifications
 from export_pipeline.saved_exports.definitions import SavedExport
 from export_pipeline.settings import NotificationSettings, resource_field
 from export_pipeline.orchestration.run_outcomes import (
@@ -128,12 +128,12 @@ def build_notification_sensors(
     )
     def export_success_notifications(context: dg.RunStatusSensorContext, notifier: Notifier):
         run = context.dagster_run
-        tags = with_implied_tags(saved_exports, run)
-        if NOTIFICATION_TAG not in tags:
-            return
-        values = _values(run, "complete", tags)
-        values.update(export_response(context.instance, run.run_id) or {})
-        notify(context.log, notifier, run, Policy.on_success, values, tags)
+        for tags, asset_key in run_notifications(saved_exports, run):
+            if NOTIFICATION_TAG not in tags:
+                continue
+            values = _values(run, "complete", tags)
+            values.update(export_response(context.instance, run.run_id, asset_key) or {})
+            notify(context.log, notifier, run, Policy.on_success, values, tags)
 
     @dg.run_failure_sensor(
         name="export_failure_notifications",
@@ -142,13 +142,13 @@ def build_notification_sensors(
     )
     def export_failure_notifications(context: dg.RunFailureSensorContext, notifier: Notifier):
         run = context.dagster_run
-        tags = with_implied_tags(saved_exports, run)
-        if NOTIFICATION_TAG not in tags:
-            return
-        values = _values(run, "failed", tags)
-        values["error"] = error_text(
-            failure_errors(context.get_step_failure_events(), context.failure_event)
-        )
-        notify(context.log, notifier, run, Policy.on_failure, values, tags)
+        for tags, _ in run_notifications(saved_exports, run):
+            if NOTIFICATION_TAG not in tags:
+                continue
+            values = _values(run, "failed", tags)
+            values["error"] = error_text(
+                failure_errors(context.get_step_failure_events(), context.failure_event)
+            )
+            notify(context.log, notifier, run, Policy.on_failure, values, tags)
 
     return [export_success_notifications, export_failure_notifications]

@@ -56,33 +56,41 @@ def saved_export_run_tags(
     return {**saved_export_tags(saved), WINDOW_TAG: f"{window.start.isoformat()}/{window.end.isoformat()}"}
 
 
-def implied_run_tags(saved_exports: list[SavedExport], run: dg.DagsterRun) -> dict[str, str]:
-    """The saved export tags of a run that materializes one saved export's asset, read from the
-    run itself (its asset selection and partition). A run launched from the asset page (or a
-    backfill of it) carries none of the job's tags, and gets them from its plan step; a run that
-    failed before that step (its resources could not start) has only these."""
+def _implied_tags(saved: SavedExport, partition: str) -> dict[str, str]:
+    try:
+        return saved_export_run_tags(saved, partitions_for(saved), partition)
+    except ValueError:  # a key of an older version of the definition (another cadence)
+        return saved_export_tags(saved)
+
+
+def run_notifications(
+    saved_exports: list[SavedExport], run: dg.DagsterRun
+) -> list[tuple[Mapping[str, str], dg.AssetKey | None]]:
+    """Whose messages a finished run sends: each as the tags to read them from (name, window,
+    messages) and the asset whose materialization is its file (None: the run's only one).
+
+    A run launched from the asset page (or a backfill of it) carries none of the job's tags and
+    gets them from its plan step, so one that failed before that step (its resources could not
+    start) is recognised by its asset selection and partition. Several saved exports of the
+    same partitioning can be materialized in one run; the run's tags then hold one of them, so
+    each one's tags come from its definition, and its file from its own asset."""
     partition = run.tags.get("dagster/partition")
-    names = {
+    names = sorted({
         key.path[1] for key in run.asset_selection or ()
         if len(key.path) == 2 and key.path[0] == SAVED_EXPORT_PREFIX
-    }
-    if partition is None or len(names) != 1:
-        return {}
-    [name] = names
-    for saved in saved_exports:
-        if saved.name == name:
-            try:
-                return saved_export_run_tags(saved, partitions_for(saved), partition)
-            except ValueError:  # a key of an older version of the definition (another cadence)
-                return saved_export_tags(saved)
-    return {}
-
-
-def with_implied_tags(saved_exports: list[SavedExport], run: dg.DagsterRun) -> Mapping[str, str]:
-    """The run's tags, completed by ``implied_run_tags`` where the run has none of its own."""
-    if SAVED_EXPORT_TAG in run.tags:
-        return run.tags
-    return {**implied_run_tags(saved_exports, run), **run.tags}
+    })
+    by_name = {saved.name: saved for saved in saved_exports}
+    known = [name for name in names if name in by_name]
+    if partition is None or not known or (len(names) == 1 and SAVED_EXPORT_TAG in run.tags):
+        return [(run.tags, None)]
+    if len(names) == 1:
+        return [({**_implied_tags(by_name[known[0]], partition), **run.tags}, None)]
+    own = {SAVED_EXPORT_TAG, NAME_TAG, NOTIFICATION_TAG, WINDOW_TAG}
+    common = {k: v for k, v in run.tags.items() if k not in own}
+    return [
+        ({**common, **_implied_tags(by_name[name], partition)}, saved_export_asset_key(name))
+        for name in known
+    ]
 
 
 def _plan_op(saved: SavedExport, partitions_def: dg.TimeWindowPartitionsDefinition) -> dg.OpDefinition:

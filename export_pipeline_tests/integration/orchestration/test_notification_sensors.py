@@ -245,3 +245,33 @@ def test_a_run_from_the_asset_page_that_fails_before_its_first_step_is_still_not
     assert text.startswith("2024-04-02T00:00:00+02:00/2024-04-03T00:00:00+02:00: ")
     assert "no-such-bucket" in text
     assert [r.path.split("/")[1] for r in hooks.requests] == ["slack", "discord", "telegram"]
+
+
+def test_saved_exports_materialized_in_one_run_each_send_their_own_messages(
+    servers, instance, tmp_path
+):
+    """Saved exports of the same partitioning can be selected and materialized together (one
+    run): each one's messages go out, each with its own file's signed URL."""
+    smtp, hooks = servers
+    body = copy.deepcopy(SEED_BODY)
+    for metric_request in body["metricRequests"]:
+        del metric_request["start"], metric_request["end"]
+    (tmp_path / "definitions" / "other.yaml").write_text(yaml.safe_dump({
+        "name": "other", "cadence": "daily", "start": "2024-04-01", "timezone": "Europe/Berlin",
+        "request": body, "notification": {"messages": [
+            {"policy": "onSuccess", "medium": "slack", "title": "{{name}} {{partition}}", "text": "{{key}}"},
+        ]},
+    }))
+    defs = build_definitions()
+    keys = [dg.AssetKey(["saved_exports", "daily-entries"]), dg.AssetKey(["saved_exports", "other"])]
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key="2024-04-02", asset_selection=keys, instance=instance,
+    )
+    assert result.success
+    run_sensor(defs, instance, result)
+    slack = sorted(r.body["text"] for r in hooks.to("/slack"))
+    assert slack[0].startswith("*daily-entries ready*\n<http") and "exports/daily-entries/2024-04-02.csv" in slack[0]
+    assert slack[1] == "*other 2024-04-02*\nexports/other/2024-04-02.csv"
+    [mail] = smtp.messages
+    assert mail["Subject"] == "Export daily-entries ready"
+    assert "exports/daily-entries/2024-04-02.csv" in mail.get_payload(decode=True).decode()
