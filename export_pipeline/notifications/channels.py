@@ -15,6 +15,9 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
+from urllib.parse import urlsplit
+
+from export_pipeline.destinations.sealing import SHORT_SECRET, mask_secrets
 
 TIMEOUT_SECONDS = 10
 DISCORD_LIMIT = 2000
@@ -112,7 +115,31 @@ class Channels:
     telegram_api_url: str = "https://api.telegram.org"
 
     def sender_for(self, medium: str, target: str | None, title: str, text: str) -> Callable[[], None]:
-        """A call that delivers the message, or ``DeliveryError`` when it cannot be sent."""
+        """A call that delivers the message, or ``DeliveryError`` when it cannot be sent. What it
+        raises is logged on the sensor's tick: the webhook URLs, the bot token and the SMTP
+        password are masked in it, whatever the library put there (urllib quotes the whole URL
+        when it cannot use it)."""
+        send = self._sender(medium, target, title, text)
+        secrets = self._secrets()
+
+        def masked() -> None:
+            try:
+                send()
+            except Exception as error:
+                raise DeliveryError(mask_secrets(str(error), secrets)) from None
+
+        return masked
+
+    def _secrets(self) -> list[str]:
+        secrets = [self.telegram_bot_token or "", (self.smtp.password or "") if self.smtp else ""]
+        for url in (self.slack_webhook_url, self.discord_webhook_url):
+            if url:  # http.client quotes only the path when that is what it refuses
+                parts = urlsplit(url)
+                paths = [parts.path + (f"?{parts.query}" if parts.query else ""), parts.path]
+                secrets += [url, *(p for p in paths if len(p) >= SHORT_SECRET)]
+        return secrets
+
+    def _sender(self, medium: str, target: str | None, title: str, text: str) -> Callable[[], None]:
         if medium == "email":
             if self.smtp is None:
                 raise DeliveryError("email is not configured (set EXPORT_SMTP_HOST)")

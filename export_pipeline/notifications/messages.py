@@ -164,3 +164,12 @@ def render(template: str, values: Mapping[str, Any]) -> str:
     return PLACEHOLDER.sub(
         lambda m: "" if values.get(m.group(1)) is None else str(values[m.group(1)]), template
     )
+
+
+_LINE_BREAKS = re.compile(r"\s*[\x00-\x1f\x7f-\x9f\u2028\u2029]+\s*")
+
+
+def render_title(template: str, values: Mapping[str, Any]) -> str:
+    """The title, on one line: a value may span lines (``{{error}}`` lists every problem on its
+    own), and an email subject with a line break cannot be sent at all."""
+    return _LINE_BREAKS.sub(" ", render(template, values)).strip()

@@ -56,11 +56,10 @@ def inbox_and_saved_exports(settings: Settings) -> tuple[list, list, list, list,
     ``EXPORT_DEFINITIONS_PATH`` and the notifications."""
     inbox, notifications = settings.inbox, settings.notifications
     interval = inbox.sensor_interval_seconds
-    assets, jobs, schedules = [], [], []
+    assets, jobs, schedules, saved_exports = [], [], [], []
     if settings.saved_exports.definitions_path is not None:
-        assets, jobs, schedules = saved_export_definitions(
-            load_saved_exports(settings.saved_exports.definitions_path)
-        )
+        saved_exports = load_saved_exports(settings.saved_exports.definitions_path)
+        assets, jobs, schedules = saved_export_definitions(saved_exports)
     inbox_status = (
         dg.DefaultSensorStatus.RUNNING if inbox.inbox_sensor == "running"
         else dg.DefaultSensorStatus.STOPPED
@@ -68,7 +67,7 @@ def inbox_and_saved_exports(settings: Settings) -> tuple[list, list, list, list,
     sensors = [
         build_inbox_sensor(interval, inbox_status),
         *build_result_sensors(interval),
-        *build_notification_sensors(interval),
+        *build_notification_sensors(interval, saved_exports),
     ]
     resources = {
         "request_inbox": RequestInbox(

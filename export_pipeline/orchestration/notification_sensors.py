@@ -7,11 +7,14 @@ A failed delivery is retried with backoff and logged on the sensor's tick.
 
 import json
 import time
+from collections.abc import Mapping
 
 import dagster as dg
 
 from export_pipeline.notifications.channels import Channels, SmtpSettings, deliver_with_retry
-from export_pipeline.notifications.messages import Notification, Policy, render
+from export_pipeline.notifications.messages import Notification, Policy, render, render_title
+from export_pipeline.orchestration.saved_export_jobs import run_notifications
+from export_pipeline.saved_exports.definitions import SavedExport
 from export_pipeline.settings import NotificationSettings, resource_field
 from export_pipeline.orchestration.run_outcomes import (
     NAME_TAG,
@@ -54,12 +57,12 @@ class Notifier(dg.ConfigurableResource):
         )
 
 
-def _values(run: dg.DagsterRun, status: str) -> dict:
+def _values(run: dg.DagsterRun, status: str, tags: Mapping[str, str]) -> dict:
     return {
-        "name": run.tags.get(NAME_TAG, run.job_name),
-        "window": run.tags.get(WINDOW_TAG),
+        "name": tags.get(NAME_TAG, run.job_name),
+        "window": tags.get(WINDOW_TAG),
         "runId": run.run_id,
-        "partition": run.tags.get("dagster/partition"),
+        "partition": tags.get("dagster/partition"),
         "status": status,
     }
 
@@ -73,19 +76,24 @@ _down_until: dict[str, float] = {}
 DOWN_SECONDS = 300.0
 
 
-def notify(log, notifier: Notifier, run: dg.DagsterRun, policy: Policy, values: dict) -> int:
-    """Send the run's messages for ``policy``; returns how many were delivered. Never raises."""
-    if NOTIFICATION_TAG not in run.tags:
+def notify(
+    log, notifier: Notifier, run: dg.DagsterRun, policy: Policy, values: dict,
+    tags: Mapping[str, str] | None = None,
+) -> int:
+    """Send the run's messages for ``policy`` (from ``tags``, the run's own unless given);
+    returns how many were delivered. Never raises."""
+    tags = run.tags if tags is None else tags
+    if NOTIFICATION_TAG not in tags:
         return 0
     try:
-        notification = Notification.model_validate(json.loads(run.tags[NOTIFICATION_TAG]))
+        notification = Notification.model_validate(json.loads(tags[NOTIFICATION_TAG]))
     except ValueError as error:
         log.error(f"run {run.run_id}: unreadable notification tag: {error}")
         return 0
     channels = notifier.channels()
     delivered = 0
     for message in notification.for_policy(policy):
-        title, text = render(message.title, values), render(message.text, values)
+        title, text = render_title(message.title, values), render(message.text, values)
         where = f"{message.medium.value}" + (f" {message.target}" if message.target else "")
         medium = message.medium.value
         attempts = 1 if _down_until.get(medium, 0.0) > time.monotonic() else notifier.attempts
@@ -107,7 +115,10 @@ def notify(log, notifier: Notifier, run: dg.DagsterRun, policy: Policy, values: 
     return delivered
 
 
-def build_notification_sensors(minimum_interval_seconds: int) -> list[dg.SensorDefinition]:
+def build_notification_sensors(
+    minimum_interval_seconds: int, saved_exports: list[SavedExport] = ()
+) -> list[dg.SensorDefinition]:
+    """``saved_exports``: whose messages a run from their asset page gets, if it has no tags."""
     running = dg.DefaultSensorStatus.RUNNING
 
     @dg.run_status_sensor(
@@ -117,11 +128,12 @@ def build_notification_sensors(minimum_interval_seconds: int) -> list[dg.SensorD
     )
     def export_success_notifications(context: dg.RunStatusSensorContext, notifier: Notifier):
         run = context.dagster_run
-        if NOTIFICATION_TAG not in run.tags:
-            return
-        values = _values(run, "complete")
-        values.update(export_response(context.instance, run.run_id) or {})
-        notify(context.log, notifier, run, Policy.on_success, values)
+        for tags, asset_key in run_notifications(saved_exports, run):
+            if NOTIFICATION_TAG not in tags:
+                continue
+            values = _values(run, "complete", tags)
+            values.update(export_response(context.instance, run.run_id, asset_key) or {})
+            notify(context.log, notifier, run, Policy.on_success, values, tags)
 
     @dg.run_failure_sensor(
         name="export_failure_notifications",
@@ -130,12 +142,13 @@ def build_notification_sensors(minimum_interval_seconds: int) -> list[dg.SensorD
     )
     def export_failure_notifications(context: dg.RunFailureSensorContext, notifier: Notifier):
         run = context.dagster_run
-        if NOTIFICATION_TAG not in run.tags:
-            return
-        values = _values(run, "failed")
-        values["error"] = error_text(
-            failure_errors(context.get_step_failure_events(), context.failure_event)
-        )
-        notify(context.log, notifier, run, Policy.on_failure, values)
+        for tags, _ in run_notifications(saved_exports, run):
+            if NOTIFICATION_TAG not in tags:
+                continue
+            values = _values(run, "failed", tags)
+            values["error"] = error_text(
+                failure_errors(context.get_step_failure_events(), context.failure_event)
+            )
+            notify(context.log, notifier, run, Policy.on_failure, values, tags)
 
     return [export_success_notifications, export_failure_notifications]

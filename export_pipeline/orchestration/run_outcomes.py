@@ -15,13 +15,18 @@ WINDOW_TAG = "export_pipeline/window"
 NOTIFICATION_TAG = "export_pipeline/notification"
 
 
-def export_response(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any] | None:
+def export_response(
+    instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey | None = None
+) -> dict[str, Any] | None:
     """The response of the run's export file, from its materialization metadata (the last
-    materialization of an export asset: ``exports/<request id>`` or ``saved_exports/<name>``)."""
+    materialization of an export asset: ``exports/<request id>`` or ``saved_exports/<name>``;
+    of ``asset_key`` if given, when one run materialized several)."""
     entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
     for entry in reversed(entries):
         materialization = entry.asset_materialization
         if materialization is None or not is_export_asset_key(materialization.asset_key):
+            continue
+        if asset_key is not None and materialization.asset_key != asset_key:
             continue
         metadata = {k: v.value for k, v in materialization.metadata.items()}
         return build_response(

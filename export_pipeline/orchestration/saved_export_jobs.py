@@ -8,12 +8,13 @@ schedule and a re-execution all export the same thing, with no run config at all
 """
 
 import json
+from collections.abc import Mapping
 
 import dagster as dg
 
 from export_pipeline.destinations.host_tag import body_destination_host_tags
 from export_pipeline.destinations.sealing import seal_for_run_config
-from export_pipeline.orchestration.export_assets import saved_export_asset_key
+from export_pipeline.orchestration.export_assets import SAVED_EXPORT_PREFIX, saved_export_asset_key
 from export_pipeline.orchestration.jobs import export_steps
 from export_pipeline.orchestration.ops import PLAN_DESCRIPTION, PLAN_OUTS, plan_outputs
 from export_pipeline.orchestration.resources import MetricSourceResource
@@ -47,6 +48,51 @@ def saved_export_tags(saved: SavedExport) -> dict[str, str]:
     return tags
 
 
+def saved_export_run_tags(
+    saved: SavedExport, partitions_def: dg.TimeWindowPartitionsDefinition, partition_key: str
+) -> dict[str, str]:
+    """A partition run's tags: the saved export's, and the partition's window."""
+    window = partitions_def.time_window_for_partition_key(partition_key)
+    return {**saved_export_tags(saved), WINDOW_TAG: f"{window.start.isoformat()}/{window.end.isoformat()}"}
+
+
+def _implied_tags(saved: SavedExport, partition: str) -> dict[str, str]:
+    try:
+        return saved_export_run_tags(saved, partitions_for(saved), partition)
+    except ValueError:  # a key of an older version of the definition (another cadence)
+        return saved_export_tags(saved)
+
+
+def run_notifications(
+    saved_exports: list[SavedExport], run: dg.DagsterRun
+) -> list[tuple[Mapping[str, str], dg.AssetKey | None]]:
+    """Whose messages a finished run sends: each as the tags to read them from (name, window,
+    messages) and the asset whose materialization is its file (None: the run's only one).
+
+    A run launched from the asset page (or a backfill of it) carries none of the job's tags and
+    gets them from its plan step, so one that failed before that step (its resources could not
+    start) is recognised by its asset selection and partition. Several saved exports of the
+    same partitioning can be materialized in one run; the run's tags then hold one of them, so
+    each one's tags come from its definition, and its file from its own asset."""
+    partition = run.tags.get("dagster/partition")
+    names = sorted({
+        key.path[1] for key in run.asset_selection or ()
+        if len(key.path) == 2 and key.path[0] == SAVED_EXPORT_PREFIX
+    })
+    by_name = {saved.name: saved for saved in saved_exports}
+    known = [name for name in names if name in by_name]
+    if partition is None or not known or (len(names) == 1 and SAVED_EXPORT_TAG in run.tags):
+        return [(run.tags, None)]
+    if len(names) == 1:
+        return [({**_implied_tags(by_name[known[0]], partition), **run.tags}, None)]
+    own = {SAVED_EXPORT_TAG, NAME_TAG, NOTIFICATION_TAG, WINDOW_TAG}
+    common = {k: v for k, v in run.tags.items() if k not in own}
+    return [
+        ({**common, **_implied_tags(by_name[name], partition)}, saved_export_asset_key(name))
+        for name in known
+    ]
+
+
 def _plan_op(saved: SavedExport, partitions_def: dg.TimeWindowPartitionsDefinition) -> dg.OpDefinition:
     @dg.op(
         name=f"{saved.job_name}_plan", out=PLAN_OUTS,
@@ -56,7 +102,7 @@ def _plan_op(saved: SavedExport, partitions_def: dg.TimeWindowPartitionsDefiniti
         window = partitions_def.time_window_for_partition_key(context.partition_key)
         # A run launched from the asset page carries none of the job's tags: the sensors
         # (notifications) find the saved export's name, window and messages here.
-        tags = {**saved_export_tags(saved), WINDOW_TAG: f"{window.start.isoformat()}/{window.end.isoformat()}"}
+        tags = saved_export_run_tags(saved, partitions_def, context.partition_key)
         missing = {k: v for k, v in tags.items() if k not in context.run.tags}
         if missing:
             context.instance.add_run_tags(context.run_id, missing)

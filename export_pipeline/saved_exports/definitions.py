@@ -11,6 +11,7 @@ in place of ``cadence`` + ``start``.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum
@@ -18,12 +19,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from export_pipeline.notifications.messages import Notification, parse_notification
 from export_pipeline.contract.documents import read_document
 from export_pipeline.contract.envelope import BODY_PATH, unwrap, wrap
+from export_pipeline.contract.models import EARLIEST_INSTANT, LATEST_INSTANT, SUPPORTED_INSTANTS
 from export_pipeline.contract.problems import InvalidRequest, Problem, problems_from
 from export_pipeline.contract.validation import validate_document
 
@@ -55,7 +57,7 @@ class _Definition(BaseModel):
     name: str
     description: str = ""
     cadence: Cadence | None = None
-    start: date | datetime | None = None
+    start: datetime | date | None = None
     type: str | None = None
     periodicity: str | None = None
     period_start: int | float | None = None
@@ -63,6 +65,38 @@ class _Definition(BaseModel):
     enabled: bool = True
     request: dict[str, Any]
     notification: dict[str, Any] | None = None
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _date_or_wall_clock(cls, value: Any) -> Any:
+        """A date or an ISO 8601 time, read as written: a number is not taken for a Unix
+        timestamp (that is ``periodStart``), and an offset is kept even at midnight (a date
+        would win the union and drop it)."""
+        if value is None or isinstance(value, (date, datetime)):
+            return value
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                pass
+        raise ValueError(
+            "must be a date or a wall-clock time, e.g. 2024-04-01 or 2024-04-01T06:00 "
+            "(a Unix timestamp goes in periodStart)"
+        )
+
+    @field_validator("period_start", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # `true` would otherwise be the second 1 of 1970
+            raise ValueError("must be a Unix timestamp, in seconds")
+        return value
+
+    @field_validator("period_start")
+    @classmethod
+    def _finite(cls, value: int | float | None) -> int | float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a Unix timestamp, in seconds")
+        return value
 
 
 class SavedExport(BaseModel):
@@ -119,6 +153,7 @@ def parse_saved_export(document: Any, source: str = "<definition>") -> SavedExpo
         bad = {e["loc"][0] for e in error.errors() if e["loc"]}
         rest = {k: v for k, v in document.items() if k not in bad}
         rest.setdefault("name", "invalid")
+        rest.setdefault("request", {})  # reported; its own checks are skipped below
         if "cadence" in bad:  # reported; a stand-in that contradicts nothing else
             periodicity = str(rest.get("periodicity", "")).upper()
             rest["cadence"] = PERIODICITIES.get(periodicity, Cadence.daily).value
@@ -126,16 +161,17 @@ def parse_saved_export(document: Any, source: str = "<definition>") -> SavedExpo
             raw = _Definition.model_validate(rest)
         except ValidationError:
             raise InvalidRequest(problems) from None
-    if not re.match(NAME_PATTERN, raw.name):
+    if not re.fullmatch(NAME_PATTERN, raw.name):  # `$` alone lets a trailing newline through
         problems.append(Problem(
             "name", "must be 1 to 64 letters, digits, '_' or '-', starting with a letter or digit"
         ))
-    cadence, start = _cadence_and_start(raw, problems)
+    reported = {p.path.split(".")[0].split("[")[0] for p in problems}
+    cadence, start = _cadence_and_start(raw, problems, reported)
     try:
         ZoneInfo(raw.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(Problem("timezone", f"{raw.timezone!r} is not an IANA timezone (e.g. Europe/Berlin)"))
-    body, prefix = _body(raw.request, problems)
+    body, prefix = (None, "") if "request" in reported else _body(raw.request, problems)
     if body is not None:
         for i, metric_request in enumerate(body.get("metricRequests") or []):
             for key in ("start", "end"):
@@ -185,7 +221,9 @@ def _request_problems(body: dict, prefix: str, cadence: Cadence) -> list[Problem
     return []
 
 
-def _cadence_and_start(raw: _Definition, problems: list[Problem]) -> tuple[Cadence, datetime]:
+def _cadence_and_start(
+    raw: _Definition, problems: list[Problem], reported: set[str] = frozenset()
+) -> tuple[Cadence, datetime]:
     cadence = raw.cadence
     if raw.type is not None and raw.type != "recurring":
         problems.append(Problem("type", f"a saved export is 'recurring', not {raw.type!r}"))
@@ -200,7 +238,7 @@ def _cadence_and_start(raw: _Definition, problems: list[Problem]) -> tuple[Caden
         elif cadence is not None and cadence is not mapped:
             problems.append(Problem("periodicity", f"contradicts cadence {cadence.value!r}"))
         cadence = cadence or mapped
-    if cadence is None and raw.periodicity is None:
+    if cadence is None and raw.periodicity is None and not reported & {"cadence", "periodicity"}:
         problems.append(Problem("cadence", "required: hourly, daily, weekly or monthly (or periodicity)"))
     start: datetime | None = None
     if raw.start is not None and raw.period_start is not None:
@@ -210,9 +248,18 @@ def _cadence_and_start(raw: _Definition, problems: list[Problem]) -> tuple[Caden
         if start.tzinfo is not None:
             start = _wall_clock(start, raw.timezone)
     elif raw.period_start is not None:
-        start = _wall_clock(datetime.fromtimestamp(raw.period_start, timezone.utc), raw.timezone)
-    else:
+        if EARLIEST_INSTANT.timestamp() <= raw.period_start < LATEST_INSTANT.timestamp():
+            start = _wall_clock(datetime.fromtimestamp(raw.period_start, timezone.utc), raw.timezone)
+        else:
+            problems.append(Problem("periodStart", f"is outside the supported instants, {SUPPORTED_INSTANTS}"))
+    elif not reported & {"start", "periodStart"}:
         problems.append(Problem("start", "required: the first period, e.g. 2024-04-01 (or periodStart)"))
+    # the partitions are counted from it: beyond the calendar's ends, Dagster's arithmetic overflows
+    if raw.start is not None and start is not None and not (
+        EARLIEST_INSTANT.replace(tzinfo=None) <= start < LATEST_INSTANT.replace(tzinfo=None)
+    ):
+        problems.append(Problem("start", f"is outside the supported instants, {SUPPORTED_INSTANTS}"))
+        start = None
     return cadence or Cadence.daily, start or datetime(1970, 1, 1)
 
 

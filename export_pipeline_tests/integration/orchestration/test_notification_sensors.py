@@ -190,3 +190,88 @@ def test_a_medium_that_stays_down_gets_one_try_per_message_after_that(servers, i
         run_sensor(defs, instance, second)
         assert broken.fail_next == 100 - 4  # one try: the medium is known to be down
     assert len(smtp.messages) == 2  # the other media were not held up
+
+
+def test_a_title_with_a_multi_line_error_is_sent_on_one_line(servers, instance, tmp_path, caplog):
+    """``{{error}}`` lists each problem on its own line; in a title (an email's subject) it must
+    still go out, on one line."""
+    smtp, hooks = servers
+    body = copy.deepcopy(SEED_BODY)
+    for metric_request in body["metricRequests"]:
+        del metric_request["start"], metric_request["end"]
+    wrong = {"heading": "Wrong", "metricId": "entries-by-day", "fetchValue": "nope"}
+    body["csvFormat"]["columns"] += [wrong, {**wrong, "heading": "Wronger", "fetchValue": "nada"}]
+    (tmp_path / "definitions" / "daily.yaml").write_text(yaml.safe_dump({
+        "name": "daily-entries", "cadence": "daily", "start": "2024-04-01",
+        "timezone": "Europe/Berlin", "request": body, "notification": {"messages": [
+            {"policy": "onFailure", "medium": "email", "target": "ops@example.com",
+             "title": "{{name}} failed: {{error}}", "text": "{{error}}"},
+        ]},
+    }))
+    defs = build_definitions()
+    result = defs.resolve_job_def("saved_export_daily_entries").execute_in_process(
+        partition_key="2024-04-02", instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    run_sensor(defs, instance, result, caplog.handler)
+    assert "not delivered" not in caplog.text
+    [mail] = smtp.messages
+    subject = " ".join(mail["Subject"].split())  # unfolded
+    assert subject.startswith("daily-entries failed: data.body.csvFormat.columns[2].fetchValue")
+    assert "columns[3].fetchValue" in subject
+    assert len(mail.get_payload(decode=True).decode().strip().splitlines()) == 2
+
+
+def test_a_run_from_the_asset_page_that_fails_before_its_first_step_is_still_notified(
+    servers, instance, monkeypatch
+):
+    """Materialize (or a backfill) from the asset page launches Dagster's own asset job, with
+    none of the saved export's tags; here the run fails as its resources start (the export
+    bucket is gone), before the step that would add them."""
+    smtp, hooks = servers
+    monkeypatch.setenv("EXPORT_BUCKET", "no-such-bucket")
+    defs = build_definitions()
+    key = dg.AssetKey(["saved_exports", "daily-entries"])
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key="2024-04-02", asset_selection=[key], instance=instance, raise_on_error=False,
+    )
+    assert not result.success
+    run = instance.get_run_by_id(result.run_id)
+    assert run.asset_selection == {key} and "export_pipeline/notification" not in run.tags
+    run_sensor(defs, instance, result)
+    [mail] = smtp.messages
+    assert mail["Subject"] == "Export daily-entries FAILED"
+    text = mail.get_payload(decode=True).decode()
+    assert text.startswith("2024-04-02T00:00:00+02:00/2024-04-03T00:00:00+02:00: ")
+    assert "no-such-bucket" in text
+    assert [r.path.split("/")[1] for r in hooks.requests] == ["slack", "discord", "telegram"]
+
+
+def test_saved_exports_materialized_in_one_run_each_send_their_own_messages(
+    servers, instance, tmp_path
+):
+    """Saved exports of the same partitioning can be selected and materialized together (one
+    run): each one's messages go out, each with its own file's signed URL."""
+    smtp, hooks = servers
+    body = copy.deepcopy(SEED_BODY)
+    for metric_request in body["metricRequests"]:
+        del metric_request["start"], metric_request["end"]
+    (tmp_path / "definitions" / "other.yaml").write_text(yaml.safe_dump({
+        "name": "other", "cadence": "daily", "start": "2024-04-01", "timezone": "Europe/Berlin",
+        "request": body, "notification": {"messages": [
+            {"policy": "onSuccess", "medium": "slack", "title": "{{name}} {{partition}}", "text": "{{key}}"},
+        ]},
+    }))
+    defs = build_definitions()
+    keys = [dg.AssetKey(["saved_exports", "daily-entries"]), dg.AssetKey(["saved_exports", "other"])]
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key="2024-04-02", asset_selection=keys, instance=instance,
+    )
+    assert result.success
+    run_sensor(defs, instance, result)
+    slack = sorted(r.body["text"] for r in hooks.to("/slack"))
+    assert slack[0].startswith("*daily-entries ready*\n<http") and "exports/daily-entries/2024-04-02.csv" in slack[0]
+    assert slack[1] == "*other 2024-04-02*\nexports/other/2024-04-02.csv"
+    [mail] = smtp.messages
+    assert mail["Subject"] == "Export daily-entries ready"
+    assert "exports/daily-entries/2024-04-02.csv" in mail.get_payload(decode=True).decode()

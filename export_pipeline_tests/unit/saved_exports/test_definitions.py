@@ -101,3 +101,58 @@ def test_the_shipped_example_is_valid():
     [saved] = load_saved_exports(folder)
     assert (saved.name, saved.cadence, saved.timezone) == ("daily-entries", Cadence.daily, "Europe/Berlin")
     assert len(saved.notification.messages) == 2
+
+
+def problems_of(document) -> list[str]:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_saved_export(document)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_start_and_period_start_beyond_what_the_partitions_can_count_are_problems_not_crashes():
+    seed = dict(cadence=None, start=None, type="recurring", periodicity="P1D")
+    supported = "is outside the supported instants, 1900-01-01T00:00:00Z up to 9999-01-01T00:00:00Z"
+    assert problems_of(definition(**seed, periodStart=1e20)) == [f"periodStart: {supported}"]
+    assert problems_of(definition(**seed, periodStart=-1e13)) == [f"periodStart: {supported}"]
+    for value in (float("nan"), float("inf"), True):
+        assert problems_of(definition(**seed, periodStart=value)) == [
+            "periodStart: must be a Unix timestamp, in seconds"
+        ]
+    assert problems_of(definition(start="0001-01-01")) == [f"start: {supported}"]
+    assert problems_of(definition(start="9999-12-31")) == [f"start: {supported}"]
+
+
+def test_start_is_read_as_written():
+    # an offset counts at midnight too, in JSON as in YAML's own timestamps
+    for start in ("2024-04-01T00:00:00+05:00", yaml.safe_load("s: 2024-04-01T00:00:00+05:00")["s"]):
+        assert parse_saved_export(definition(start=start, cadence="hourly")).start == datetime(2024, 3, 31, 21)
+    assert parse_saved_export(definition(start="2024-04-01T00:00:00Z")).start == datetime(2024, 4, 1, 2)
+    assert parse_saved_export(definition(start="2024-04-01")).start == datetime(2024, 4, 1)
+    # a number is not a date: 20240401 is not the Unix second 20,240,401 of August 1970
+    [problem] = problems_of(definition(start=20240401))
+    assert problem.startswith("start: must be a date or a wall-clock time")
+
+
+def test_a_name_with_a_trailing_newline_is_refused():
+    assert problems_of(definition(name="daily\n")) == [
+        "name: must be 1 to 64 letters, digits, '_' or '-', starting with a letter or digit"
+    ]
+
+
+def test_a_definition_without_its_request_still_reports_every_other_problem():
+    assert problems_of({"name": "a"}) == [
+        "request: required",
+        "cadence: required: hourly, daily, weekly or monthly (or periodicity)",
+        "start: required: the first period, e.g. 2024-04-01 (or periodStart)",
+    ]
+
+
+def test_the_folder_reports_bad_values_of_every_file_without_crashing(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(definition(name="abc\n")))
+    (tmp_path / "b.json").write_text(json.dumps(definition(
+        name="b", cadence=None, start=None, type="recurring", periodicity="P1D", periodStart=1e20,
+    )))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(definition(name="c")))
+    with pytest.raises(InvalidRequest) as caught:
+        load_saved_exports(tmp_path)
+    assert [p.path for p in caught.value.problems] == ["a.json: name", "b.json: periodStart"]
