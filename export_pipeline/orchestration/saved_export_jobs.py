@@ -15,7 +15,7 @@ import dagster as dg
 from export_pipeline.destinations.host_tag import body_destination_host_tags
 from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.orchestration.export_assets import SAVED_EXPORT_PREFIX, saved_export_asset_key
-from export_pipeline.orchestration.jobs import export_steps
+from export_pipeline.orchestration.jobs import RETRY_ALL_STEPS, export_steps
 from export_pipeline.orchestration.ops import PLAN_DESCRIPTION, PLAN_OUTS, plan_outputs
 from export_pipeline.orchestration.resources import MetricSourceResource
 from export_pipeline.orchestration.run_outcomes import NAME_TAG, NOTIFICATION_TAG, WINDOW_TAG
@@ -40,9 +40,10 @@ def partitions_for(saved: SavedExport) -> dg.TimeWindowPartitionsDefinition:
 
 
 def saved_export_tags(saved: SavedExport) -> dict[str, str]:
-    """The run tags the sensors (notifications) read: which saved export, and its messages."""
+    """The run tags the sensors (notifications) read: which saved export, and its messages;
+    and, as for every export job, that a retried run runs every step again."""
     tags = {KIND_TAG: "saved_export", SAVED_EXPORT_TAG: saved.name, NAME_TAG: saved.name,
-            **body_destination_host_tags(saved.body)}
+            **body_destination_host_tags(saved.body), **RETRY_ALL_STEPS}
     if saved.notification is not None:
         tags[NOTIFICATION_TAG] = json.dumps(saved.notification.model_dump(mode="json"))
     return tags

@@ -43,7 +43,21 @@ def test_without_run_retries_a_failed_run_fails_the_export_at_once(tmp_path):
 
 
 def test_the_export_jobs_retry_every_step():
+    """Saved exports' jobs too, and their runs from the asset page, which get the job's tags
+    from their plan step (``saved_export_run_tags``)."""
     from export_pipeline.orchestration.jobs import export_job
+    from export_pipeline.orchestration.saved_export_jobs import (
+        partitions_for,
+        saved_export_asset,
+        saved_export_job,
+        saved_export_run_tags,
+    )
+    from export_pipeline.saved_exports.definitions import parse_saved_export
+    from export_pipeline_tests.unit.saved_exports.test_definitions import definition
 
-    for job in (export_job, api_export_job):
-        assert job.tags["dagster/retry_strategy"] == RETRY_ALL_STEPS["dagster/retry_strategy"] == "ALL_STEPS"
+    saved = parse_saved_export(definition(), "daily.yaml")
+    saved_job = saved_export_job(saved, saved_export_asset(saved))
+    partitions = partitions_for(saved)
+    asset_page_run = saved_export_run_tags(saved, partitions, partitions.get_first_partition_key())
+    for tags in (export_job.tags, api_export_job.tags, saved_job.tags, asset_page_run):
+        assert tags["dagster/retry_strategy"] == RETRY_ALL_STEPS["dagster/retry_strategy"] == "ALL_STEPS"
