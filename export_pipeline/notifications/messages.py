@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from enum import Enum
 from typing import Annotated, Any
@@ -159,17 +159,40 @@ def _template_problems(
     return problems
 
 
-def render(template: str, values: Mapping[str, Any]) -> str:
-    """Fill ``{{name}}`` placeholders; a value that is missing renders as empty."""
+def render(
+    template: str, values: Mapping[str, Any], escape: Callable[[str], str] = str
+) -> str:
+    """Fill ``{{name}}`` placeholders, each value through ``escape``; a value that is missing
+    renders as empty."""
     return PLACEHOLDER.sub(
-        lambda m: "" if values.get(m.group(1)) is None else str(values[m.group(1)]), template
+        lambda m: "" if values.get(m.group(1)) is None else escape(str(values[m.group(1)])),
+        template,
     )
+
+
+def _slack_text(value: str) -> str:
+    # '&' stays: without '<' it starts no markup, and a signed URL's '&'s stay as they are
+    return value.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _discord_text(value: str) -> str:
+    return value.replace("@", "@\u200b")
+
+
+# A value (an error quoting a request, a name) is text, not markup: in Slack '<!channel>' or
+# '<https://x|click>' and in Discord '@everyone' or '<@id>' would ping or link. The operator's
+# own template keeps its markup.
+VALUE_ESCAPES: dict[Medium, Callable[[str], str]] = {
+    Medium.slack: _slack_text, Medium.discord: _discord_text,
+}
 
 
 _LINE_BREAKS = re.compile(r"\s*[\x00-\x1f\x7f-\x9f\u2028\u2029]+\s*")
 
 
-def render_title(template: str, values: Mapping[str, Any]) -> str:
+def render_title(
+    template: str, values: Mapping[str, Any], escape: Callable[[str], str] = str
+) -> str:
     """The title, on one line: a value may span lines (``{{error}}`` lists every problem on its
     own), and an email subject with a line break cannot be sent at all."""
-    return _LINE_BREAKS.sub(" ", render(template, values)).strip()
+    return _LINE_BREAKS.sub(" ", render(template, values, escape)).strip()

@@ -12,7 +12,13 @@ from collections.abc import Mapping
 import dagster as dg
 
 from export_pipeline.notifications.channels import Channels, SmtpSettings, deliver_with_retry
-from export_pipeline.notifications.messages import Notification, Policy, render, render_title
+from export_pipeline.notifications.messages import (
+    VALUE_ESCAPES,
+    Notification,
+    Policy,
+    render,
+    render_title,
+)
 from export_pipeline.orchestration.saved_export_jobs import run_notifications
 from export_pipeline.saved_exports.definitions import SavedExport
 from export_pipeline.settings import NotificationSettings, resource_field
@@ -93,7 +99,9 @@ def notify(
     channels = notifier.channels()
     delivered = 0
     for message in notification.for_policy(policy):
-        title, text = render_title(message.title, values), render(message.text, values)
+        escape = VALUE_ESCAPES.get(message.medium, str)
+        title = render_title(message.title, values, escape)
+        text = render(message.text, values, escape)
         where = f"{message.medium.value}" + (f" {message.target}" if message.target else "")
         medium = message.medium.value
         attempts = 1 if _down_until.get(medium, 0.0) > time.monotonic() else notifier.attempts

@@ -139,6 +139,27 @@ def test_failure_messages_carry_the_error(servers, instance, tmp_path, monkeypat
         assert "missing-store" in json.dumps(received.body)
 
 
+def test_a_value_that_looks_like_markup_cannot_ping_a_channel(servers, instance, tmp_path, monkeypatch):
+    """The error quotes what it failed on; in Slack '<!channel>' and in Discord '@everyone'
+    would notify everyone. Values arrive as text; the template's own markup stays."""
+    smtp, hooks = servers
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(tmp_path / "<!channel> @everyone <@42>"))
+    defs = build_definitions()
+    result = defs.resolve_job_def("saved_export_daily_entries").execute_in_process(
+        partition_key="2024-04-02", instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    run_sensor(defs, instance, result)
+    [slack] = hooks.to("/slack")
+    assert "&lt;!channel&gt; @everyone &lt;@42&gt;" in slack.body["text"]
+    assert "<!channel>" not in slack.body["text"] and slack.body["text"].startswith("*")
+    [discord] = hooks.to("/discord")
+    assert "<!channel> @\u200beveryone <@\u200b42>" in discord.body["content"]
+    assert "@everyone" not in discord.body["content"]
+    [mail] = smtp.messages
+    assert "<!channel> @everyone <@42>" in mail.get_payload(decode=True).decode()
+
+
 def test_a_failing_medium_is_retried_and_never_stops_the_others(servers, instance, monkeypatch, caplog):
     smtp, hooks = servers
     hooks.fail_next = 1  # the first webhook call (Slack) gets a 500, then succeeds on retry
