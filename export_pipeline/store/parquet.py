@@ -94,7 +94,7 @@ class ParquetMetricSource:
         if query.samples:
             bucket = ts_utc if query.time_zone == "UTC" else ts_utc.dt.convert_time_zone(query.time_zone)
         else:
-            bucket = bucket_expr(ts_utc, query.period, query.time_zone)
+            bucket = bucket_expr(ts_utc, query.period, query.time_zone, (window.start, window.end))
         keys = [
             bucket.alias(BUCKET),
             pl.col(ENTITY_ID).cast(pl.String),

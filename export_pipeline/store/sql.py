@@ -11,7 +11,8 @@ relying on the engine's time-zone database or session zone: the zone's UTC offse
 query's span are read from Python's ``zoneinfo`` and written into the query as constants
 (a ``CASE`` on the epoch second), the local wall-clock second is truncated to the bucket
 width by integer arithmetic (epoch-aligned as polars is), and turned back into a UTC instant
-with polars' rules for a repeated or a skipped local time. Calendar buckets (months, quarters,
+with polars' rules for a repeated or a skipped local time, and the starts a clock change
+skips or repeats as ``timeline.clock_changes`` reads them. Calendar buckets (months, quarters,
 years) are few per window: their UTC starts are computed in Python and matched in a ``CASE``.
 The bucket leaves the engine as an epoch second and becomes a zoned datetime in polars.
 
@@ -28,6 +29,7 @@ source's to the last bit only when the values add exactly (integers, binary frac
 from __future__ import annotations
 
 import io
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,6 +52,7 @@ from export_pipeline.store.source import (
     measure_names,
     sum_types,
 )
+from export_pipeline.timeline.clock_changes import BucketFix, bucket_fixes, offset_segments
 from export_pipeline.timeline.periods import UTC, AggregationPeriod, Granularity, as_granularity
 
 SQL_SCHEMES = ("duckdb", "postgresql", "postgres")
@@ -538,8 +541,12 @@ def bucket_seconds(epoch: Any, query: MetricQuery, ibis: Any) -> Any:
     """The UTC epoch second of each row's bucket start, cut in ``query.time_zone``."""
     granularity = as_granularity(query.period)
     tz = ZoneInfo(query.time_zone) if query.time_zone != UTC else timezone.utc
+    fixes = [] if query.time_zone == UTC else bucket_fixes(
+        query.time_zone, granularity.every, not granularity.is_subdaily,
+        query.window.start, query.window.end,
+    )
     if granularity.unit in _MONTHS:
-        starts = calendar_starts(query, granularity, tz)
+        starts = calendar_starts(query, granularity, tz, fixes)
         if len(starts) == 1:
             return ibis.literal(starts[0])
         return ibis.cases(*((epoch < b, a) for a, b in zip(starts, starts[1:])), else_=starts[-1])
@@ -555,13 +562,21 @@ def bucket_seconds(epoch: Any, query: MetricQuery, ibis: Any) -> Any:
     def to_utc(local: Any, index: int) -> Any:
         start, offset = segments[index]
         if index == 0:
-            return local - offset
-        fallback = [
-            (local < segments[j + 1][0] + max(o, segments[j + 1][1]), local - o)
-            for j, (_, o) in enumerate(segments[:index])
-        ]
-        return ibis.cases((local >= start + offset, local - offset), *fallback[:-1],
-                          else_=fallback[-1][1])
+            read = local - offset
+        else:
+            fallback = [
+                (local < segments[j + 1][0] + max(o, segments[j + 1][1]), local - o)
+                for j, (_, o) in enumerate(segments[:index])
+            ]
+            read = ibis.cases((local >= start + offset, local - offset), *fallback[:-1],
+                              else_=fallback[-1][1])
+        if not fixes:
+            return read
+        return ibis.cases(*(
+            ((local >= _wall_second(f.first)) & (local < _wall_second(f.stop)),
+             int(f.instant.timestamp()))
+            for f in fixes
+        ), else_=read)
 
     if len(segments) == 1:
         return to_utc(local_start(segments[0][1]), 0)
@@ -573,36 +588,22 @@ def bucket_seconds(epoch: Any, query: MetricQuery, ibis: Any) -> Any:
     return ibis.cases(*branches, else_=to_utc(local_start(segments[last][1]), last))
 
 
-def offset_segments(tz: ZoneInfo | timezone, lo: int, hi: int) -> list[tuple[int, int]]:
-    """``(first UTC epoch second, UTC offset in seconds)`` of each stretch of constant offset
-    between ``lo`` and ``hi`` (the first stretch starts at ``lo``)."""
-
-    def offset(second: int) -> int:
-        moment = datetime.fromtimestamp(second, timezone.utc).astimezone(tz)
-        return int(moment.utcoffset().total_seconds())
-
-    segments = [(lo, offset(lo))]
-    step = 6 * 3600
-    t = lo
-    while t < hi:
-        nxt = min(t + step, hi)
-        if offset(nxt) != segments[-1][1]:
-            low, high = t, nxt  # offset(low) is the current one, offset(high) differs
-            while high - low > 1:
-                mid = (low + high) // 2
-                if offset(mid) == segments[-1][1]:
-                    low = mid
-                else:
-                    high = mid
-            segments.append((high, offset(high)))
-        t = nxt
-    return segments
+def _wall_second(wall: datetime) -> int:
+    """The local wall time ``wall`` (naive) as the engine's local seconds, rounded up: the
+    engine's bucket starts are whole seconds."""
+    return math.ceil((wall - _WALL_EPOCH).total_seconds())
 
 
-def calendar_starts(query: MetricQuery, granularity: Granularity, tz: ZoneInfo | timezone) -> list[int]:
+_WALL_EPOCH = datetime(1970, 1, 1)
+
+
+def calendar_starts(
+    query: MetricQuery, granularity: Granularity, tz: ZoneInfo | timezone, fixes: list[BucketFix]
+) -> list[int]:
     """UTC epoch seconds of the month/quarter/year bucket starts (polars' rule: month counts
     from January 1970, floored to the bucket's multiple) from the one holding the window's
-    start to the one holding its end."""
+    start to the one holding its end; a start a clock change skips or repeats as ``fixes``
+    reads it."""
     months = _MONTHS[granularity.unit] * granularity.count
     first = query.window.start.astimezone(tz)
     index = ((first.year - 1970) * 12 + first.month - 1) // months * months
@@ -610,7 +611,9 @@ def calendar_starts(query: MetricQuery, granularity: Granularity, tz: ZoneInfo |
     starts = []
     while True:
         year, month0 = divmod(index, 12)
-        local = datetime(1970 + year, month0 + 1, 1, tzinfo=tz)
+        wall = datetime(1970 + year, month0 + 1, 1)
+        fixed = [f.instant for f in fixes if f.first <= wall < f.stop]
+        local = fixed[0] if fixed else wall.replace(tzinfo=tz)
         second = int(local.astimezone(timezone.utc).timestamp())
         if starts and second > end:
             return starts

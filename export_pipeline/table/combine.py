@@ -15,6 +15,8 @@ delta`` is the difference from the previous bucket of the same series. The ``wid
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import polars as pl
 
 from export_pipeline.store.ordered import group_ordered_sums, in_order, sorted_on
@@ -108,7 +110,7 @@ def _metric_frame(
         metric_request = request.metric_requests[indices[0]]
         frame = _delta(
             frame, keys, [column_name(i) for i, _ in columns], metric_request.granularity,
-            request.timezone,
+            request.timezone, (metric_request.start, metric_request.end),
         )
     return frame
 
@@ -178,7 +180,7 @@ def _fetch_groups(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]
 
 def _delta(
     frame: pl.LazyFrame, keys: list[str], values: list[str], granularity: Granularity,
-    time_zone: str,
+    time_zone: str, span: tuple[datetime, datetime],
 ) -> pl.LazyFrame:
     """Each value minus the previous bucket's of the same series; empty without one. The
     previous bucket is the one cut just before this one in the local calendar
@@ -193,7 +195,9 @@ def _delta(
     def previous(expr: pl.Expr) -> pl.Expr:
         return expr.shift(1).over(series) if series else expr.shift(1)
 
-    adjacent = previous(pl.col(BUCKET)) == previous_bucket_expr(BUCKET, granularity, time_zone)
+    adjacent = previous(pl.col(BUCKET)) == previous_bucket_expr(
+        BUCKET, granularity, time_zone, span
+    )
     wide = {v: pl.col(v).cast(adding_type(schema[v])) for v in values}
     return frame.with_columns(
         pl.when(adjacent).then(wide[v] - previous(wide[v])).alias(v) for v in values

@@ -38,7 +38,8 @@ def decimate(
     timestamp (``bucket``, in ``time_zone``) and row keys, in time order; the buckets come in
     the order of their first sample, cut by the rule every plain sum is cut by
     (``bucket_expr``)."""
-    bucket = bucket_expr(BUCKET, granularity, time_zone)
+    span = (samples[BUCKET].min(), samples[BUCKET].max()) if samples.height else None
+    bucket = bucket_expr(BUCKET, granularity, time_zone, span)
     import numpy as np  # here, not at the top: a plain export never loads numpy
 
     if not samples[BUCKET].is_sorted():

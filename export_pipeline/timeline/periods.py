@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
+from export_pipeline.timeline.clock_changes import bucket_fixes
+
 UTC = "UTC"
 
 
@@ -163,27 +165,53 @@ def canonical_zone(name: str) -> str:
 
 
 def bucket_expr(
-    column: str | pl.Expr, period: AggregationPeriod | Granularity, time_zone: str = UTC
+    column: str | pl.Expr,
+    period: AggregationPeriod | Granularity,
+    time_zone: str = UTC,
+    span: tuple[datetime, datetime] | None = None,
 ) -> pl.Expr:
-    """The bucket start of each (UTC) timestamp in ``column``, cut in ``time_zone``."""
+    """The bucket start of each (UTC) timestamp in ``column``, cut in ``time_zone``.
+
+    ``span``: the first and last instant the timestamps can hold. Where a daylight-saving
+    change in it skips or repeats a bucket start, that start is read back as
+    ``clock_changes`` says rather than as polars' ``truncate`` would; without a span (or in
+    UTC) polars' reading is kept."""
+    granularity = as_granularity(period)
     expr = pl.col(column) if isinstance(column, str) else column
-    if time_zone != UTC:
-        expr = expr.dt.convert_time_zone(time_zone)
-    return expr.dt.truncate(as_granularity(period).every)
+    if time_zone == UTC:
+        return expr.dt.truncate(granularity.every)
+    local = expr.dt.convert_time_zone(time_zone)
+    cut = local.dt.truncate(granularity.every)
+    fixes = [] if span is None else bucket_fixes(
+        time_zone, granularity.every, not granularity.is_subdaily, *span
+    )
+    if not fixes:
+        return cut
+    wall = local.dt.replace_time_zone(None).dt.truncate(granularity.every)
+    for fix in fixes:
+        cut = (
+            pl.when(wall.is_between(fix.first, fix.stop, closed="left"))
+            .then(pl.lit(fix.instant).dt.cast_time_unit("us").dt.convert_time_zone(time_zone))
+            .otherwise(cut)
+        )
+    return cut
 
 
 _JUST_BEFORE = timedelta(milliseconds=1)  # finer than any bucket edge, coarse enough for ms data
 
 
 def previous_bucket_expr(
-    bucket: str | pl.Expr, period: AggregationPeriod | Granularity, time_zone: str = UTC
+    bucket: str | pl.Expr,
+    period: AggregationPeriod | Granularity,
+    time_zone: str = UTC,
+    span: tuple[datetime, datetime] | None = None,
 ) -> pl.Expr:
     """The start of the bucket just before each bucket start in ``bucket``: the bucket that
     ``bucket_expr`` puts the instant just before it in. Not ``bucket - width``: a local bucket
     next to a daylight-saving change is longer or shorter than its width (a 23-hour day, a
     90-minute hour on Lord Howe), and only the bucketing rule knows where its neighbour starts."""
     expr = pl.col(bucket) if isinstance(bucket, str) else bucket
-    return bucket_expr(expr - _JUST_BEFORE, period, time_zone)
+    return bucket_expr(expr - _JUST_BEFORE, period, time_zone, span)
 
 
 def bucket_starts(
@@ -206,9 +234,10 @@ def bucket_starts(
         grid.dt.replace_time_zone(time_zone, ambiguous=side, non_existent="null")
         for side in ("earliest", "latest")
     ]).drop_nulls()
-    found = bucket_expr(candidates, granularity, time_zone)
-    ends = bucket_expr(instants, granularity, time_zone)
-    buckets = pl.concat([found, previous_bucket_expr(found, granularity, time_zone), ends])
+    span = (start, end)
+    found = bucket_expr(candidates, granularity, time_zone, span)
+    ends = bucket_expr(instants, granularity, time_zone, span)
+    buckets = pl.concat([found, previous_bucket_expr(found, granularity, time_zone, span), ends])
     return pl.select(
         buckets.filter(buckets.is_between(ends.min(), ends.max())).unique().sort().alias("bucket")
     ).to_series()

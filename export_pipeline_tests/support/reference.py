@@ -40,8 +40,18 @@ FUNCTIONS = {
 
 
 def _bucket(ts: datetime, period: str, tz: ZoneInfo) -> datetime:
-    """The bucket start, cut in ``tz`` (a local day, week, month…)."""
-    ts = ts.astimezone(tz)
+    """The bucket start, cut in ``tz`` (a local day, week, month…): a day and longer at its
+    first midnight; a start the clock jumps over, where the clock lands."""
+    start = _wall_start(ts.astimezone(tz), period, tz)
+    if start.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None) == start.replace(tzinfo=None):
+        return start
+    lands = start.replace(fold=1).astimezone(timezone.utc)
+    while lands.astimezone(tz).replace(tzinfo=None) < start.replace(tzinfo=None):
+        lands += timedelta(minutes=1)
+    return lands.astimezone(tz)
+
+
+def _wall_start(ts: datetime, period: str, tz: ZoneInfo) -> datetime:
     if period == "hour":
         return ts.replace(minute=0, second=0, microsecond=0)
     if period == "minute":

@@ -35,10 +35,13 @@ def export_rows(document) -> list[list[str]]:
 
 @pytest.fixture
 def hourly_store(tmp_path, monkeypatch, bucket):
-    """Value 1 at every UTC hour around both 2024 DST changes in New York."""
+    """Value 1 at every UTC hour around both 2024 DST changes in New York, Chatham's spring
+    change and the Azores' autumn one."""
     hours = pl.concat([
         pl.datetime_range(utc(2024, 3, 8), utc(2024, 3, 13), "1h", eager=True, closed="left", time_zone="UTC"),
         pl.datetime_range(utc(2024, 10, 31), utc(2024, 11, 6), "1h", eager=True, closed="left", time_zone="UTC"),
+        pl.datetime_range(utc(2024, 9, 27), utc(2024, 9, 30), "1h", eager=True, closed="left", time_zone="UTC"),
+        pl.datetime_range(utc(2024, 10, 25), utc(2024, 10, 30), "1h", eager=True, closed="left", time_zone="UTC"),
     ])
     frame = pl.DataFrame({"timestamp": hours}).with_columns(
         entity_id=pl.lit("sensor-1"), entity_type=pl.lit("sensor"), value=pl.lit(1, pl.Int64)
@@ -67,6 +70,22 @@ def test_dst_days_in_new_york_are_23_and_25_hours(hourly_store):
     # the same range in UTC: every day is 24 hours, and the default output is unchanged
     rows = export_rows(value_body("2024-03-09T00:00:00Z", "2024-03-11T23:59:59Z"))
     assert [r[1] for r in rows[1:]] == ["24", "24", "24"]
+
+
+def test_a_day_whose_midnight_comes_twice_is_one_row_of_25_hours(hourly_store):
+    """The Azores go from 01:00 back to 00:00 on 2024-10-27: one day, not an hour and a day."""
+    rows = export_rows(value_body("2024-10-26T00:00:00Z", "2024-10-28T00:59:59Z", timezone="Atlantic/Azores"))
+    assert rows[1:] == [["2024-10-26", "24"], ["2024-10-27", "25"]]
+
+
+def test_an_hour_the_clock_jumps_into_starts_where_it_lands(hourly_store):
+    """Chatham goes from 02:45 to 03:45: the reading at 03:45 is in an hour starting there,
+    not in the next one (which would then hold two readings)."""
+    rows = export_rows(value_body("2024-09-28T12:00:00Z", "2024-09-28T15:59:59Z", "hour", timezone="Pacific/Chatham"))
+    assert rows[1:] == [
+        ["2024-09-29T00:00:00+12:45", "1"], ["2024-09-29T01:00:00+12:45", "1"],
+        ["2024-09-29T03:45:00+13:45", "1"], ["2024-09-29T04:00:00+13:45", "1"],
+    ]
 
 
 def test_subdaily_buckets_carry_their_local_offset(hourly_store):

@@ -98,6 +98,35 @@ def test_samples_and_filters_match_parquet(sources, zone):
     assert_same_frames(*sources, samples_and_filters(zone))
 
 
+@pytest.fixture(scope="module")
+def minute_sources(tmp_path_factory):
+    """A reading every minute around the clock changes of ``test_clock_changes``."""
+    from export_pipeline_tests.unit.timeline.test_clock_changes import CHANGES
+
+    rows = [
+        (t, "a", "location", "new", "18-24", 1, 0.25)
+        for _, start, end in CHANGES.values()
+        for t in pl.datetime_range(start, end, "1m", eager=True, time_zone="UTC").to_list()
+    ]
+    frame = store_frame(sorted(set(rows)))
+    folder = tmp_path_factory.mktemp("sql-minutes")
+    parquet = ParquetMetricSource(write_store(folder / "store", frame))
+    with SqlMetricSource(load_duckdb(folder / "metrics.db", frame)) as sql:
+        yield parquet, sql
+
+
+@pytest.mark.parametrize("width", ("1h", "7m", "40m", "1d", "1mo"))
+def test_a_start_a_clock_change_skips_or_repeats_is_read_the_same_by_the_engine(minute_sources, width):
+    """Chatham's skipped 03:00, the Azores' and Havana's repeated midnight and the others of
+    ``test_clock_changes``: the engine starts each bucket where polars' reading, fixed, does."""
+    from export_pipeline.timeline.periods import parse_granularity
+    from export_pipeline_tests.unit.timeline.test_clock_changes import CHANGES
+
+    queries = [q(parse_granularity(width), zone, start=start, end=end, dimensions=())
+               for zone, start, end in CHANGES.values()]
+    assert_same_frames(*minute_sources, queries)
+
+
 def _python_bucket(ts: datetime, period: P, tz: ZoneInfo) -> datetime:
     local = ts.astimezone(tz)
     if period is P.hour:

@@ -570,6 +570,8 @@ DELTA_CASES = {
     "New York, 2 hours": ("America/New_York", "2024-11-03T00:00:00Z", "2024-11-03T15:59:59Z", None, "2h"),
     "New York, hourly": ("America/New_York", "2024-11-03T00:00:00Z", "2024-11-03T15:59:59Z", "hour", None),
     "Santiago, daily": ("America/Santiago", "2024-09-06T12:00:00Z", "2024-09-09T12:00:00Z", "day", None),
+    "Chatham, hourly, 03:00 skipped": ("Pacific/Chatham", "2024-09-28T11:00:00Z", "2024-09-28T18:00:00Z", "hour", None),
+    "Azores, daily, midnight twice": ("Atlantic/Azores", "2024-10-25T22:00:00Z", "2024-10-29T02:00:00Z", "day", None),
 }
 
 

@@ -26,13 +26,16 @@ BIG = 306_515_364_555_933_897  # more digits than a float holds
 @pytest.fixture
 def store(tmp_path):
     """Two entities with a reading every minute around the 2024 daylight-saving changes of
-    Lord Howe (half an hour, April and October), New York (November) and Santiago (midnight,
-    September), plus an integer measure too large for a float and a float one."""
+    Lord Howe (half an hour, April and October), New York (March and November), Santiago
+    (midnight, September), Chatham (02:45 to 03:45) and the Azores (01:00 back to 00:00), plus an integer measure too large for a float and a float one."""
     minutes = pl.concat([
         pl.datetime_range(utc(2024, 4, 6, 10), utc(2024, 4, 6, 20), "1m", eager=True, time_zone="UTC"),
         pl.datetime_range(utc(2024, 10, 5, 10), utc(2024, 10, 5, 20), "1m", eager=True, time_zone="UTC"),
         pl.datetime_range(utc(2024, 11, 3), utc(2024, 11, 3, 16), "1m", eager=True, time_zone="UTC"),
         pl.datetime_range(utc(2024, 9, 6), utc(2024, 9, 10), "1m", eager=True, time_zone="UTC"),
+        pl.datetime_range(utc(2024, 9, 28, 11), utc(2024, 9, 28, 18), "1m", eager=True, time_zone="UTC"),
+        pl.datetime_range(utc(2024, 3, 10, 4), utc(2024, 3, 10, 10), "1m", eager=True, time_zone="UTC"),
+        pl.datetime_range(utc(2024, 10, 25, 22), utc(2024, 10, 29, 2), "1m", eager=True, time_zone="UTC"),
     ]).unique().sort()
     frame = pl.concat([
         pl.DataFrame({"timestamp": minutes}).with_columns(
@@ -92,6 +95,9 @@ CASES = {
     "Lord Howe, 90 minutes": ("Australia/Lord_Howe", "2024-04-06T10:00:00Z", "2024-04-06T20:00:00Z", None, "PT1H30M"),
     "New York, 2 hours": ("America/New_York", "2024-11-03T00:00:00Z", "2024-11-03T15:59:59Z", None, "2h"),
     "Santiago, daily": ("America/Santiago", "2024-09-06T12:00:00Z", "2024-09-09T12:00:00Z", "day", None),
+    "Chatham, hourly, 03:00 skipped": ("Pacific/Chatham", "2024-09-28T11:00:00Z", "2024-09-28T18:00:00Z", "hour", None),
+    "Azores, daily, midnight twice": ("Atlantic/Azores", "2024-10-25T22:00:00Z", "2024-10-29T02:00:00Z", "day", None),
+    "New York, 40 minutes, 02:40 skipped": ("America/New_York", "2024-03-10T04:00:00Z", "2024-03-10T10:00:00Z", None, "40m"),
 }
 
 
@@ -117,7 +123,8 @@ def test_the_columns_are_the_buckets_of_the_data(store, case):
         request.metric_requests[0].start, request.metric_requests[0].end, "1m", eager=True,
         time_zone="UTC",
     )
-    data = pl.select(bucket_expr(pl.lit(minutes), granularity, tz).unique().sort()).to_series()
+    span = (request.metric_requests[0].start, request.metric_requests[0].end)
+    data = pl.select(bucket_expr(pl.lit(minutes), granularity, tz, span).unique().sort()).to_series()
     assert layouts.all_buckets(request).to_list() == data.to_list()
 
 

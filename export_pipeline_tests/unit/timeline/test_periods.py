@@ -228,6 +228,10 @@ BUCKET_RANGES = [
     ("Pacific/Apia", "1d", (2011, 12, 28), (2012, 1, 2)),  # 2011-12-30 never happened
     ("Asia/Kathmandu", "15m", (1985, 12, 31, 16), (1986, 1, 1)),  # on a quarter of an hour
     ("UTC", "1mo", (2024, 1, 15), (2024, 6, 1)),
+    ("Pacific/Chatham", "1h", (2024, 9, 28, 11), (2024, 9, 28, 18)),  # 03:00 skipped
+    ("America/New_York", "40m", (2024, 3, 10, 4), (2024, 3, 10, 10)),  # 02:40 skipped
+    ("Atlantic/Azores", "1d", (2024, 10, 25, 22), (2024, 10, 29, 2)),  # midnight twice
+    ("America/Havana", "1w", (2024, 10, 20), (2024, 11, 20)),
 ]
 
 
@@ -238,15 +242,18 @@ def test_bucket_starts_are_the_buckets_of_every_minute(zone_name, width, start, 
     first = datetime(*start, tzinfo=timezone.utc)
     last = datetime(*end, tzinfo=timezone.utc)
     minutes = pl.datetime_range(first, last, "1m", eager=True, time_zone="UTC")
-    want = pl.select(bucket_expr(pl.lit(minutes), granularity, zone_name).unique().sort()).to_series()
+    want = pl.select(
+        bucket_expr(pl.lit(minutes), granularity, zone_name, (first, last)).unique().sort()
+    ).to_series()
     assert bucket_starts(first, last, granularity, zone_name).to_list() == want.to_list()
 
 
 @pytest.mark.parametrize("zone_name, width, start, end", BUCKET_RANGES)
 def test_the_previous_bucket_is_the_one_before_in_time(zone_name, width, start, end):
     granularity = parse_granularity(width)
-    buckets = bucket_starts(
-        datetime(*start, tzinfo=timezone.utc), datetime(*end, tzinfo=timezone.utc), granularity, zone_name
-    )
-    previous = pl.select(previous_bucket_expr(pl.lit(buckets.slice(1)), granularity, zone_name)).to_series()
+    span = (datetime(*start, tzinfo=timezone.utc), datetime(*end, tzinfo=timezone.utc))
+    buckets = bucket_starts(*span, granularity, zone_name)
+    previous = pl.select(
+        previous_bucket_expr(pl.lit(buckets.slice(1)), granularity, zone_name, span)
+    ).to_series()
     assert previous.to_list() == buckets.slice(0, buckets.len() - 1).to_list()
