@@ -26,12 +26,16 @@ CODE_LIMIT = 2**63
 
 
 def decimate(
-    samples: pl.DataFrame, keys: list[str], functions: dict[str, DecimationFunction], every: str
+    samples: pl.DataFrame, keys: list[str], functions: dict[str, DecimationFunction], every: str,
+    names: dict[str, str] | None = None,
 ) -> pl.DataFrame:
     """One row per bucket of width ``every`` and row keys: the keys and, for each column of
     ``functions``, its function of the bucket's samples. ``samples`` holds one row per stored
     timestamp (``bucket``) and row keys, in time order; the buckets come in the order of their
-    first sample."""
+    first sample. ``names``: how an error names each column (a decimal sum past 38 digits).
+
+    Decimal samples keep their digits in ``sum``, ``min`` and ``max``; ``avg``, ``stddev`` and
+    ``variance`` are floats, taken from the exact total and the samples as Float64."""
     import numpy as np  # here, not at the top: a plain export never loads numpy
 
     if not samples[BUCKET].is_sorted():
@@ -46,6 +50,8 @@ def decimate(
     lengths = buckets[_ROW].list.len().cast(pl.Int64).to_numpy()
     rows = buckets[_ROW].explode()
     runs = pl.Series(_RUN, np.repeat(np.arange(buckets.height), lengths)).set_sorted()
+    firsts = samples.select(keys).gather(buckets[_ROW].list.first())
+    firsts = firsts.with_columns(pl.col(BUCKET).dt.truncate(every))
     cells = []
     for name, function in functions.items():
         values = samples[name].gather(rows)
@@ -54,10 +60,12 @@ def decimate(
             extreme = pl.col(name).min() if function is DecimationFunction.min else pl.col(name).max()
             cells.append(per_bucket.agg(extreme)[name])
             continue
-        total = ordered_sums(values, lengths).alias("__total")
+        total = ordered_sums(values, lengths, names, firsts).alias("__total")
         if function is DecimationFunction.sum:
             cells.append(total.alias(name))
             continue
+        if values.dtype.is_decimal():
+            total, values = total.cast(pl.Float64), values.cast(pl.Float64)
         stats = per_bucket.agg(pl.col(name).count().alias("__n")).with_columns(total)
         stats = stats.with_columns((pl.col("__total") / pl.col("__n")).alias("__mean"))
         if function is DecimationFunction.avg:
@@ -73,8 +81,7 @@ def decimate(
         if function is DecimationFunction.stddev:
             variance = variance.sqrt()
         cells.append(stats.select(variance.alias(name))[name])
-    firsts = samples.select(keys).gather(buckets[_ROW].list.first())
-    return firsts.with_columns(pl.col(BUCKET).dt.truncate(every), *cells)
+    return firsts.with_columns(*cells)
 
 
 def _bucket_ids(samples: pl.DataFrame, keys: list[str], every: str) -> pl.Series:

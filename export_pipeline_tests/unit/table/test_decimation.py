@@ -116,3 +116,25 @@ def test_a_bucket_with_one_sample_has_no_deviation_and_one_without_values_no_mea
     for function, want in ((F.stddev, [None, None]), (F.avg, [0.0, None]), (F.sum, [0.0, None])):
         got = decimate(frame, ["bucket", "entity_id"], {"x": function}, "1mo")["x"].to_list()
         assert got == want and (want[0] is None or math.copysign(1, got[0]) == 1)
+
+
+def test_decimal_samples_keep_their_digits_and_their_statistics_are_floats():
+    """``sum``, ``min`` and ``max`` of decimals are exact decimals; ``avg`` is the exact total
+    over the count as a float (0.15, not (0.1 + 0.2) / 2), ``stddev`` a float."""
+    from decimal import Decimal
+
+    frame = pl.DataFrame({
+        "bucket": [START + timedelta(days=d) for d in (0, 1, 2, 40)],
+        "entity_id": ["a"] * 4,
+        "x": pl.Series(["0.10", "0.20", None, "-7.25"]).cast(pl.Decimal(12, 2)),
+    }, schema_overrides={"bucket": pl.Datetime("us", "UTC")})
+    want = {
+        F.sum: (pl.Decimal(38, 2), [Decimal("0.30"), Decimal("-7.25")]),
+        F.max: (pl.Decimal(12, 2), [Decimal("0.20"), Decimal("-7.25")]),
+        F.min: (pl.Decimal(12, 2), [Decimal("0.10"), Decimal("-7.25")]),
+        F.avg: (pl.Float64, [0.15, -7.25]),
+        F.stddev: (pl.Float64, [math.sqrt((0.1 - 0.15) ** 2 + (0.2 - 0.15) ** 2), None]),
+    }
+    for function, (dtype, values) in want.items():
+        got = decimate(frame, ["bucket", "entity_id"], {"x": function}, "1mo")["x"]
+        assert (got.dtype, got.to_list()) == (dtype, values), function
