@@ -20,6 +20,7 @@ import io
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import polars as pl
@@ -42,7 +43,7 @@ from reportlab.platypus import (
 from export_pipeline.contract.models import DecimationFunction, ExportRequest
 from export_pipeline.formats.branding import Branding
 from export_pipeline.formats.pdf_text import BASE, BOLD, markup, register, visible
-from export_pipeline.store.source import exact_sum
+from export_pipeline.store.source import decimals_hold, exact_sum, wide_sum, wide_totals
 from export_pipeline.table.model import ExportTable, column_name
 from export_pipeline.timeline.periods import zone
 
@@ -89,12 +90,16 @@ def _dimensions(request: ExportRequest) -> list[tuple[str, str]]:
 
 
 def _finite(value) -> bool:
+    if isinstance(value, Decimal):
+        return value.is_finite()
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _number(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return EMPTY
+    if isinstance(value, Decimal):  # its own digits, as the files hold it
+        return f"{value:,}"
     if isinstance(value, float) and not math.isfinite(value):
         return "∞" if value > 0 else "−∞"
     if isinstance(value, float) and not value.is_integer():
@@ -220,16 +225,30 @@ def _totals(frame: pl.DataFrame, metrics: list[_Metric]) -> dict[str, float | No
         return {}
     if frame.height == 0:
         return {m.name: None for m in metrics}
-    return frame.select(m.total(frame).alias(m.name) for m in metrics).row(0, named=True)
+    return _aggregated(frame, [], metrics).row(0, named=True)
 
 
 def _breakdown(frame: pl.DataFrame, dimension: str, metrics: list[_Metric]) -> pl.DataFrame:
     lead = metrics[0].name
-    return (
-        frame.group_by(dimension)
-        .agg(m.total(frame).alias(m.name) for m in metrics)
-        .sort([lead, dimension], descending=[True, False], nulls_last=True)
+    return _aggregated(frame, [dimension], metrics).sort(
+        [lead, dimension], descending=[True, False], nulls_last=True
     )
+
+
+def _aggregated(frame: pl.DataFrame, by: list[str], metrics: list[_Metric]) -> pl.DataFrame:
+    """Each metric's ``total`` over ``frame`` (per ``by``). A decimal total that could pass 38
+    digits is added wide, and one that does fails the report (``source.wide_totals``)."""
+    additive = [m.name for m in metrics if m.additive]
+    wide = {} if decimals_hold(frame, additive) else {
+        n: frame.schema[n].scale for n in additive if frame.schema[n].is_decimal()
+    }
+    totals = [
+        e for m in metrics
+        for e in (wide_sum(pl.col(m.name), m.name) if m.name in wide else [m.total(frame).alias(m.name)])
+    ]
+    out = frame.group_by(by).agg(totals) if by else frame.select(totals)
+    names = {m.name: f"column '{m.heading}'" for m in metrics}
+    return wide_totals(out, wide, names, by).select(*by, *(m.name for m in metrics)) if wide else out
 
 
 def _label(value) -> str:
@@ -425,7 +444,8 @@ def _top_rows(report: _Report) -> list:
         return story + [styles.table(header, rows, text_columns=2)]
     top = report.frame.sort(lead.name, descending=True, nulls_last=True).head(TOP_ROWS)
     header = ["#"] + report.table.headings
-    rows = [[str(rank)] + [_number(v) if isinstance(v, int | float) else _label(v) for v in record]
+    rows = [[str(rank)] + [_number(v) if isinstance(v, int | float | Decimal) else _label(v)
+                           for v in record]
             for rank, record in enumerate(top.iter_rows(), 1)]
     numeric = {i + 1 for i, dtype in enumerate(top.dtypes) if dtype.is_numeric()}
     table = styles.table(header, [[styles.text(v) if i and i not in numeric else v for i, v in enumerate(r)]
@@ -442,7 +462,8 @@ def _comparison(report: _Report) -> list:
     rows = []
     for m in report.metrics:
         now, before = report.totals[m.name], report.previous_totals[m.name]
-        delta = (now - before) if now is not None and before is not None else None
+        with localcontext(prec=100):  # a difference of decimals, exact
+            delta = (now - before) if now is not None and before is not None else None
         rows.append([m.heading, _number(now), _number(before), _number(delta), _change(now, before)])
     return [
         Paragraph("Comparison with the previous period", styles.h1),

@@ -15,7 +15,7 @@ the zip as it comes: the file is yielded in chunks, never whole in memory. Text 
 xlsxwriter writes it (the writer this replaced), so cells read back as they did: ``& < >``
 escaped, control characters as ``_xHHHH_`` escapes (a literal ``_xHHHH_`` escaped as
 ``_x005F_xHHHH_``), at most 32,767 UTF-16 units. Numbers are written in their shortest form
-that reads back to the same float.
+that reads back to the same float, decimals in their own digits (``0.30``), as CSV writes them.
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def _unusual(name: str, dtype: pl.DataType) -> pl.Expr | None:
         return (value.min() < FIRST_TRUE_DAY).fill_null(False)
     if isinstance(dtype, pl.Datetime):
         return (value.dt.date().min() < FIRST_TRUE_DAY).fill_null(False)
-    if dtype.is_numeric() and not dtype.is_integer():
+    if dtype.is_float():
         return value.cast(pl.Float64).is_finite().not_().any()
     return None
 
@@ -232,7 +232,7 @@ def cell_pieces(
             micros = pl.when(micros >= 61 * US_PER_DAY).then(micros).otherwise(micros - US_PER_DAY)
         serial = _number(micros.cast(pl.Float64) / US_PER_DAY)
         pieces = [*ref, row, f'" s="{DATE_STYLE}"><v>', serial, "</v></c>"]
-    elif dtype.is_integer():
+    elif dtype.is_integer() or dtype.is_decimal():  # their exact digits
         pieces = [*ref, row, '"><v>', value.cast(pl.String), "</v></c>"]
     elif dtype.is_numeric():
         number = value.cast(pl.Float64)

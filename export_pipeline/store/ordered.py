@@ -12,8 +12,8 @@ operation. Each group still adds its values one by one from zero, left to right,
 running sum (``numpy.add.accumulate``, which also adds left to right). Sums come in the
 column's adding type (``source.sum_types``): Float64 for floats, Int128 for integers, whose
 sums are exact in any order; numpy has no 128-bit integers, so integers are added in int64
-only when no total can leave it, else by polars in Int128. Columns of other types
-(decimals) are summed by ``ordered_sum`` itself.
+only when no total can leave it, else by polars in Int128. Decimals are exact in any order
+too: polars adds them in a 38-digit decimal where no total can pass it, else ``wide_sum``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,17 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from export_pipeline.store.source import int64_holds, ordered_sum, sum_or_null, sum_types
+from export_pipeline.store.source import (
+    decimal_holds,
+    exact_sum,
+    int64_holds,
+    largest_unscaled,
+    ordered_sum,
+    sum_or_null,
+    sum_types,
+    wide_sum,
+    wide_totals,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,13 +45,19 @@ def run_starts(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
     return frame.select(changed.alias("start")).to_series()
 
 
-def ordered_sums(values: pl.Series, sizes: np.ndarray) -> pl.Series:
+def ordered_sums(
+    values: pl.Series, sizes: np.ndarray, names: dict[str, str] | None = None,
+    labels: pl.DataFrame | None = None,
+) -> pl.Series:
     """``ordered_sum`` of ``values`` per run, the runs being ``sizes`` rows long (each at
     least one, in order), in the adding type of ``sum_types``: empty where a run has no
-    value."""
+    value. A decimal total past 38 digits raises ``SumOutOfRange``, naming the column as
+    ``names`` does and its run by its row of ``labels`` (one row per run)."""
     import numpy as np  # here, not at the top: a plain export never loads numpy
 
     types = sum_types(values.dtype)
+    if types is not None and types[0].is_decimal():
+        return _decimal_sums(values, sizes, names or {}, labels)
     if types is None or types[0].is_integer() and not _int64_exact(values, sizes):
         runs = pl.Series("run", np.repeat(np.arange(len(sizes)), sizes))
         frame = pl.DataFrame([runs, values.alias("value")])
@@ -64,6 +80,29 @@ def ordered_sums(values: pl.Series, sizes: np.ndarray) -> pl.Series:
     sums = pl.Series(values.name, totals).cast(adding)
     empty = np.flatnonzero(lengths == 0)
     return sums.scatter(empty, None) if len(empty) else sums
+
+
+def _decimal_sums(
+    values: pl.Series, sizes: np.ndarray, names: dict[str, str], labels: pl.DataFrame | None
+) -> pl.Series:
+    """Each run's exact total of decimal ``values``, by polars where ``decimal_holds`` for the
+    longest run, else by ``wide_sum`` (see ``ordered_sums``)."""
+    import numpy as np
+
+    name, widest = values.name, sum_types(values.dtype)[0]
+    if len(values) == len(sizes):  # one row per run: its value is its total
+        return values.cast(widest)
+    longest = int(sizes.max()) if len(sizes) else 0
+    run = pl.Series("run", np.repeat(np.arange(len(sizes)), sizes))
+    runs = pl.DataFrame([run, values.alias("value")]).group_by("run", maintain_order=True)
+    if decimal_holds(largest_unscaled(values), longest):
+        return runs.agg(exact_sum(pl.col("value"), values.dtype))["value"].alias(name)
+    summed = runs.agg(wide_sum(pl.col("value"), "value"))
+    if labels is not None:
+        summed = pl.concat([summed, labels], how="horizontal")
+    described = {"value": names.get(name, f"column '{name}'")}
+    keys = labels.columns if labels is not None else ["run"]
+    return wide_totals(summed, {"value": values.dtype.scale}, described, keys)["value"].alias(name)
 
 
 def _int64_exact(values: pl.Series, sizes: np.ndarray) -> bool:
@@ -103,11 +142,13 @@ def _running_totals(array: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def group_ordered_sums(
-    frame: pl.DataFrame, keys: list[str], values: list[str], one_row_per_key: bool = False
+    frame: pl.DataFrame, keys: list[str], values: list[str], one_row_per_key: bool = False,
+    names: dict[str, str] | None = None,
 ) -> pl.DataFrame:
     """One row per run of equal ``keys`` in ``frame``, in order: the keys and ``ordered_sum``
     of each of ``values`` over the run's rows. With ``one_row_per_key`` (the caller knows no
-    two rows share their keys) every row is its own run."""
+    two rows share their keys) every row is its own run. ``names``: how an error names each
+    of ``values`` (``ordered_sums``)."""
     import numpy as np
 
     if one_row_per_key:
@@ -116,7 +157,7 @@ def group_ordered_sums(
         starts = run_starts(frame, keys)
         sizes = np.diff(np.append(np.flatnonzero(starts.to_numpy()), frame.height))
         firsts = frame.select(keys).filter(starts)
-    return firsts.with_columns(ordered_sums(frame[v], sizes) for v in values)
+    return firsts.with_columns(ordered_sums(frame[v], sizes, names, firsts) for v in values)
 
 
 def in_order(frame: pl.DataFrame, columns: list[str]) -> bool:

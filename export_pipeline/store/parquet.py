@@ -24,12 +24,13 @@ from export_pipeline.store.source import (
     MetricQuery,
     MetricSourceError,
     StoreSchema,
-    exact_sum,
     exported,
     measure_names,
     magnitude_bounds,
     quick_sum,
     quick_sums_exact,
+    sums,
+    wide_totals,
 )
 from export_pipeline.store.ordered import group_ordered_sums, sorted_on
 from export_pipeline.timeline.periods import AggregationPeriod, as_granularity, bucket_expr
@@ -117,15 +118,29 @@ class ParquetMetricSource:
                 raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
             return [sorted_on(frames[0], query.key_columns), *frames[1:]]
 
-        # No integer total may wrap (``sum_types``): each measure is added quickly where the
-        # slice's largest magnitude and row count show it cannot, else in its adding type,
-        # then checked into its exported type.
-        frame, bounds = grouped(
-            [quick_sum(m, raw[m]) for m in query.measures], rows.select(magnitude_bounds(query.measures, raw))
-        )
-        if not quick_sums_exact(bounds):
-            (frame,) = grouped([exact_sum(pl.col(m), raw[m]).alias(m) for m in query.measures])
-        return exported(frame, measure_names(query), query.key_columns)
+        # No integer total may wrap, nor a decimal one pass 38 digits (``sum_types``): each
+        # measure is added quickly where the slice's largest magnitude and row count show it
+        # cannot, else in its adding type (a decimal by ``wide_sum``), then checked into its
+        # exported type. A decimal sum that overflows makes polars fail the quick read.
+        names = measure_names(query)
+        decimals = {m: raw[m].scale for m in query.measures if raw[m].is_decimal()}
+        try:
+            frame, bounds = grouped(
+                [quick_sum(m, raw[m]) for m in query.measures],
+                rows.select(magnitude_bounds(query.measures, raw)),
+            )
+            exact = quick_sums_exact(bounds)
+        except MetricSourceError:
+            if not decimals:
+                raise
+            exact = False
+        if not exact:
+            (frame,) = grouped(
+                [e for m in query.measures for e in sums(pl.col(m), m, raw[m], m in decimals)]
+            )
+            frame = wide_totals(frame, decimals, names, query.key_columns).select(
+                *query.key_columns, *query.measures)
+        return exported(frame, names, query.key_columns)
 
     def _samples(self, rows: pl.LazyFrame, query: MetricQuery) -> pl.DataFrame:
         """The per-timestamp sums of a decimation: each key's rows added in the store's row
@@ -134,7 +149,7 @@ class ParquetMetricSource:
         keys = query.key_columns
         try:
             frame = sorted_on(rows.collect(engine="in-memory"), keys)
-            sums = group_ordered_sums(frame, keys, list(query.measures))
+            sums = group_ordered_sums(frame, keys, list(query.measures), names=measure_names(query))
         except (pl.exceptions.PolarsError, OSError) as error:
             raise MetricSourceError(f"cannot read metric store {self.path}: {error}") from error
         return exported(sums, measure_names(query), keys)

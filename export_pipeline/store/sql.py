@@ -21,7 +21,10 @@ The frame is the Parquet source's frame, column for column: ``bucket`` (in the q
 The sums follow ``source.sum_types`` as the Parquet source's do: the engine adds integers
 exactly (PostgreSQL in bigint or numeric, DuckDB in HUGEINT) and the total leaves as a
 38-digit decimal, checked into Int64 by ``source.exported``; a float column is cast to double
-before it is added (PostgreSQL sums a ``real`` in ``real``). Samples (``query.samples``) are summed per
+before it is added (PostgreSQL sums a ``real`` in ``real``); a decimal is added exactly and
+becomes a 38-digit decimal of its own scale, the Parquet source's type and digits (DuckDB
+fails a total past 38 digits; PostgreSQL's, read as text, fails as the Parquet source's
+does). Samples (``query.samples``) are summed per
 stored timestamp; the engine adds them in its own order, so a float sum matches the Parquet
 source's to the last bit only when the values add exactly (integers, binary fractions).
 """
@@ -42,6 +45,7 @@ import polars as pl
 
 from export_pipeline.store.source import (
     BUCKET,
+    DECIMAL_DIGITS,
     ENTITY_ID,
     ENTITY_TYPE,
     TIMESTAMP,
@@ -388,7 +392,10 @@ class SqlMetricSource:
             BUCKET: pl.String if query.samples else pl.Int64,
             ENTITY_ID: pl.String,
             **{d: pl.String for d in query.dimensions},
-            **{m: layout.fetched_type(m) for m in query.measures},
+            # A decimal sum as its text (PostgreSQL's has no fixed precision): ``to_frame``
+            # checks it into its 38 digits, naming a total past them.
+            **{m: pl.String if layout.measure_types[m].is_decimal() else layout.fetched_type(m)
+               for m in query.measures},
         }
         frame = pl.read_csv(buffer.getvalue(), schema=schema)
         if query.samples:
@@ -436,14 +443,20 @@ class _Layout:
         for name in mapping.dimensions or ():
             if types.get(name) is None or not types[name].is_string():
                 problems.append(f"dimension '{name}' must be a string column (found {types.get(name)})")
-        if problems:
-            raise MetricSourceError(
-                f"metric source {where} does not follow the layout: " + "; ".join(problems)
-            )
         others = [n for n in types if n not in roles]
         measures = mapping.measures or tuple(
             n for n in others if types[n].is_numeric() and not types[n].is_boolean()
         )
+        problems += [
+            f"measure '{name}' is a decimal of no fixed scale or over {DECIMAL_DIGITS} digits (found "
+            f"{types[name]}): its sums are exact only in a fixed number of decimals; declare it "
+            f"numeric(p, s) with p at most {DECIMAL_DIGITS}, or name the measures to read"
+            for name in measures if name in types and _unsummable_decimal(types[name])
+        ]
+        if problems:
+            raise MetricSourceError(
+                f"metric source {where} does not follow the layout: " + "; ".join(problems)
+            )
         dimensions = mapping.dimensions or tuple(n for n in others if types[n].is_string())
         return cls(
             timestamp=mapping.timestamp,
@@ -456,10 +469,8 @@ class _Layout:
         )
 
     def fetched_type(self, measure: str) -> pl.DataType:
-        """The type a measure's sums leave the engine in: the adding type of ``sum_types``
-        (other types, such as decimals, as Float64)."""
-        types = sum_types(self.measure_types[measure])
-        return types[0] if types else pl.Float64
+        """The type a measure's sums leave the engine in: the adding type of ``sum_types``."""
+        return sum_types(self.measure_types[measure])[0]
 
     def column(self, name: str) -> str:
         """The table column behind a model name."""
@@ -503,17 +514,28 @@ def build_expression(table: Any, layout: _Layout, query: MetricQuery) -> Any:
 def _sum(column: Any, dtype: pl.DataType) -> Any:
     """The sum of a measure column by ``sum_types``: an integer total (exact in the engine)
     leaves as a 38-digit decimal, which ibis would otherwise read back as a 64-bit integer;
-    a float column is widened to its adding type before the engine adds it."""
+    a decimal one is exact as it is (ibis types it a 38-digit decimal of the column's scale:
+    DuckDB adds in one, PostgreSQL in a ``numeric`` of the column's scale, whose text
+    ``to_frame`` checks into 38 digits); a float column is widened to its adding type before
+    the engine adds it."""
     import ibis.expr.datatypes as dt
 
     types = sum_types(dtype)
-    if types is None:
-        return column.sum()
     if types[0].is_integer():
-        return column.sum().cast(dt.Decimal(38, 0))
+        return column.sum().cast(dt.Decimal(DECIMAL_DIGITS, 0))
+    if types[0].is_decimal():
+        return column.sum()
     if dtype != types[0]:
         column = column.cast(_ibis_type(types[0]))
     return column.sum()
+
+
+def _unsummable_decimal(dtype: Any) -> bool:
+    """A decimal without a fixed scale (PostgreSQL's plain ``numeric``, which ibis would read
+    as 9 decimals) or wider than a sum can be: no exact sum of it has one type."""
+    return dtype.is_decimal() and (
+        dtype.scale is None or dtype.precision is None or dtype.precision > DECIMAL_DIGITS
+    )
 
 
 def _polars_type(dtype: Any) -> pl.DataType:
@@ -632,13 +654,15 @@ def to_frame(frame: pl.DataFrame, layout: _Layout, query: MetricQuery) -> pl.Dat
     else:
         bucket = pl.from_epoch(pl.col(BUCKET), "s").cast(pl.Datetime("us")).dt.replace_time_zone(UTC)
     bucket = bucket.dt.convert_time_zone(query.time_zone)
+    text = [m for m in query.measures if frame.schema[m] == pl.String]  # decimals' (``_copy_out``)
     frame = frame.select(
         bucket.alias(BUCKET),
         pl.col(ENTITY_ID).cast(pl.String),
         *(pl.col(d).cast(pl.String) for d in query.dimensions),
-        *(pl.col(m).cast(layout.fetched_type(m)) for m in query.measures),
+        *(pl.col(m) if m in text else pl.col(m).cast(layout.fetched_type(m)) for m in query.measures),
     ).sort(query.key_columns, nulls_last=True)
-    return exported(frame, measure_names(query), query.key_columns)
+    return exported(frame, measure_names(query), query.key_columns,
+                    {m: layout.fetched_type(m) for m in text})
 
 
 def sql_source(settings: Any) -> SqlMetricSource:

@@ -23,10 +23,14 @@ from export_pipeline.store.ordered import group_ordered_sums, in_order, sorted_o
 from export_pipeline.store.source import (
     BUCKET,
     adding_type,
-    exact_sum,
+    decimals_hold,
     exported,
     exported_type,
     store_column,
+    sums,
+    wide_columns,
+    wide_parts,
+    wide_totals,
 )
 from export_pipeline.table.decimation import decimate
 from export_pipeline.timeline.periods import AggregationPeriod, Granularity, previous_bucket_expr
@@ -76,12 +80,13 @@ def _plain_sums(request: ExportRequest, index: int) -> bool:
 
 
 def _metric_frame(
-    request: ExportRequest, indices: list[int], frames: list[pl.DataFrame]
+    request: ExportRequest, indices: list[int], frames: list[pl.DataFrame], names: dict[str, str]
 ) -> pl.LazyFrame:
     """The columns of metric requests that share their fetched frames, per row key; windows
     stack (and re-add split buckets). Requests read by one scan are summed in one pass: their
     key sets are the same, so this equals joining them one by one. Plain-sum requests are
-    grouped, and so are decimated ones (see ``_fetch_groups``); a delta request comes alone."""
+    grouped, and so are decimated ones (see ``_fetch_groups``); a delta request comes alone.
+    ``names``: how an error names each column, as ``combine`` does."""
     keys = _row_keys(request)
     columns = [
         (i, c) for index in indices
@@ -96,27 +101,37 @@ def _metric_frame(
     stacked = pl.concat([f.lazy() for f in frames], how="vertical_relaxed")
     schema = stacked.collect_schema()
     stacked = stacked.with_columns(pl.lit(None, pl.String).alias(k) for k in keys if k not in schema)
-    sums = [
-        exact_sum(pl.col(c.fetch_value).filter(filter_expr(c)), schema[c.fetch_value]).alias(column_name(i))
-        for i, c in columns
-    ]
-    if not sums:
+    if not columns:
         return stacked.select(keys).unique()
     if request.needs_samples(indices[0]):
-        frame = _decimated(request, indices, stacked.collect(), keys).lazy()
+        frame = _decimated(request, indices, stacked.collect(), keys, names).lazy()
     else:
-        frame = stacked.group_by(keys).agg(sums)
+        # Decimals are summed wide where a total could pass 38 digits (``decimal_holds``).
+        measures = list({c.fetch_value for _, c in columns})
+        wide = {} if decimals_hold(stacked, measures) else {
+            column_name(i): schema[c.fetch_value].scale for i, c in columns
+            if schema[c.fetch_value].is_decimal()
+        }
+        frame = stacked.group_by(keys).agg(
+            e for i, c in columns for e in sums(
+                pl.col(c.fetch_value).filter(filter_expr(c)), column_name(i), schema[c.fetch_value],
+                column_name(i) in wide,
+            )
+        )
+        if wide:
+            frame = wide_totals(frame.collect(), wide, names, keys).lazy()
     if len(indices) == 1 and request.metric_requests[indices[0]].transform is Transform.delta:
         metric_request = request.metric_requests[indices[0]]
         frame = _delta(
             frame, keys, [column_name(i) for i, _ in columns], metric_request.granularity,
-            request.timezone, (metric_request.start, metric_request.end),
+            request.timezone, (metric_request.start, metric_request.end), names,
         )
     return frame
 
 
 def _decimated(
-    request: ExportRequest, indices: list[int], stacked: pl.DataFrame, keys: list[str]
+    request: ExportRequest, indices: list[int], stacked: pl.DataFrame, keys: list[str],
+    names: dict[str, str],
 ) -> pl.DataFrame:
     """Decimated metric requests sharing their fetched frames: one sample per stored timestamp
     and row key (the sum of the rows of every entity and dimension under the key, added in
@@ -139,9 +154,11 @@ def _decimated(
         for i, c in request.columns_of(metric_request.metric_id):
             functions[column_name(i)] = metric_request.decimation_function(c)
             values.append(pl.when(filter_expr(c)).then(pl.col(c.fetch_value)).alias(column_name(i)))
-    samples = group_ordered_sums(rows.select(*keys, *values), keys, list(functions), one_row_per_key)
+    samples = group_ordered_sums(
+        rows.select(*keys, *values), keys, list(functions), one_row_per_key, names
+    )
     granularity = request.metric_requests[indices[0]].granularity
-    return decimate(samples, keys, functions, granularity, request.timezone)
+    return decimate(samples, keys, functions, granularity, request.timezone, names)
 
 
 def _already_aggregated(
@@ -180,14 +197,15 @@ def _fetch_groups(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]
 
 def _delta(
     frame: pl.LazyFrame, keys: list[str], values: list[str], granularity: Granularity,
-    time_zone: str, span: tuple[datetime, datetime],
+    time_zone: str, span: tuple[datetime, datetime], names: dict[str, str],
 ) -> pl.LazyFrame:
     """Each value minus the previous bucket's of the same series; empty without one. The
     previous bucket is the one cut just before this one in the local calendar
     (``previous_bucket_expr``), not this one less the width: next to a daylight-saving
     change a bucket is longer or shorter than its width. Integers subtract in their adding
     type, as two Int64 values can be further apart than Int64 holds (``exported`` checks the
-    difference)."""
+    difference); decimals as decimals, or wide where a difference could pass 38 digits
+    (``wide_totals`` checks it)."""
     series = keys[1:]
     frame = frame.sort([BUCKET, *series], nulls_last=True)
     schema = frame.collect_schema()
@@ -198,10 +216,17 @@ def _delta(
     adjacent = previous(pl.col(BUCKET)) == previous_bucket_expr(
         BUCKET, granularity, time_zone, span
     )
-    wide = {v: pl.col(v).cast(adding_type(schema[v])) for v in values}
-    return frame.with_columns(
-        pl.when(adjacent).then(wide[v] - previous(wide[v])).alias(v) for v in values
-    )
+    wide = {} if decimals_hold(frame, values, count=2) else {
+        v: schema[v].scale for v in values if schema[v].is_decimal()
+    }
+    typed = {v: pl.col(v).cast(adding_type(schema[v])) for v in values if v not in wide}
+    differences = [pl.when(adjacent).then(typed[v] - previous(typed[v])).alias(v) for v in typed]
+    for v in wide:
+        high, low = wide_parts(pl.col(v))
+        both = adjacent & pl.col(v).is_not_null() & previous(pl.col(v)).is_not_null()
+        differences += wide_columns(v, both.cast(pl.Int64), high - previous(high), low - previous(low))
+    frame = frame.with_columns(differences)
+    return wide_totals(frame.collect(), wide, names, keys).lazy() if wide else frame
 
 
 def _sort_columns(request: ExportRequest, keys: list[str], key_aliases: list[str]) -> list[str]:
@@ -243,18 +268,18 @@ def combine(request: ExportRequest, fetched: dict[int, list[pl.DataFrame]]) -> E
     """The export table from each metric request's fetched window frames (by request index)."""
     keys = _row_keys(request)
     period = request.metric_requests[0].granularity
-    joined: pl.LazyFrame | None = None
-    for indices in _fetch_groups(request, {i: fetched[i] for i in range(len(request.metric_requests))}):
-        part = _metric_frame(request, indices, fetched[indices[0]])
-        joined = part if joined is None else joined.join(
-            part, on=keys, how="full", coalesce=True, nulls_equal=True
-        )
-    assert joined is not None
     columns = request.csv_format.columns
     metrics = {
         column_name(i): f"column '{c.heading}' (metric '{c.metric_id}', measure '{c.fetch_value}')"
         for i, c in enumerate(columns) if c.is_metric
     }
+    joined: pl.LazyFrame | None = None
+    for indices in _fetch_groups(request, {i: fetched[i] for i in range(len(request.metric_requests))}):
+        part = _metric_frame(request, indices, fetched[indices[0]], metrics)
+        joined = part if joined is None else joined.join(
+            part, on=keys, how="full", coalesce=True, nulls_equal=True
+        )
+    assert joined is not None
 
     layout = request.format.output_format
     if layout is not Layout.long:

@@ -32,15 +32,21 @@ def decimate(
     functions: dict[str, DecimationFunction],
     granularity: Granularity,
     time_zone: str,
+    names: dict[str, str] | None = None,
 ) -> pl.DataFrame:
     """One row per bucket of ``granularity`` and row keys: the keys and, for each column of
     ``functions``, its function of the bucket's samples. ``samples`` holds one row per stored
     timestamp (``bucket``, in ``time_zone``) and row keys, in time order; the buckets come in
     the order of their first sample, cut by the rule every plain sum is cut by
-    (``bucket_expr``)."""
+    (``bucket_expr``). ``names``: how an error names each column (a decimal sum past 38
+    digits).
+
+    Decimal samples keep their digits in ``sum``, ``min`` and ``max``; ``avg``, ``stddev`` and
+    ``variance`` are floats, taken from the exact total and the samples as Float64."""
+    import numpy as np  # here, not at the top: a plain export never loads numpy
+
     span = (samples[BUCKET].min(), samples[BUCKET].max()) if samples.height else None
     bucket = bucket_expr(BUCKET, granularity, time_zone, span)
-    import numpy as np  # here, not at the top: a plain export never loads numpy
 
     if not samples[BUCKET].is_sorted():
         samples = samples.sort(keys, nulls_last=True)
@@ -54,6 +60,8 @@ def decimate(
     lengths = buckets[_ROW].list.len().cast(pl.Int64).to_numpy()
     rows = buckets[_ROW].explode()
     runs = pl.Series(_RUN, np.repeat(np.arange(buckets.height), lengths)).set_sorted()
+    firsts = samples.select(keys).gather(buckets[_ROW].list.first())
+    firsts = firsts.with_columns(bucket.alias(BUCKET))
     cells = []
     for name, function in functions.items():
         values = samples[name].gather(rows)
@@ -62,10 +70,12 @@ def decimate(
             extreme = pl.col(name).min() if function is DecimationFunction.min else pl.col(name).max()
             cells.append(per_bucket.agg(extreme)[name])
             continue
-        total = ordered_sums(values, lengths).alias("__total")
+        total = ordered_sums(values, lengths, names, firsts).alias("__total")
         if function is DecimationFunction.sum:
             cells.append(total.alias(name))
             continue
+        if values.dtype.is_decimal():
+            total, values = total.cast(pl.Float64), values.cast(pl.Float64)
         stats = per_bucket.agg(pl.col(name).count().alias("__n")).with_columns(total)
         stats = stats.with_columns((pl.col("__total") / pl.col("__n")).alias("__mean"))
         if function is DecimationFunction.avg:
@@ -81,8 +91,7 @@ def decimate(
         if function is DecimationFunction.stddev:
             variance = variance.sqrt()
         cells.append(stats.select(variance.alias(name))[name])
-    firsts = samples.select(keys).gather(buckets[_ROW].list.first())
-    return firsts.with_columns(bucket.alias(BUCKET), *cells)
+    return firsts.with_columns(*cells)
 
 
 def _bucket_ids(samples: pl.DataFrame, keys: list[str], bucket: pl.Expr) -> pl.Series:

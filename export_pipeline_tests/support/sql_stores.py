@@ -117,4 +117,6 @@ def _pg_type(dtype: pl.DataType) -> str:
         return "real"
     if dtype.is_float():
         return "double precision"
+    if dtype.is_decimal():
+        return f"numeric({dtype.precision}, {dtype.scale})"
     return "text"

@@ -235,3 +235,35 @@ def test_sum_types_agree_with_parquet(postgres, tmp_path):
                 "2024-01-01T00:00:00+00:00,2.305843009213694e+18",  # b: (2**62 - 5) / 2
             ]
         assert errors[0] == errors[1] and "measure 'i64': the sum 9223372036854775808 " in errors[0]
+
+
+def test_decimals_agree_with_parquet(postgres, tmp_path):
+    """A ``numeric(p, s)`` measure sums exactly in PostgreSQL, as the Parquet store's decimals
+    do: the same file, to the cent, and the same error for a total past 38 digits. A plain
+    ``numeric`` (no fixed scale) is refused by name."""
+    from export_pipeline_tests.unit.store import test_sum_types as t
+
+    parquet = ParquetMetricSource(write_store(tmp_path / "decimals", t.DECIMALS))
+    with SqlMetricSource(postgres.load(t.DECIMALS, "decimals"), "decimals") as sql:
+        for document in (t.document(["amount", "big"]), t.document(["amount"], "avg"),
+                         t.document(["amount", "big"], "stddev"), t.document(["big"], transform="delta")):
+            assert t.export_csv(document, sql) == t.export_csv(document, parquet)
+        assert t.export_csv(t.document(["amount", "big"]), sql).splitlines()[1] == (
+            f"{t.H0},0.30,123456789012345678.92")
+    with postgres.connect() as con:
+        con.execute("DROP TABLE IF EXISTS loose")
+        con.execute("CREATE TABLE loose (timestamp timestamptz, entity_id text, entity_type text, "
+                    "amount numeric)")
+    with SqlMetricSource(postgres.url(), "loose") as sql:
+        with pytest.raises(MetricSourceError, match="measure 'amount' is a decimal of no fixed scale"):
+            sql.schema()
+    most = t.DECIMALS.head(2).with_columns(amount=t.decimals([t.MOST, "0.01"], 38)).drop("big")
+    parquet = ParquetMetricSource(write_store(tmp_path / "most", most))
+    with SqlMetricSource(postgres.load(most, "most"), "most") as sql:
+        errors = []
+        for source in (parquet, sql):
+            with pytest.raises(t.SumOutOfRange) as caught:
+                t.export_csv(t.document(["amount"]), source)
+            errors.append(str(caught.value))
+    assert errors[0] == errors[1]
+    assert f"measure 'amount': the sum 1{'0' * 36}.00 (bucket" in errors[0]

@@ -143,3 +143,17 @@ def test_text_prints_as_stored_in_fonts_that_have_its_glyphs():
     assert not missing
     fonts = {f.get("/BaseFont") for _, f in font_runs(data)}
     assert {"/STSong-Light", "/HeiseiMin-W3", "/HYSMyeongJo-Medium"} <= fonts
+
+
+def test_decimal_totals_print_with_every_digit():
+    """Decimal cells and totals print in their own digits (grouped), never cut to integers or
+    rounded through floats; shares and changes are worked out from them all the same."""
+    decimals = lambda values: pl.Series(values).cast(pl.Decimal(38, 2))  # noqa: E731
+    frame = pl.DataFrame({
+        "c0": ["2024-04-01", "2024-04-02", "2024-04-03"], "c1": ["north", "south", "east"],
+        "c2": decimals(["0.10", "0.20", "123456789012345678.05"]), "c3": decimals(["-0.30", None, "0.01"]),
+    })
+    table = ExportTable(frame=frame, headings=HEADINGS, date_columns=("c0",))
+    text = text_of(render_pdf(request(), table, request_id="r-1", previous=table))
+    assert "123,456,789,012,345,678.35" in text and "-0.29" in text  # the KPI totals
+    assert "0.20" in text and "100.0%" in text and "+0.0%" in text

@@ -236,3 +236,19 @@ def test_numbers_kept_as_text_are_number_cells_with_every_digit(width):
     assert all(row[-1] == row[1] for row in sheet.iter_rows(min_row=2, values_only=True))
     xml = zipfile.ZipFile(io.BytesIO(data)).read("xl/worksheets/sheet1.xml").decode()
     assert "<v>306515364555933897</v>" in xml and 'inlineStr"><is><t>993.0' not in xml
+
+
+@pytest.mark.parametrize("width", [3, WIDE + 1])
+def test_decimals_are_number_cells_with_every_digit(width):
+    """A decimal cell holds the decimal's own digits (``0.30``, a 20-digit total to the cent),
+    as the CSV file does, not the shortest text of the nearest float."""
+    values = ["0.30", "-0.30", "123456789012345678.92", "10000000000.00", None]
+    columns = {"Entity": [f"e{i}" for i in range(len(values))]}
+    columns.update({f"c{j}": pl.Series(values).cast(pl.Decimal(38, 2)) for j in range(width - 1)})
+    table = ExportTable(frame=pl.DataFrame(columns), headings=list(columns), time_zone="UTC")
+    data = workbook_bytes(table)
+    sheet = read(data).worksheets[0]
+    assert [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)] == [
+        0.3, -0.3, 123456789012345678.92, 10000000000.0, None]
+    xml = zipfile.ZipFile(io.BytesIO(data)).read("xl/worksheets/sheet1.xml").decode()
+    assert "<v>0.30</v>" in xml and "<v>123456789012345678.92</v>" in xml and "e+17" not in xml

@@ -141,7 +141,29 @@ def test_integer_sums_are_exact_whichever_way_they_are_added(values):
 def test_decimals_are_summed_too():
     frame = pl.DataFrame({"g": [0, 0, 1], "d": [Decimal("1.10"), Decimal("2.25"), None]},
                          schema={"g": pl.Int64, "d": pl.Decimal(10, 2)})
-    assert group_ordered_sums(frame, ["g"], ["d"])["d"].to_list() == [Decimal("3.35"), None]
+    summed = group_ordered_sums(frame, ["g"], ["d"])
+    assert summed["d"].dtype == pl.Decimal(38, 2)
+    assert summed["d"].to_list() == [Decimal("3.35"), None]
+
+
+MOST = "9" * 36 + ".99"  # the largest 38-digit decimal of scale 2
+
+
+def test_decimal_sums_near_38_digits_are_exact_or_fail_naming_their_run():
+    """Running totals past 38 digits that end inside them are exact; a total past them fails
+    naming the column and its run's keys, never wraps."""
+    from export_pipeline.store.source import SumOutOfRange
+
+    values = [MOST, MOST, "-" + MOST, "0.01", "-0.01", None, MOST, "-" + MOST, "-" + MOST, "-0.01"]
+    frame = pl.DataFrame({
+        "g": [0, 0, 0, 0, 0, 1, 2, 2, 2, 2],
+        "d": pl.Series(values, dtype=pl.String).cast(pl.Decimal(38, 2)),
+    })
+    assert group_ordered_sums(frame.filter(pl.col("g") < 2), ["g"], ["d"])["d"].to_list() == [
+        Decimal(MOST), None]
+    # -(10**36), one cent past the smallest 38-digit decimal
+    with pytest.raises(SumOutOfRange, match=r"^amount: the sum -1(0{36})\.00 \(g 2\) does not fit"):
+        group_ordered_sums(frame, ["g"], ["d"], names={"d": "amount"})
 
 
 def test_sorted_on_keeps_the_order_of_equal_keys_and_sorts_only_when_needed():

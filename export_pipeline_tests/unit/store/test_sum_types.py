@@ -1,13 +1,15 @@
 """The type a measure is summed in (``source.sum_types``), end to end: narrow integers and
-Float32 are added exactly and exported as Int64 and Float64 by every source, and a total
-that does not fit Int64 fails the export naming its measure or column, never written wrapped.
-Each case is an exported file against numbers worked out by hand."""
+Float32 are added exactly and exported as Int64 and Float64 by every source, decimals exactly
+as 38-digit decimals of their scale, and a total that does not fit Int64 (or 38 digits) fails
+the export naming its measure or column, never written wrapped. Each case is an exported file
+against numbers worked out by hand."""
 
 from __future__ import annotations
 
 import io
 from collections import defaultdict
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import polars as pl
 import pytest
@@ -195,3 +197,128 @@ def test_quick_sums_stand_only_while_no_total_can_wrap():
     assert not exact([2**62, 1, 1])  # 3 * 2**62 may reach past Int64
     assert not exact([-(2**63)])  # the smallest Int64's magnitude is 2**63
     assert exact([], pl.Int32) and exact([None, 3], pl.UInt32)
+
+
+def decimals(values: list[str | None], precision: int = 12) -> pl.Series:
+    return pl.Series(values, dtype=pl.String).cast(pl.Decimal(precision, 2))
+
+
+# Two entities, two rows an hour. ``big`` (Decimal(20, 2)) holds values a Float64 rounds.
+DECIMALS = pl.DataFrame({
+    "timestamp": HOURS * 2, "entity_id": ["a"] * 4 + ["b"] * 4, "entity_type": ["t"] * 8,
+    "amount": decimals(["0.10", "0.20", "1234567890.05", "1234567890.05",
+                        "-0.30", None, "9999999999.99", "0.01"]),
+    "big": decimals(["123456789012345678.91", "0.01", "-99999999999999999.99", "1.00",
+                     "0.10", "0.20", None, "5.00"], 20),
+})
+H0, H1 = "2024-01-01T00:00:00+00:00", "2024-01-01T01:00:00+00:00"
+# 38 digits, the most a decimal sum holds: two of them do not fit.
+MOST = "999999999999999999999999999999999999.99"
+
+
+def test_decimals_are_added_and_exported_as_38_digit_decimals_of_their_scale():
+    from export_pipeline.store.source import decimal_holds, sum_types
+
+    assert sum_types(pl.Decimal(12, 2)) == (pl.Decimal(38, 2), pl.Decimal(38, 2))
+    assert sum_types(pl.Decimal(38, 10)) == (pl.Decimal(38, 10), pl.Decimal(38, 10))
+    assert decimal_holds(10**37 - 1, 10) and not decimal_holds(10**37, 10)
+
+
+def test_wide_sums_are_exact_past_38_digits_and_fail_only_on_a_total_that_does_not_fit():
+    """``wide_sum`` against Python's integers, on values near the 38-digit limit."""
+    import random
+
+    from export_pipeline.store.source import SumOutOfRange, wide_sum, wide_totals
+
+    rng = random.Random(5)
+    limit = 10**38
+    units = [rng.choice([rng.randrange(-limit + 1, limit), rng.randrange(-999, 1000), None])
+             for _ in range(3000)]
+    frame = pl.DataFrame({
+        "g": [rng.randrange(40) for _ in units],
+        "d": decimals([None if u is None else f"{Decimal(f'{u}E-2'):f}" for u in units], 38),
+    })
+    summed = frame.group_by("g").agg(wide_sum(pl.col("d"), "d"))
+    totals: dict[int, int | None] = {}
+    for g, u in zip(frame["g"], units):
+        totals[g] = (totals.get(g) or 0) + u if u is not None else totals.get(g)
+    fitting = [g for g, t in totals.items() if t is None or abs(t) < limit]
+    assert 0 < len(fitting) < len(totals)
+    got = wide_totals(summed.filter(pl.col("g").is_in(fitting)), {"d": 2}, {"d": "d"}, ["g"])
+    assert {g: v for g, v in got.iter_rows()} == {
+        g: None if totals[g] is None else Decimal(f"{totals[g]}E-2") for g in fitting}
+    with pytest.raises(SumOutOfRange, match=r"^d: the sum -?\d{37,}\.\d\d \(g \d+\) does not fit"):
+        wide_totals(summed, {"d": 2}, {"d": "d"}, ["g"])
+
+
+def test_decimals_sum_exactly_and_the_same_from_every_source(source_of):
+    """0.10 + 0.20 is 0.30, not 0.3 or 0.30000000000000004, and a 20-digit total keeps its
+    last cent; every aggregate of decimals is written as the Parquet store writes it."""
+    source = source_of(DECIMALS)
+    assert export_csv(document(["amount", "big"]), source).splitlines() == [
+        "Date,amount,big",
+        f"{H0},0.30,123456789012345678.92",
+        f"{H0},-0.30,0.30",
+        f"{H1},2469135780.10,-99999999999999998.99",
+        f"{H1},10000000000.00,5.00",
+    ]
+    total = document(["amount", "big"], row_filters=["entity_type"])
+    assert export_csv(total, source).splitlines()[1:] == [
+        f"{H0},0.00,123456789012345679.22",
+        f"{H1},12469135780.10,-99999999999999993.99",
+    ]
+    assert export_csv(document(["amount"], transform="delta"), source).splitlines()[1:] == [
+        f"{H0},", f"{H0},", f"{H1},2469135779.80", f"{H1},10000000000.30",
+    ]
+
+
+@pytest.mark.parametrize("dsf, cells", [
+    ("sum", ["0.30", "-0.30", "2469135780.10", "10000000000.00"]),
+    ("max", ["0.20", "-0.30", "1234567890.05", "9999999999.99"]),
+    ("min", ["0.10", "-0.30", "1234567890.05", "0.01"]),
+    # Floats, from the exact total: 0.30 / 2, not (0.1 + 0.2) / 2 = 0.15000000000000002.
+    ("avg", ["0.15", "-0.3", "1234567890.05", "5000000000.0"]),
+    ("stddev", ["0.07071067811865477", "", "0.0", "7071067811.851333"]),
+])
+def test_decimated_decimals_are_the_same_from_every_source(source_of, dsf, cells):
+    got = export_csv(document(["amount"], dsf), source_of(DECIMALS)).splitlines()[1:]
+    assert got == [f"{H0},{cells[0]}", f"{H0},{cells[1]}", f"{H1},{cells[2]}", f"{H1},{cells[3]}"]
+
+
+def test_a_store_decimal_sum_past_38_digits_fails_naming_its_measure(tmp_path):
+    """The Parquet store names the row; a SQL engine refuses the sum itself (one line)."""
+    from export_pipeline.store.source import MetricSourceError
+
+    frame = DECIMALS.head(2).select("timestamp", "entity_id", "entity_type",
+                                    amount=decimals([MOST, "0.01"], 38))
+    with pytest.raises(SumOutOfRange, match=rf"measure 'amount': the sum 1{'0' * 36}\.00 \(bucket "
+                       r"2024-01-01 00:00:00\+00:00, entity_id a\) does not fit the Decimal"):
+        export_csv(document(["amount"]), ParquetMetricSource(write_store(tmp_path / "store", frame)))
+    with SqlMetricSource(load_duckdb(tmp_path / "m.db", frame)) as sql:
+        with pytest.raises(MetricSourceError, match="Overflow in SUM of DECIMAL"):
+            export_csv(document(["amount"]), sql)
+
+
+def test_decimal_sums_past_38_digits_fail_and_those_that_fit_are_exact(source_of):
+    """Each entity's sum fits; their total does not, or does once a negative one cancels it.
+    A difference of two bucket sums past 38 digits fails as well."""
+    def entities(*values: str) -> pl.DataFrame:
+        return pl.DataFrame({
+            "timestamp": HOURS[:1] * len(values), "entity_id": list("abc"[:len(values)]),
+            "entity_type": ["t"] * len(values), "d": decimals(list(values), 38),
+        })
+
+    with pytest.raises(SumOutOfRange, match=r"column 'd' \(metric 'm', measure 'd'\): the sum "
+                       r"1999999999999999999999999999999999999\.98 \(bucket 2024-01-01 00:00:00\+00:00, "
+                       r"entity_type t\)"):
+        export_csv(document(["d"], row_filters=["entity_type"]), source_of(entities(MOST, MOST)))
+    cancelling = source_of(entities(MOST, MOST, "-" + MOST))
+    assert export_csv(document(["d"], row_filters=["entity_type"]), cancelling).splitlines()[1:] == [
+        f"{H0},{MOST}"]
+    delta = pl.DataFrame({
+        "timestamp": [HOURS[0], HOURS[2]], "entity_id": ["a", "a"], "entity_type": ["t", "t"],
+        "d": decimals([MOST, "-" + MOST], 38),
+    })
+    with pytest.raises(SumOutOfRange, match=rf"column 'd' .*the sum -1{'9' * 36}\.98 "
+                       r"\(bucket 2024-01-01 01:00:00\+00:00, entity_id a\)"):
+        export_csv(document(["d"], transform="delta"), source_of(delta))

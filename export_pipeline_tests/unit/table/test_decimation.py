@@ -133,3 +133,25 @@ def test_a_nan_sample_makes_sums_and_moments_nan_while_min_and_max_skip_it():
                             (F.stddev, nan), (F.variance, nan)):
         got = decimate(frame, ["bucket", "entity_id"], {"x": function}, MONTH, "UTC")["x"]
         assert same(got[0], first) and math.isnan(got[1]), (function, got.to_list())
+
+
+def test_decimal_samples_keep_their_digits_and_their_statistics_are_floats():
+    """``sum``, ``min`` and ``max`` of decimals are exact decimals; ``avg`` is the exact total
+    over the count as a float (0.15, not (0.1 + 0.2) / 2), ``stddev`` a float."""
+    from decimal import Decimal
+
+    frame = pl.DataFrame({
+        "bucket": [START + timedelta(days=d) for d in (0, 1, 2, 40)],
+        "entity_id": ["a"] * 4,
+        "x": pl.Series(["0.10", "0.20", None, "-7.25"]).cast(pl.Decimal(12, 2)),
+    }, schema_overrides={"bucket": pl.Datetime("us", "UTC")})
+    want = {
+        F.sum: (pl.Decimal(38, 2), [Decimal("0.30"), Decimal("-7.25")]),
+        F.max: (pl.Decimal(12, 2), [Decimal("0.20"), Decimal("-7.25")]),
+        F.min: (pl.Decimal(12, 2), [Decimal("0.10"), Decimal("-7.25")]),
+        F.avg: (pl.Float64, [0.15, -7.25]),
+        F.stddev: (pl.Float64, [math.sqrt((0.1 - 0.15) ** 2 + (0.2 - 0.15) ** 2), None]),
+    }
+    for function, (dtype, values) in want.items():
+        got = decimate(frame, ["bucket", "entity_id"], {"x": function}, MONTH, "UTC")["x"]
+        assert (got.dtype, got.to_list()) == (dtype, values), function
