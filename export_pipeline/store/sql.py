@@ -444,13 +444,16 @@ class _Layout:
             if types.get(name) is None or not types[name].is_string():
                 problems.append(f"dimension '{name}' must be a string column (found {types.get(name)})")
         others = [n for n in types if n not in roles]
+        # Found rather than named, a decimal with no exact sum type is simply not a measure:
+        # one such column must not make the rest of the table unusable.
         measures = mapping.measures or tuple(
-            n for n in others if types[n].is_numeric() and not types[n].is_boolean()
+            n for n in others
+            if types[n].is_numeric() and not types[n].is_boolean() and not _unsummable_decimal(types[n])
         )
         problems += [
             f"measure '{name}' is a decimal of no fixed scale or over {DECIMAL_DIGITS} digits (found "
             f"{types[name]}): its sums are exact only in a fixed number of decimals; declare it "
-            f"numeric(p, s) with p at most {DECIMAL_DIGITS}, or name the measures to read"
+            f"numeric(p, s) with p at most {DECIMAL_DIGITS}"
             for name in measures if name in types and _unsummable_decimal(types[name])
         ]
         if problems:

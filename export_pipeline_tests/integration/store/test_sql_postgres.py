@@ -15,7 +15,7 @@ import pytest
 
 from export_pipeline.store.parquet import ParquetMetricSource
 from export_pipeline.store.source import MetricSourceError
-from export_pipeline.store.sql import SqlMetricSource
+from export_pipeline.store.sql import ColumnMapping, SqlMetricSource
 from export_pipeline.timeline.periods import AggregationPeriod
 from export_pipeline_tests.support.helpers import free_port, write_store
 from export_pipeline_tests.unit.store import test_sql as sql_unit_tests
@@ -240,7 +240,8 @@ def test_sum_types_agree_with_parquet(postgres, tmp_path):
 def test_decimals_agree_with_parquet(postgres, tmp_path):
     """A ``numeric(p, s)`` measure sums exactly in PostgreSQL, as the Parquet store's decimals
     do: the same file, to the cent, and the same error for a total past 38 digits. A plain
-    ``numeric`` (no fixed scale) is refused by name."""
+    ``numeric`` (no fixed scale) is no measure: left out when the measures are found, refused
+    by name when named."""
     from export_pipeline_tests.unit.store import test_sum_types as t
 
     parquet = ParquetMetricSource(write_store(tmp_path / "decimals", t.DECIMALS))
@@ -253,8 +254,11 @@ def test_decimals_agree_with_parquet(postgres, tmp_path):
     with postgres.connect() as con:
         con.execute("DROP TABLE IF EXISTS loose")
         con.execute("CREATE TABLE loose (timestamp timestamptz, entity_id text, entity_type text, "
-                    "amount numeric)")
+                    "amount numeric, visits integer)")
     with SqlMetricSource(postgres.url(), "loose") as sql:
+        assert sql.schema().measures == ("visits",)
+    named = ColumnMapping.parse("", "amount,visits")
+    with SqlMetricSource(postgres.url(), "loose", named) as sql:
         with pytest.raises(MetricSourceError, match="measure 'amount' is a decimal of no fixed scale"):
             sql.schema()
     most = t.DECIMALS.head(2).with_columns(amount=t.decimals([t.MOST, "0.01"], 38)).drop("big")
