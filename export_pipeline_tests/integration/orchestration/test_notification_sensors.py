@@ -122,15 +122,20 @@ def test_success_messages_carry_the_signed_url(servers, instance):
     assert SMTP_PASSWORD not in json.dumps(run.run_config) + json.dumps(run.tags)
 
 
-def test_failure_messages_carry_the_error(servers, instance, tmp_path, monkeypatch):
-    smtp, hooks = servers
-    monkeypatch.setenv("EXPORT_METRICS_PATH", str(tmp_path / "missing-store"))
+def fail_and_notify(instance, monkeypatch, store) -> None:
+    """A saved export's run that fails as its store ``store`` is missing, and the sensor's tick."""
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(store))
     defs = build_definitions()
     result = defs.resolve_job_def("saved_export_daily_entries").execute_in_process(
         partition_key="2024-04-02", instance=instance, raise_on_error=False
     )
     assert not result.success
     run_sensor(defs, instance, result)
+
+
+def test_failure_messages_carry_the_error(servers, instance, tmp_path, monkeypatch):
+    smtp, hooks = servers
+    fail_and_notify(instance, monkeypatch, tmp_path / "missing-store")
     [mail] = smtp.messages
     assert mail["Subject"] == "Export daily-entries FAILED"
     assert "missing-store" in mail.get_payload(decode=True).decode()
@@ -143,13 +148,7 @@ def test_a_value_that_looks_like_markup_cannot_ping_a_channel(servers, instance,
     """The error quotes what it failed on; in Slack '<!channel>' and in Discord '@everyone'
     would notify everyone. Values arrive as text; the template's own markup stays."""
     smtp, hooks = servers
-    monkeypatch.setenv("EXPORT_METRICS_PATH", str(tmp_path / "<!channel> @everyone <@42>"))
-    defs = build_definitions()
-    result = defs.resolve_job_def("saved_export_daily_entries").execute_in_process(
-        partition_key="2024-04-02", instance=instance, raise_on_error=False
-    )
-    assert not result.success
-    run_sensor(defs, instance, result)
+    fail_and_notify(instance, monkeypatch, tmp_path / "<!channel> @everyone <@42>")
     [slack] = hooks.to("/slack")
     assert "&lt;!channel&gt; @everyone &lt;@42&gt;" in slack.body["text"]
     assert "<!channel>" not in slack.body["text"] and slack.body["text"].startswith("*")

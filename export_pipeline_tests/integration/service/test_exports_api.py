@@ -179,10 +179,11 @@ def _email(target: str) -> dict:
 def test_email_to_anyone_but_the_tenants_recipients_is_403_at_its_target_and_nothing_launched(
         service, dagster_instance):
     """mailer lists ops@acme.example and @Partner.Example: any other address, however close,
-    is refused, so the operator's SMTP server is no relay for it."""
+    is refused, so the operator's SMTP server is no relay for it. (One the mailer would read
+    as another, 'x@=?utf-8?q?partner.example?=' or a trailing dot, is no address at all: 422.)"""
     refused = ["other@acme.example", "OPS@acme.example", "evil@sub.partner.example",
-               "x@partner.example.evil", "x@partner.example.", "x@partnеr.example",  # a Cyrillic е
-               "x@ｐartner.example", "x@=?utf-8?q?partner.example?="]
+               "x@partner.example.evil", "x@partnеr.example",  # a Cyrillic е
+               "x@ｐartner.example"]
     body = {**SEED_BODY, "notification": {"messages": [_email("ops@acme.example"), *map(_email, refused)]}}
     runs_before = len(dagster_instance.get_run_ids())
     with service.client("mailer") as client:
