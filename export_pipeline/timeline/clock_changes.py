@@ -104,7 +104,8 @@ def _start_fix(start: datetime, tz: ZoneInfo, whole_days: bool) -> BucketFix | N
     if earlier.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None) != start:
         # skipped: fold 0 reads it at the offset before the jump, past where the clock lands
         lands = _change_between(tz, later.astimezone(timezone.utc), earlier.astimezone(timezone.utc))
-        return BucketFix(start, stop, lands)
+        # a start on the jump itself (02:00 of 02:00 to 03:00) polars reads where it lands too
+        return None if lands == earlier.astimezone(timezone.utc) else BucketFix(start, stop, lands)
     if whole_days:
         return BucketFix(start, stop, earlier.astimezone(timezone.utc))
     return None
