@@ -114,23 +114,28 @@ def test_an_inactive_tenant_gets_403_subscription_required(service):
             assert response.json()["reason"] == "subscription_required"
 
 
+def _out_of_scope_errors(client, body) -> list[dict]:
+    """The errors of a 403 ``out_of_scope`` answer to ``body``, which created no export."""
+    before = client.get("/v1/exports").json()["exports"]
+    response = _post(client, body)
+    assert response.status_code == 403, response.text
+    assert response.json()["reason"] == "out_of_scope"
+    assert client.get("/v1/exports").json()["exports"] == before
+    return response.json()["errors"]
+
+
 def test_out_of_scope_entities_types_and_formats_are_403_naming_each_path(service):
     body = copy.deepcopy(SEED_BODY)
     body["metricRequests"][0]["entities"] = [SEED_ENTITY, "someone-else", "another"]
     body["metricRequests"][0].pop("entityType")
     body["format"] = "xlsx"
     with service.client("initech") as client:
-        before = client.get("/v1/exports").json()["exports"]
-        response = _post(client, body)
-        assert response.status_code == 403
-        assert response.json()["reason"] == "out_of_scope"
-        assert sorted(e["path"] for e in response.json()["errors"]) == [
+        assert sorted(e["path"] for e in _out_of_scope_errors(client, body)) == [
             "format.extension",
             "metricRequests[0].entities[1]",
             "metricRequests[0].entities[2]",
             "metricRequests[0].entityType",
         ]
-        assert client.get("/v1/exports").json()["exports"] == before
     envelope = copy.deepcopy(SEED_ENVELOPE)
     envelope["data"]["body"]["metricRequests"][0]["entityType"] = "zone"
     with service.client("acme") as client:
@@ -155,17 +160,12 @@ def test_the_deployments_saved_keys_buckets_saved_exports_chats_and_mail_are_403
     runs_before = len(dagster_instance.get_run_ids())
     with service.client("umbrella") as client:
         listed = client.get("/v1/exports").json()["exports"]
-        response = _post(client, body)
-        assert response.status_code == 403, response.text
-        assert response.json()["reason"] == "out_of_scope"
-        assert [e["path"] for e in response.json()["errors"]] == [
+        assert [e["path"] for e in _out_of_scope_errors(client, body)] == [
             "destinations[1].savedKey", "destinations[2].gcs_bucket", "notification.messages[0].target",
             "notification.messages[1].medium", "notification.messages[2].medium",
         ]
-        response = _post(client, saved)
-        assert response.status_code == 403, response.text
-        assert [e["path"] for e in response.json()["errors"]] == ["savedExport"]
-        assert client.get("/v1/exports").json()["exports"] == listed == []
+        assert [e["path"] for e in _out_of_scope_errors(client, saved)] == ["savedExport"]
+        assert listed == []
     assert len(dagster_instance.get_run_ids()) == runs_before
     assert not dagster_instance.get_runs(filters=dg.RunsFilter(tags={"export_pipeline/tenant": "umbrella"}))
     assert not [k for k in all_objects(service_s3, service_bucket) if "/tenants/umbrella/" in k]
@@ -187,14 +187,9 @@ def test_email_to_anyone_but_the_tenants_recipients_is_403_at_its_target_and_not
     body = {**SEED_BODY, "notification": {"messages": [_email("ops@acme.example"), *map(_email, refused)]}}
     runs_before = len(dagster_instance.get_run_ids())
     with service.client("mailer") as client:
-        listed = client.get("/v1/exports").json()["exports"]
-        response = _post(client, body)
-        assert response.status_code == 403, response.text
-        assert response.json()["reason"] == "out_of_scope"
-        assert response.json()["errors"] == [
+        assert _out_of_scope_errors(client, body) == [
             {"path": f"notification.messages[{i}].target", "message": f"{target!r} is outside this key's scope"}
             for i, target in enumerate(refused, 1)]
-        assert client.get("/v1/exports").json()["exports"] == listed
     assert len(dagster_instance.get_run_ids()) == runs_before
 
 
