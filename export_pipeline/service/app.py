@@ -19,6 +19,53 @@ from export_pipeline.service.api import ApiError, ExportService
 from export_pipeline.service.tenants import Caller
 
 STATIC = Path(__file__).parent / "static"
+
+# Every answer: no MIME sniffing, no referrer (a page's or a signed URL's query is nobody's
+# business). API answers hold signed URLs and a tenant's records: no cache may keep them.
+# The Reports page runs only its own files, may not be framed (a framed page can be clicked
+# through by the page around it), and sends forms and fetches nowhere else.
+_EVERY_ANSWER = {b"x-content-type-options": b"nosniff", b"referrer-policy": b"no-referrer"}
+_API_ANSWER = {b"cache-control": b"no-store"}
+_PAGE_ANSWER = {
+    b"content-security-policy": (
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    b"x-frame-options": b"DENY",
+}
+
+
+def _answer_headers(path: str) -> dict[bytes, bytes]:
+    if path.startswith("/v1/"):
+        return {**_EVERY_ANSWER, **_API_ANSWER}
+    if path == "/" or path.startswith("/static/"):
+        return {**_EVERY_ANSWER, **_PAGE_ANSWER}
+    return dict(_EVERY_ANSWER)  # /docs loads Swagger UI from its CDN: no page policy there
+
+
+class SecurityHeaders:
+    """Adds ``_answer_headers`` to every HTTP answer, errors included (a plain ASGI
+    middleware: it wraps the answers of exception handlers too, and streams untouched)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = _answer_headers(scope["path"])
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message = {**message, "headers": [
+                    *message.get("headers", []),
+                    *((name, value) for name, value in extra.items() if name not in present),
+                ]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 _bearer = HTTPBearer(auto_error=False, description="an API key from `export-pipeline keys new`")
 
 
@@ -86,6 +133,7 @@ def create_app(service: ExportService, max_body_bytes: int) -> FastAPI:
         description="Exports as API resources: create one, poll it until complete, download "
         "it through a URL signed afresh at each view, delete it.",
     )
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:

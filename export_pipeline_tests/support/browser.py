@@ -47,6 +47,14 @@ return [...table.querySelectorAll("tbody tr[data-id]")].map((row) => {
 """
 
 
+# Runs before any of a page's own scripts, in every document the browser opens.
+VIOLATIONS = """
+window.__policyViolations = [];
+document.addEventListener("securitypolicyviolation",
+    (e) => window.__policyViolations.push(e.effectiveDirective + " " + e.blockedURI));
+"""
+
+
 @dataclass
 class Browser:
     driver: Any
@@ -80,6 +88,7 @@ class Browser:
         try:
             driver.execute_cdp_cmd("Browser.setDownloadBehavior",
                                    {"behavior": "allow", "downloadPath": str(downloads)})
+            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": VIOLATIONS})
             yield cls(driver, base_url, downloads)
         finally:
             driver.quit()
@@ -101,6 +110,10 @@ class Browser:
                 return value
             assert time.monotonic() < deadline, f"waited for {what() if callable(what) else what}"
             time.sleep(0.1)
+
+    def policy_violations(self) -> list[str]:
+        """What the page's Content-Security-Policy blocked since it loaded."""
+        return self.script("return window.__policyViolations || []")
 
     def script(self, source: str, *args: Any) -> Any:
         return self.driver.execute_script(source, *args)

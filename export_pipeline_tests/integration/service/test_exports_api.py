@@ -76,6 +76,21 @@ def test_each_view_signs_a_fresh_url_valid_for_the_ttl_from_that_view(service, c
     assert download(first) == download(second) == download(done["url"])
 
 
+def test_answers_holding_urls_and_records_are_never_stored_by_a_cache(service, completed):
+    _, created, _ = completed
+    with service.client("acme") as client:
+        answers = [client.get(f"/v1/exports/{created['id']}"), client.get("/v1/exports"),
+                   client.get("/v1/exports/no-such-export"), _post(client, {"csvFormat": 1})]
+    with httpx.Client(base_url=service.url) as anonymous:
+        answers.append(anonymous.get("/v1/exports"))
+    assert [a.status_code for a in answers] == [200, 200, 404, 422, 401]
+    for answer in answers:
+        assert answer.headers["Cache-Control"] == "no-store", answer.request.url
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert answer.headers["Referrer-Policy"] == "no-referrer"
+        assert "Content-Security-Policy" not in answer.headers  # the page's policy, not the API's
+
+
 def test_the_run_is_in_the_instance_tagged_with_tenant_and_export(completed, dagster_instance):
     _, created, _ = completed
     runs = dagster_instance.get_runs(filters=dg.RunsFilter(tags={

@@ -5,12 +5,15 @@ run, downloads, errors, filters, deletion and tenants kept apart."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import sqlite3
+import threading
 import urllib.request
 from datetime import date, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -244,3 +247,54 @@ def test_another_tenants_key_does_not_see_the_first_tenants_exports(acme, servic
     acme.sign_out()
     acme.sign_in(service.keys["acme"])
     acme.wait(lambda: acme.row_ids() == acme_rows, "acme's rows again")
+
+
+def test_the_page_runs_only_its_own_files_and_no_page_can_frame_it(acme, service):
+    with urllib.request.urlopen(service.url + "/") as page:
+        headers = page.headers
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
+    # everything the tests above did on the page, it did under that policy, which blocked nothing
+    assert acme.policy_violations() == []
+    # and the browser enforces it: a script put into the page from outside does not run
+    acme.script("const s = document.createElement('script'); s.textContent = 'window.__ran = 1';"
+                " document.head.appendChild(s)")
+    assert acme.script("return window.__ran") is None
+    assert any(v.startswith("script-src") for v in acme.policy_violations())
+
+    with _page_framing(service.url + "/") as framing_url:  # another origin, on loopback too
+        acme.driver.get(framing_url)
+        acme.wait(lambda: acme.script("return document.readyState") == "complete", "the framing page")
+        acme.driver.switch_to.frame("framed")
+        try:
+            framed = acme.script("return [document.URL, !!document.getElementById('sign-in-form')]")
+        finally:
+            acme.driver.switch_to.default_content()
+            acme.open()
+            acme.sign_in(service.keys["acme"])
+    assert framed == ["chrome-error://chromewebdata/", False]
+
+
+@contextlib.contextmanager
+def _page_framing(url: str):
+    """A page on another loopback origin that frames ``url``; its address."""
+    page = f"<!doctype html><iframe id='framed' src='{url}'></iframe>".encode()
+
+    class Framing(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Framing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
