@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,9 +44,18 @@ def _answer_headers(path: str) -> dict[bytes, bytes]:
     return dict(_EVERY_ANSWER)  # /docs loads Swagger UI from its CDN: no page policy there
 
 
+_INTERNAL_ERROR = json.dumps({
+    "reason": "internal_error", "message": "the service failed to answer; its log has the error",
+}).encode()
+
+
 class SecurityHeaders:
     """Adds ``_answer_headers`` to every HTTP answer, errors included (a plain ASGI
-    middleware: it wraps the answers of exception handlers too, and streams untouched)."""
+    middleware: it wraps the answers of exception handlers too, and streams untouched).
+
+    An unexpected error is answered here, as a 500 in this API's shape with the same headers:
+    Starlette's own 500 comes from the outermost middleware, outside this one, as plain text
+    without them. The error still goes on to be logged by the server."""
 
     def __init__(self, app: Any):
         self.app = app
@@ -55,9 +65,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         extra = _answer_headers(scope["path"])
+        started = False
 
         async def send_with_headers(message: dict) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 message = {**message, "headers": [
                     *message.get("headers", []),
@@ -65,7 +78,16 @@ class SecurityHeaders:
                 ]}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if not started:
+                await send_with_headers({"type": "http.response.start", "status": 500, "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(_INTERNAL_ERROR)).encode()),
+                ]})
+                await send({"type": "http.response.body", "body": _INTERNAL_ERROR})
+            raise
 _bearer = HTTPBearer(auto_error=False, description="an API key from `export-pipeline keys new`")
 
 

@@ -55,3 +55,36 @@ def test_the_service_queues_and_the_daemon_launches(queued_service):
             daemon.wait(timeout=60)
     assert done["status"] == "complete", done
     assert len(parse_csv(download(done["url"]))) - 1 == 30
+
+
+def test_an_unexpected_failure_is_a_500_in_the_apis_shape_with_its_headers(
+    tmp_path, s3_endpoint, service_bucket, demo_store_path
+):
+    """The run storage gone while an export is queued: viewing it cannot be answered. The
+    answer is still JSON, uncached and unsniffed, and the error is in the service's log."""
+    keys: dict[str, str] = {}
+    (tmp_path / "tenants.yaml").write_text(tenants_yaml(TENANTS, keys))
+    home = tmp_path / "dagster_home"
+    env = service_environment(home, tmp_path / "tenants.yaml", service_bucket, demo_store_path,
+                              s3_endpoint, FAKE_CREDENTIALS, QUEUED_DAGSTER_YAML)
+    env["EXPORT_INBOX_SENSOR"] = "stopped"
+    server = ServiceProcess(env=env, keys=keys)
+    server.start()
+    try:
+        with server.client("globex") as client:
+            export_id = client.post("/v1/exports", json=SEED_BODY).json()["id"]
+            runs = home / "history" / "runs.db"
+            runs.rename(home / "history" / "runs.db.moved")
+            runs.mkdir()  # no database can be opened there
+            response = client.get(f"/v1/exports/{export_id}")
+    finally:
+        server.stop()
+    assert response.status_code == 500
+    assert response.json() == {
+        "reason": "internal_error", "message": "the service failed to answer; its log has the error",
+    }
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    [log] = home.glob("service-*.log")
+    assert "unable to open database file" in log.read_text(errors="replace")
