@@ -24,7 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from export_pipeline.notifications.messages import Notification, parse_notification
 from export_pipeline.contract.documents import read_document
-from export_pipeline.contract.envelope import BODY_PATH, unwrap, wrap
+from export_pipeline.contract.envelope import moved_problems, unwrap, wrap
 from export_pipeline.contract.models import EARLIEST_INSTANT, LATEST_INSTANT, SUPPORTED_INSTANTS
 from export_pipeline.contract.problems import InvalidRequest, Problem, problems_from
 from export_pipeline.contract.validation import validate_document
@@ -111,6 +111,10 @@ class SavedExport(BaseModel):
     body: dict[str, Any]
     notification: Notification | None
     source: str
+    body_path: str = "request."
+    """Where the body's fields sit in the definition file (``request.``, or
+    ``request.data.body.`` when it wrote an envelope): a period's request is checked again as it
+    runs, and its problems are named there, not in the envelope ``request_for_window`` makes."""
 
     @property
     def job_name(self) -> str:
@@ -191,7 +195,7 @@ def parse_saved_export(document: Any, source: str = "<definition>") -> SavedExpo
     saved = SavedExport(
         name=raw.name, description=raw.description, cadence=cadence, start=start,
         timezone=raw.timezone, enabled=raw.enabled, body=body, notification=notification,
-        source=source,
+        source=source, body_path=prefix,
     )
     return saved
 
@@ -217,7 +221,7 @@ def _request_problems(body: dict, prefix: str, cadence: Cadence) -> list[Problem
     try:
         validate_document(sample)
     except InvalidRequest as error:
-        return [Problem(p.path.replace(f"{BODY_PATH}.", prefix, 1), p.message) for p in error.problems]
+        return moved_problems(error.problems, prefix)
     return []
 
 

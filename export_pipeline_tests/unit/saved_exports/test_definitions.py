@@ -75,6 +75,17 @@ def test_every_problem_at_once_with_paths():
     ]
 
 
+def test_a_request_written_as_an_envelope_is_checked_at_its_paths_in_the_file():
+    body = relative_body()
+    assert parse_saved_export(definition(request=body)).body_path == "request."
+    saved = parse_saved_export(definition(request={"data": {"body": body}}))
+    assert (saved.body, saved.body_path) == (body, "request.data.body.")
+    body["csvFormat"]["sortBy"] = [5]
+    assert problems_of(definition(request={"data": {"body": body}})) == [
+        "request.data.body.csvFormat.sortBy[0]: index 5 is out of range (2 columns)"
+    ]
+
+
 def test_type_must_be_recurring_and_start_is_required():
     with pytest.raises(InvalidRequest) as caught:
         parse_saved_export(definition(type="oneTime", start=None))
