@@ -11,8 +11,11 @@ in place of ``cadence`` + ``start``.
 from __future__ import annotations
 
 import copy
+import errno
 import math
+import os
 import re
+import stat
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
@@ -282,17 +285,47 @@ def _body(request: dict, problems: list[Problem]) -> tuple[dict | None, str]:
     return envelope.body, f"request.{envelope.prefix}"
 
 
+def _link_problem(path: Path) -> str | None:
+    """Why ``path``, named like a definition, is a link that reaches no file, or None. A
+    deploy that breaks leaves links whose targets are gone; skipped, they would drop a saved
+    export and its schedule unseen. A link to a file is read wherever the file is (the
+    operator owns what the folder links to)."""
+    if not path.is_symlink():
+        return None
+    target = os.readlink(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return f"is a link to {target}, in a loop of links that never reaches a file"
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            via = f" (and on to {os.path.realpath(path)})" if (path.parent / target).is_symlink() else ""
+            return f"is a link to {target}{via}, which does not exist"
+        return f"is a link to {target}, which cannot be read: {error.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return f"is a link to {target}, a folder: links to folders are not followed"
+    return f"is a link to {target}, which is not a file"
+
+
 def load_saved_exports(folder: str | Path) -> list[SavedExport]:
     """Every definition under ``folder`` (``*.yaml``, ``*.yml``, ``*.json``, recursively), sorted
-    by file name. Problems in any file are all reported at once, each prefixed by its file."""
+    by file name. Problems in any file are all reported at once, each prefixed by its file; a
+    link that reaches no file is one of them."""
     root = Path(folder)
     if not root.is_dir():
         raise InvalidRequest([Problem("", f"EXPORT_DEFINITIONS_PATH {root} is not a folder")])
     saved: list[SavedExport] = []
     problems: list[Problem] = []
     names: dict[str, str] = {}
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()):
+    named = (p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES)
+    for path in sorted(p for p in named if p.is_symlink() or p.is_file()):
         where = str(path.relative_to(root))
+        unreadable = _link_problem(path)
+        if unreadable:
+            problems.append(Problem(where, unreadable))
+            continue
         try:
             item = parse_saved_export(read_document(str(path), where), where)
         except InvalidRequest as error:
