@@ -204,3 +204,20 @@ def test_a_link_to_a_file_outside_the_folder_is_read_and_named_by_the_link(tmp_p
     (folder / "more").symlink_to(shared)  # would load weekly.yaml twice if followed
     [saved] = load_saved_exports(folder)
     assert (saved.name, saved.source) == ("weekly", "weekly.yaml")
+
+
+def test_one_definition_per_file(tmp_path):
+    """Two definitions in one file (``---`` between them) are a problem naming the file and the
+    count, not a parser's error; a lone leading ``---`` is only a separator."""
+    (tmp_path / "daily.yaml").write_text("---\n" + yaml.safe_dump(definition()))
+    (tmp_path / "both.yaml").write_text(yaml.safe_dump_all([
+        definition(name="a"), definition(name="b", cadence="weekly"),
+    ], explicit_start=True))
+    with pytest.raises(InvalidRequest) as caught:
+        load_saved_exports(tmp_path)
+    [problem] = caught.value.problems
+    assert problem.path == "both.yaml"
+    assert problem.message.startswith("both.yaml holds 2 YAML documents, separated by '---'")
+    assert problem.message.endswith("a file holds one request, or one saved export definition")
+    (tmp_path / "both.yaml").unlink()
+    assert [s.name for s in load_saved_exports(tmp_path)] == ["daily-footfall"]
