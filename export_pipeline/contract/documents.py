@@ -27,6 +27,7 @@ MAX_VALUES = 100_000
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_NULL_TAG = "tag:yaml.org,2002:null"
 
 
 def read_document(path: str, source: str | None = None) -> Any:
@@ -190,7 +191,8 @@ def _load_yaml(text: str, source: str, json_error: json.JSONDecodeError) -> Any:
     except yaml.YAMLError:
         raise neither() from None
     try:
-        node = loader.get_single_node()
+        documents = _yaml_documents(loader)
+        node = documents[0][1] if len(documents) == 1 else None
         problems = _yaml_node_problems(node, source) if node is not None else []
         document = None if node is None or problems else loader.construct_document(node)
     except _TooDeep as error:
@@ -204,10 +206,30 @@ def _load_yaml(text: str, source: str, json_error: json.JSONDecodeError) -> Any:
         raise InvalidRequest([_too_deep(source)]) from None
     finally:
         loader.dispose()
+    if len(documents) > 1:
+        raise InvalidRequest([Problem("", (
+            f"{source} holds {len(documents)} YAML documents, separated by '---' (the second "
+            f"starts on line {documents[1][0]}): a file holds one request, or one saved export "
+            "definition"
+        ))])
     problems = problems or _value_problems(document)
     if problems:
         raise InvalidRequest(problems)
     return document
+
+
+def _yaml_documents(loader: _GuardedLoader) -> list[tuple[int, yaml.Node]]:
+    """The stream's documents that hold something, each with the line it starts on. PyYAML's
+    own refusal of a second one would read as neither JSON nor YAML, hiding the stray ``---``,
+    so they are counted here. A ``---`` with nothing (or only comments) after it, before or
+    after the one document, adds nothing and is not counted."""
+    documents = []
+    while loader.check_node():
+        line = loader.peek_event().start_mark.line + 1
+        node = loader.get_node()
+        if not (isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG and node.value == ""):
+            documents.append((line, node))
+    return documents
 
 
 def _yaml_node_problems(root: yaml.Node, source: str) -> list[Problem]:

@@ -8,6 +8,7 @@ envelope; everyone else asks ``unwrap``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,24 @@ ACTION = "external-service"
 ROUTE = "external-service/csv-generator"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 BODY_PATH = "data.body"
+
+
+def moved_path(path: str, prefix: str) -> str:
+    """Where ``path``, a path in a body this service wrapped itself (``wrap``), is in the
+    document the user wrote, whose body fields sit at ``prefix`` (``""``, ``"request."``,
+    ``"request.data.body."``): the user never saw the envelope, so ``data.body.`` would name a
+    place they cannot find. A path outside the body (the envelope's own) is left as it is."""
+    if path == BODY_PATH:
+        return prefix.rstrip(".")
+    if path.startswith(f"{BODY_PATH}."):
+        return prefix + path[len(BODY_PATH) + 1:]
+    return path
+
+
+def moved_problems(problems: Iterable[Problem], prefix: str) -> list[Problem]:
+    """``problems`` of a body this service wrapped, at their paths in the document the user
+    wrote (``moved_path``)."""
+    return [Problem(moved_path(p.path, prefix), p.message) for p in problems]
 
 
 @dataclass(frozen=True)

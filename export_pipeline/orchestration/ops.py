@@ -77,16 +77,20 @@ def plan_outputs(
     document: str | dict,
     metric_source: MetricSourceResource,
     prepared_export: Optional[PreparedExport] = None,
+    body_path: Optional[str] = None,
+    source: Optional[str] = None,
 ):
     """The plan op's work on a request document (or its JSON text), whichever op (export job
-    or saved export) found the document: validated once, unless the command line already did."""
+    or saved export) found the document: validated once, unless the command line already did.
+    A saved export names its file (``source``) and where the body sits in it (``body_path``),
+    so problems point into what its operator wrote."""
     try:
         prepared = prepared_for_run(
-            document, metric_source.get_source, context.run_id, prepared_export
+            document, metric_source.get_source, context.run_id, prepared_export, body_path
         )
     except InvalidRequest as error:
         raise dg.Failure(
-            description=f"invalid export request:\n{error}",
+            description=f"invalid export request{f' in {source}' if source else ''}:\n{error}",
             metadata={"problems": [str(p) for p in error.problems]},
             allow_retries=False,
         ) from None

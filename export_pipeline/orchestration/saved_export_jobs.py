@@ -114,7 +114,9 @@ def _plan_op(saved: SavedExport, partitions_def: dg.TimeWindowPartitionsDefiniti
             )
         except ValueError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
-        yield from plan_outputs(context, document, metric_source)
+        yield from plan_outputs(
+            context, document, metric_source, body_path=saved.body_path, source=saved.source
+        )
 
     return plan_saved_export
 

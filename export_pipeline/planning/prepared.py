@@ -10,9 +10,11 @@ plan op from its run config (``prepared_for_run``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from export_pipeline.contract.envelope import moved_path, moved_problems
+from export_pipeline.contract.problems import InvalidRequest
 from export_pipeline.contract.validation import ValidatedRequest, validate_document, validated_request
 from export_pipeline.planning.plan import ExportPlan, plan_export
 from export_pipeline.store.read_ahead import ReadAhead
@@ -44,14 +46,26 @@ def prepare_export(
 
 def prepared_for_run(
     config_document: str | Mapping, source: Callable[[], MetricSource], run_id: str,
-    prepared: PreparedExport | None = None,
+    prepared: PreparedExport | None = None, body_path: str | None = None,
 ) -> PreparedExport:
     """What run ``run_id`` exports: ``prepared`` when it was made for this run, else its run
     config's request, validated against ``source()``'s schema and planned now. Raises
-    ``InvalidRequest`` or ``MetricSourceError``."""
+    ``InvalidRequest`` or ``MetricSourceError``.
+
+    ``body_path`` is where the body sits in what the user wrote when the service wrapped it for
+    them (a saved export's definition file): the problems, and the plan's path prefix for those
+    found later, name that place rather than the envelope."""
     if prepared is not None and prepared.run_id == run_id:
         return prepared
-    return _planned(validated_request(config_document, source().schema()), run_id)
+    try:
+        validated = validated_request(config_document, source().schema())
+    except InvalidRequest as error:
+        if body_path is None:
+            raise
+        raise InvalidRequest(moved_problems(error.problems, body_path)) from None
+    if body_path is not None:
+        validated = replace(validated, path_prefix=moved_path(validated.path_prefix, body_path))
+    return _planned(validated, run_id)
 
 
 def _planned(

@@ -11,8 +11,11 @@ in place of ``cadence`` + ``start``.
 from __future__ import annotations
 
 import copy
+import errno
 import math
+import os
 import re
+import stat
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
@@ -24,7 +27,7 @@ from pydantic.alias_generators import to_camel
 
 from export_pipeline.notifications.messages import Notification, parse_notification
 from export_pipeline.contract.documents import read_document
-from export_pipeline.contract.envelope import BODY_PATH, unwrap, wrap
+from export_pipeline.contract.envelope import moved_problems, unwrap, wrap
 from export_pipeline.contract.models import EARLIEST_INSTANT, LATEST_INSTANT, SUPPORTED_INSTANTS
 from export_pipeline.contract.problems import InvalidRequest, Problem, problems_from
 from export_pipeline.contract.validation import validate_document
@@ -111,6 +114,10 @@ class SavedExport(BaseModel):
     body: dict[str, Any]
     notification: Notification | None
     source: str
+    body_path: str = "request."
+    """Where the body's fields sit in the definition file (``request.``, or
+    ``request.data.body.`` when it wrote an envelope): a period's request is checked again as it
+    runs, and its problems are named there, not in the envelope ``request_for_window`` makes."""
 
     @property
     def job_name(self) -> str:
@@ -191,7 +198,7 @@ def parse_saved_export(document: Any, source: str = "<definition>") -> SavedExpo
     saved = SavedExport(
         name=raw.name, description=raw.description, cadence=cadence, start=start,
         timezone=raw.timezone, enabled=raw.enabled, body=body, notification=notification,
-        source=source,
+        source=source, body_path=prefix,
     )
     return saved
 
@@ -217,7 +224,7 @@ def _request_problems(body: dict, prefix: str, cadence: Cadence) -> list[Problem
     try:
         validate_document(sample)
     except InvalidRequest as error:
-        return [Problem(p.path.replace(f"{BODY_PATH}.", prefix, 1), p.message) for p in error.problems]
+        return moved_problems(error.problems, prefix)
     return []
 
 
@@ -278,17 +285,47 @@ def _body(request: dict, problems: list[Problem]) -> tuple[dict | None, str]:
     return envelope.body, f"request.{envelope.prefix}"
 
 
+def _link_problem(path: Path) -> str | None:
+    """Why ``path``, named like a definition, is a link that reaches no file, or None. A
+    deploy that breaks leaves links whose targets are gone; skipped, they would drop a saved
+    export and its schedule unseen. A link to a file is read wherever the file is (the
+    operator owns what the folder links to)."""
+    if not path.is_symlink():
+        return None
+    target = os.readlink(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return f"is a link to {target}, in a loop of links that never reaches a file"
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            via = f" (and on to {os.path.realpath(path)})" if (path.parent / target).is_symlink() else ""
+            return f"is a link to {target}{via}, which does not exist"
+        return f"is a link to {target}, which cannot be read: {error.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return f"is a link to {target}, a folder: links to folders are not followed"
+    return f"is a link to {target}, which is not a file"
+
+
 def load_saved_exports(folder: str | Path) -> list[SavedExport]:
     """Every definition under ``folder`` (``*.yaml``, ``*.yml``, ``*.json``, recursively), sorted
-    by file name. Problems in any file are all reported at once, each prefixed by its file."""
+    by file name. Problems in any file are all reported at once, each prefixed by its file; a
+    link that reaches no file is one of them."""
     root = Path(folder)
     if not root.is_dir():
         raise InvalidRequest([Problem("", f"EXPORT_DEFINITIONS_PATH {root} is not a folder")])
     saved: list[SavedExport] = []
     problems: list[Problem] = []
     names: dict[str, str] = {}
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()):
+    named = (p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES)
+    for path in sorted(p for p in named if p.is_symlink() or p.is_file()):
         where = str(path.relative_to(root))
+        unreadable = _link_problem(path)
+        if unreadable:
+            problems.append(Problem(where, unreadable))
+            continue
         try:
             item = parse_saved_export(read_document(str(path), where), where)
         except InvalidRequest as error:

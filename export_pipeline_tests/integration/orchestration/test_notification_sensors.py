@@ -237,7 +237,8 @@ def test_a_title_with_a_multi_line_error_is_sent_on_one_line(servers, instance, 
     assert "not delivered" not in caplog.text
     [mail] = smtp.messages
     subject = " ".join(mail["Subject"].split())  # unfolded
-    assert subject.startswith("daily-entries failed: data.body.csvFormat.columns[2].fetchValue")
+    # the paths of the definition file, not of the envelope the run wraps its request in
+    assert subject.startswith("daily-entries failed: request.csvFormat.columns[2].fetchValue")
     assert "columns[3].fetchValue" in subject
     assert len(mail.get_payload(decode=True).decode().strip().splitlines()) == 2
 

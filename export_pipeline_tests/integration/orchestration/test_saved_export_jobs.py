@@ -16,9 +16,12 @@ import yaml
 
 from export_pipeline.orchestration.definitions import build_definitions
 from export_pipeline.orchestration.export_assets import saved_export_asset_key
-from export_pipeline.orchestration.run_outcomes import NAME_TAG, NOTIFICATION_TAG, WINDOW_TAG, export_response
+from export_pipeline.orchestration.run_outcomes import (
+    NAME_TAG, NOTIFICATION_TAG, WINDOW_TAG, export_response, failure_errors,
+)
 from export_pipeline.saved_exports.definitions import parse_saved_export
 from export_pipeline.contract.validation import validate_document
+from export_pipeline_tests.support.deliveries import SEALING_KEY
 from export_pipeline_tests.support.helpers import all_objects, write_store
 from export_pipeline_tests.support.reference import reference_csv_rows
 from export_pipeline_tests.support.requests import SEED_BODY, parse_csv
@@ -230,3 +233,51 @@ def test_materializing_the_asset_exports_one_partition_with_its_history(
             assert tags[WINDOW_TAG] == f"{start.isoformat()}/{(start + timedelta(days=1)).isoformat()}"
     # nothing recorded under the ad-hoc exports' keys
     assert [k for k in instance.get_asset_keys() if k != key] == []
+
+
+def failed_step(instance, result) -> dg.DagsterEvent:
+    [event] = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    return event.dagster_event
+
+
+@pytest.mark.parametrize("wrapped, prefix", [(False, "request."), (True, "request.data.body.")])
+def test_a_problem_found_as_the_period_runs_names_the_definition_files_path(
+    tmp_path, monkeypatch, demo_store_path, bucket, instance, wrapped, prefix
+):
+    """The plan step checks the period's request against the store (a measure it lacks passes
+    the load): its problems name the path in the definition file, whichever shape the file
+    gave its request, and the file itself, not the envelope the run wraps the request in."""
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(demo_store_path))
+    body = relative(SEED_BODY)
+    body["csvFormat"]["columns"].append({"heading": "Wrong", "metricId": "entries-by-day", "fetchValue": "nope"})
+    definition = {"name": "daily", "cadence": "daily", "start": "2024-04-01",
+                  "request": {"data": {"body": body}} if wrapped else body}
+    job = definitions(tmp_path, monkeypatch, definition).resolve_job_def("saved_export_daily")
+    result = job.execute_in_process(partition_key="2024-04-02", instance=instance, raise_on_error=False)
+    assert not result.success
+    failure = failed_step(instance, result).step_failure_data.user_failure_data
+    [problem] = failure.metadata["problems"].value
+    assert problem.startswith(f"{prefix}csvFormat.columns[2].fetchValue: unknown measure 'nope'")
+    assert failure.description == f"invalid export request in daily.yaml:\n{problem}"
+    [error] = failure_errors(result.get_step_failure_events(), None)
+    assert error["path"] == f"{prefix}csvFormat.columns[2].fetchValue"
+
+
+def test_a_refused_destination_of_a_saved_export_names_the_definition_files_path(
+    tmp_path, monkeypatch, demo_store_path, bucket, instance
+):
+    """Problems found after the plan (a destination host the policy refuses) are named in the
+    definition file too."""
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(demo_store_path))
+    monkeypatch.setenv("EXPORT_SEALING_KEY", SEALING_KEY)
+    body = relative(SEED_BODY)
+    body["destinations"] = [{"type": "sftp", "server": "10.0.0.1", "username": "u",
+                             "password": "secret-password", "path": "/outbox"}]
+    definition = {"name": "daily", "cadence": "daily", "start": "2024-04-01",
+                  "request": {"data": {"body": body}}}
+    job = definitions(tmp_path, monkeypatch, definition).resolve_job_def("saved_export_daily")
+    result = job.execute_in_process(partition_key="2024-04-02", instance=instance, raise_on_error=False)
+    assert not result.success
+    [error] = failure_errors(result.get_step_failure_events(), None)
+    assert error["path"] == "request.data.body.destinations[0]"
+    assert "10.0.0.1" in error["message"]

@@ -115,6 +115,22 @@ def test_neither_json_nor_yaml():
     assert "neither JSON nor YAML" in problem.message
 
 
+def test_several_yaml_documents_are_counted_not_called_neither_json_nor_yaml(tmp_path):
+    path = tmp_path / "two.yaml"
+    path.write_text("---\na: 1\n---\nb: 2\n---\n# a comment, nothing more\n")
+    with pytest.raises(InvalidRequest) as raised:
+        read_document(str(path), "two.yaml")
+    assert [str(p) for p in raised.value.problems] == [
+        "two.yaml holds 2 YAML documents, separated by '---' (the second starts on line 3): "
+        "a file holds one request, or one saved export definition"
+    ]
+
+
+@pytest.mark.parametrize("text", ["---\na: 1\n", "a: 1\n---\n", "--- # a comment\na: 1\n...\n"])
+def test_a_separator_with_nothing_after_it_leaves_one_document(text):
+    assert load_document(text) == {"a": 1}
+
+
 @pytest.mark.parametrize("text", ["a: b\x00", "csvFormat: \x07{}", "\x1b[31m"])
 def test_a_control_character_is_a_problem_not_a_crash(text):
     [problem] = problems(text)

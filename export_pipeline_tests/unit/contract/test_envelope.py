@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from export_pipeline.contract.envelope import unwrap, wrap
+from export_pipeline.contract.envelope import moved_path, moved_problems, unwrap, wrap
 from export_pipeline.contract.problems import InvalidRequest, Problem
 from export_pipeline.contract.validation import validate_document
 from export_pipeline.destinations.sealing import plaintext_secret_paths
@@ -71,3 +71,15 @@ def test_sealing_and_the_inbox_read_the_envelope_the_same_way():
     assert request_id_for("requests/a/b.json", "requests/", document) == "req-csv-001"
     document["data"]["id"] = "../../etc"
     assert request_id_for("requests/a/b.json", "requests/", document) == "a.b"
+
+
+def test_a_wrapped_bodys_problems_move_to_where_the_user_wrote_the_body():
+    problems = [Problem("data.body.csvFormat.columns[2].fetchValue", "m"), Problem("data.body", "b"),
+                Problem("data.id", "i"), Problem("", "whole")]
+    assert [p.path for p in moved_problems(problems, "request.")] == [
+        "request.csvFormat.columns[2].fetchValue", "request", "data.id", "",
+    ]
+    assert moved_path("data.body.destinations[0]", "request.data.body.") == "request.data.body.destinations[0]"
+    assert moved_path("data.body.", "request.") == "request."  # a prefix moves the same way
+    assert moved_path("data.body.x", "") == "x"
+    assert moved_path("data.bodyguard", "request.") == "data.bodyguard"

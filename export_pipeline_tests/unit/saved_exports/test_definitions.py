@@ -75,6 +75,17 @@ def test_every_problem_at_once_with_paths():
     ]
 
 
+def test_a_request_written_as_an_envelope_is_checked_at_its_paths_in_the_file():
+    body = relative_body()
+    assert parse_saved_export(definition(request=body)).body_path == "request."
+    saved = parse_saved_export(definition(request={"data": {"body": body}}))
+    assert (saved.body, saved.body_path) == (body, "request.data.body.")
+    body["csvFormat"]["sortBy"] = [5]
+    assert problems_of(definition(request={"data": {"body": body}})) == [
+        "request.data.body.csvFormat.sortBy[0]: index 5 is out of range (2 columns)"
+    ]
+
+
 def test_type_must_be_recurring_and_start_is_required():
     with pytest.raises(InvalidRequest) as caught:
         parse_saved_export(definition(type="oneTime", start=None))
@@ -156,3 +167,57 @@ def test_the_folder_reports_bad_values_of_every_file_without_crashing(tmp_path):
     with pytest.raises(InvalidRequest) as caught:
         load_saved_exports(tmp_path)
     assert [p.path for p in caught.value.problems] == ["a.json: name", "b.json: periodStart"]
+
+
+def test_a_link_that_reaches_no_file_is_a_problem_with_the_others(tmp_path):
+    """A broken deploy leaves links whose files are gone: each one is reported, never skipped
+    (its saved export and schedule would vanish unseen)."""
+    folder = tmp_path / "definitions"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(yaml.safe_dump(definition(name="a\n")))
+    (folder / "b.yaml").symlink_to("release-1/b.yaml")
+    (folder / "c.yaml").symlink_to("d.yaml")
+    (folder / "d.yaml").symlink_to("c.yaml")
+    (folder / "e.yml").symlink_to("b.yaml")
+    (folder / "f.json").symlink_to(tmp_path)
+    with pytest.raises(InvalidRequest) as caught:
+        load_saved_exports(folder)
+    assert [str(p) for p in caught.value.problems] == [
+        "a.yaml: name: must be 1 to 64 letters, digits, '_' or '-', starting with a letter or digit",
+        "b.yaml: is a link to release-1/b.yaml, which does not exist",
+        "c.yaml: is a link to d.yaml, in a loop of links that never reaches a file",
+        "d.yaml: is a link to c.yaml, in a loop of links that never reaches a file",
+        f"e.yml: is a link to b.yaml (and on to {folder / 'release-1' / 'b.yaml'}), which does not exist",
+        f"f.json: is a link to {tmp_path}, a folder: links to folders are not followed",
+    ]
+
+
+def test_a_link_to_a_file_outside_the_folder_is_read_and_named_by_the_link(tmp_path):
+    """The operator owns what the folder links to (a release folder, a shared file): a link
+    is read wherever its file is. Links to folders are not followed."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "weekly.yaml").write_text(yaml.safe_dump(definition(name="weekly", cadence="weekly")))
+    folder = tmp_path / "definitions"
+    folder.mkdir()
+    (folder / "weekly.yaml").symlink_to(shared / "weekly.yaml")
+    (folder / "more").symlink_to(shared)  # would load weekly.yaml twice if followed
+    [saved] = load_saved_exports(folder)
+    assert (saved.name, saved.source) == ("weekly", "weekly.yaml")
+
+
+def test_one_definition_per_file(tmp_path):
+    """Two definitions in one file (``---`` between them) are a problem naming the file and the
+    count, not a parser's error; a lone leading ``---`` is only a separator."""
+    (tmp_path / "daily.yaml").write_text("---\n" + yaml.safe_dump(definition()))
+    (tmp_path / "both.yaml").write_text(yaml.safe_dump_all([
+        definition(name="a"), definition(name="b", cadence="weekly"),
+    ], explicit_start=True))
+    with pytest.raises(InvalidRequest) as caught:
+        load_saved_exports(tmp_path)
+    [problem] = caught.value.problems
+    assert problem.path == "both.yaml"
+    assert problem.message.startswith("both.yaml holds 2 YAML documents, separated by '---'")
+    assert problem.message.endswith("a file holds one request, or one saved export definition")
+    (tmp_path / "both.yaml").unlink()
+    assert [s.name for s in load_saved_exports(tmp_path)] == ["daily-footfall"]
