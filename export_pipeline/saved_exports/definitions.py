@@ -309,17 +309,28 @@ def _link_problem(path: Path) -> str | None:
     return f"is a link to {target}, which is not a file"
 
 
+def _hidden(relative: Path) -> bool:
+    """Whether a name on the way to the file starts with a dot. Such files are not definitions:
+    a Kubernetes ConfigMap mounts each file as a link into its own ``..<timestamp>/`` folder
+    (read too, every definition would come twice), and an editor's lock on ``daily.yaml`` is a
+    link named ``.#daily.yaml`` to nowhere."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def load_saved_exports(folder: str | Path) -> list[SavedExport]:
-    """Every definition under ``folder`` (``*.yaml``, ``*.yml``, ``*.json``, recursively), sorted
-    by file name. Problems in any file are all reported at once, each prefixed by its file; a
-    link that reaches no file is one of them."""
+    """Every definition under ``folder`` (``*.yaml``, ``*.yml``, ``*.json``, recursively, names
+    starting with a dot left out), sorted by file name. Problems in any file are all reported
+    at once, each prefixed by its file; a link that reaches no file is one of them."""
     root = Path(folder)
     if not root.is_dir():
         raise InvalidRequest([Problem("", f"EXPORT_DEFINITIONS_PATH {root} is not a folder")])
     saved: list[SavedExport] = []
     problems: list[Problem] = []
     names: dict[str, str] = {}
-    named = (p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES)
+    named = (
+        p for p in root.rglob("*")
+        if p.suffix.lower() in SUFFIXES and not _hidden(p.relative_to(root))
+    )
     for path in sorted(p for p in named if p.is_symlink() or p.is_file()):
         where = str(path.relative_to(root))
         unreadable = _link_problem(path)

@@ -206,6 +206,21 @@ def test_a_link_to_a_file_outside_the_folder_is_read_and_named_by_the_link(tmp_p
     assert (saved.name, saved.source) == ("weekly", "weekly.yaml")
 
 
+def test_a_configmap_mount_and_an_editors_lock_are_not_definitions(tmp_path):
+    """Kubernetes mounts a ConfigMap as links through ``..data`` into a ``..<timestamp>``
+    folder holding the real files; an editor locks ``daily.yaml`` with a dangling
+    ``.#daily.yaml`` link. Each definition loads once, and no lock is a problem."""
+    folder = tmp_path / "definitions"
+    version = folder / "..2026_12_03_07_00_00.000000001"
+    version.mkdir(parents=True)
+    (version / "daily.yaml").write_text(yaml.safe_dump(definition()))
+    (folder / "..data").symlink_to(version.name)
+    (folder / "daily.yaml").symlink_to("..data/daily.yaml")
+    (folder / ".#daily.yaml").symlink_to("ops@host.4242:1764745200")
+    [saved] = load_saved_exports(folder)
+    assert (saved.name, saved.source) == ("daily-footfall", "daily.yaml")
+
+
 def test_one_definition_per_file(tmp_path):
     """Two definitions in one file (``---`` between them) are a problem naming the file and the
     count, not a parser's error; a lone leading ``---`` is only a separator."""
