@@ -1,5 +1,6 @@
 """Notifications wired into Dagster: run-status sensors that tell people an export succeeded
-(with its signed URL) or failed (with the error), as the run's notification messages ask.
+(with a link to its file, signed as the message is sent) or failed (with the error), as the
+run's notification messages ask.
 
 Sensors, not steps of the job: a notification that cannot be delivered never fails the export.
 A failed delivery is retried with backoff and logged on the sensor's tick.
@@ -19,6 +20,7 @@ from export_pipeline.notifications.messages import (
     render,
     render_title,
 )
+from export_pipeline.orchestration.resources import ExportStorage
 from export_pipeline.orchestration.saved_export_jobs import run_notifications
 from export_pipeline.saved_exports.definitions import SavedExport
 from export_pipeline.settings import NotificationSettings, resource_field
@@ -71,6 +73,17 @@ def _values(run: dg.DagsterRun, status: str, tags: Mapping[str, str]) -> dict:
         "partition": tags.get("dagster/partition"),
         "status": status,
     }
+
+
+def _file_values(
+    instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey | None, storage: ExportStorage
+) -> dict:
+    """The file's response, with its link signed as the message is sent: the one signed as the
+    file was written may have expired by then (the daemon was down longer than its lifetime)."""
+    response = export_response(instance, run_id, asset_key)
+    if response is None:
+        return {}
+    return {**response, "signedUrl": storage.signed_url(response["bucket"], response["key"])}
 
 
 # medium -> monotonic time until which it is treated as down. A run-status sensor handles every
@@ -132,15 +145,17 @@ def build_notification_sensors(
     @dg.run_status_sensor(
         run_status=dg.DagsterRunStatus.SUCCESS, name="export_success_notifications",
         minimum_interval_seconds=minimum_interval_seconds, default_status=running,
-        description="Send an export's onSuccess messages, with its signed URL.",
+        description="Send an export's onSuccess messages, with a link to its file signed as they go out.",
     )
-    def export_success_notifications(context: dg.RunStatusSensorContext, notifier: Notifier):
+    def export_success_notifications(
+        context: dg.RunStatusSensorContext, notifier: Notifier, export_storage: ExportStorage
+    ):
         run = context.dagster_run
         for tags, asset_key in run_notifications(saved_exports, run):
             if NOTIFICATION_TAG not in tags:
                 continue
             values = _values(run, "complete", tags)
-            values.update(export_response(context.instance, run.run_id, asset_key) or {})
+            values.update(_file_values(context.instance, run.run_id, asset_key, export_storage))
             notify(context.log, notifier, run, Policy.on_success, values, tags)
 
     @dg.run_failure_sensor(

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import urllib.request
+from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlsplit
 
 import dagster as dg
 import pytest
@@ -14,6 +17,7 @@ import yaml
 
 from export_pipeline.orchestration.definitions import build_definitions
 from export_pipeline.orchestration.inbox_sensors import RUN_KEY_TAG
+from export_pipeline.orchestration.run_outcomes import export_response
 from export_pipeline_tests.support.notification_servers import (
     SMTP_PASSWORD,
     SMTP_USER,
@@ -72,7 +76,9 @@ def servers(monkeypatch, bucket, demo_store_path, tmp_path):
 def run_sensor(defs, instance, result, log_handler=None):
     """Evaluate the success or failure notification sensor for the finished run."""
     run = instance.get_run_by_id(result.run_id)
-    resources = {k: defs.resources[k] for k in ("notifier", "request_inbox", "metric_source")}
+    resources = {
+        k: defs.resources[k] for k in ("notifier", "export_storage", "request_inbox", "metric_source")
+    }
     if result.success:
         name, event = "export_success_notifications", result.get_run_success_event()
     else:
@@ -87,8 +93,20 @@ def run_sensor(defs, instance, result, log_handler=None):
         sensor(context if result.success else context.for_run_failure())
 
 
-def test_success_messages_carry_the_signed_url(servers, instance):
+def signature(url: str) -> dict[str, str]:
+    return {k: v for k, [v] in parse_qs(urlsplit(url).query).items()}
+
+
+def signed_at(url: str) -> datetime:
+    return datetime.strptime(signature(url)["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+def test_success_messages_carry_a_link_signed_as_they_are_sent(servers, instance, monkeypatch, bucket):
+    """The daemon may send the messages long after the file was written (it was down, say): the
+    link is signed as they go out, with SigV4, for the configured lifetime, so it is still
+    valid when it arrives."""
     smtp, hooks = servers
+    monkeypatch.setenv("EXPORT_URL_TTL", "900")
     defs = build_definitions()
     result = defs.resolve_job_def("saved_export_daily_entries").execute_in_process(
         partition_key="2024-04-02", instance=instance
@@ -96,25 +114,33 @@ def test_success_messages_carry_the_signed_url(servers, instance):
     assert result.success
     # the saved export's steps are its asset's graph
     export = result.output_for_node("saved_export_daily_entries_steps.materialize_export")
-    run_sensor(defs, instance, result)
+    written = export_response(instance, result.run_id)["signedUrl"]  # the materialization's
+    time.sleep(1.1)  # a signature's date counts whole seconds
+    sending = datetime.now(timezone.utc).replace(microsecond=0)
+    # the link is signed for the file's bucket, and the sensor's tick does not check the
+    # configured one (a run's start does): this one does not exist
+    monkeypatch.setenv("EXPORT_BUCKET", "moved-elsewhere")
+    run_sensor(build_definitions(), instance, result)
 
     [mail] = smtp.messages
     text = mail.get_payload(decode=True).decode()
+    url = text.rsplit(": ", 1)[1].strip()
     assert mail["Subject"] == "Export daily-entries ready"
     assert mail["From"] == "exports@example.com" and mail["To"] == "ops@example.com"
     assert text.strip() == (
-        f"1 rows ({export.bytes} bytes) for 2024-04-02T00:00:00+02:00/2024-04-03T00:00:00+02:00: "
-        f"{export.signed_url}"
+        f"1 rows ({export.bytes} bytes) for 2024-04-02T00:00:00+02:00/2024-04-03T00:00:00+02:00: {url}"
     )
-    with urllib.request.urlopen(text.rsplit(": ", 1)[1].strip(), timeout=30) as response:
+    assert urlsplit(url).path == urlsplit(written).path == f"/{bucket}/{export.key}"
+    assert signature(url)["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert signature(url)["X-Amz-Expires"] == "900"
+    assert signed_at(url) >= sending > signed_at(written)
+    with urllib.request.urlopen(url, timeout=30) as response:
         assert response.read().startswith(b"Date,Entries\r\n2024-04-02,")
-    assert hooks.to("/slack/T0/B0/secret")[0].body == {
-        "text": f"*daily-entries ready*\n<{export.signed_url}|download>"
-    }
-    assert hooks.to("/discord")[0].body == {"content": f"**daily-entries 2024-04-02**\n{export.signed_url}"}
+    assert hooks.to("/slack/T0/B0/secret")[0].body == {"text": f"*daily-entries ready*\n<{url}|download>"}
+    assert hooks.to("/discord")[0].body == {"content": f"**daily-entries 2024-04-02**\n{url}"}
     [telegram] = hooks.to("/telegram")
     assert telegram.path == "/telegram/bot4242:SECRET/sendMessage"
-    assert telegram.body == {"chat_id": "-1001234", "text": f"daily-entries\n\n1 rows: {export.signed_url}"}
+    assert telegram.body == {"chat_id": "-1001234", "text": f"daily-entries\n\n1 rows: {url}"}
     assert len(hooks.requests) == 3  # no onFailure message went out
     # the secrets stayed out of the run's config and tags
     run = instance.get_run_by_id(result.run_id)
@@ -191,7 +217,11 @@ def test_inbox_requests_can_ask_for_notifications(servers, instance, s3_client, 
     )
     run_sensor(defs, instance, result)
     export = result.output_for_node("materialize_export")
-    assert hooks.requests[0].body == {"text": f"*req-csv-001 ready*\n<{export.signed_url}|download>"}
+    [slack] = hooks.requests
+    url = slack.body["text"].removeprefix("*req-csv-001 ready*\n<").removesuffix("|download>")
+    assert slack.body == {"text": f"*req-csv-001 ready*\n<{url}|download>"}
+    assert urlsplit(url).path == urlsplit(export.signed_url).path
+    assert signature(url)["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
 
 
 def test_a_medium_that_stays_down_gets_one_try_per_message_after_that(servers, instance, monkeypatch):
