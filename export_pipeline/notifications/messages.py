@@ -27,6 +27,10 @@ FAILURE_FIELDS = ("error",)
 
 
 class Policy(str, Enum):
+    """When a message is sent. ``onFailure`` covers a canceled run too (in the UI, by the API's
+    delete): whoever waits to hear that an export failed wants to hear that it will not
+    arrive either. ``{{status}}`` tells them apart."""
+
     on_success = "onSuccess"
     on_failure = "onFailure"
 

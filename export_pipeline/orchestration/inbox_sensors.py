@@ -22,6 +22,7 @@ from export_pipeline.orchestration.run_outcomes import (
     NAME_TAG,
     NOTIFICATION_TAG,
     WINDOW_TAG,
+    canceled_errors,
     export_response,
     failure_errors,
 )
@@ -350,8 +351,6 @@ def build_result_sensors(minimum_interval_seconds: int) -> list[dg.SensorDefinit
         description="Mark an inbox request's result 'failed' when its run is canceled.",
     )
     def inbox_result_canceled(context: dg.RunStatusSensorContext, request_inbox: RequestInbox):
-        _write_status(context, request_inbox, inbox.Status.failed, errors=[
-            {"path": "", "message": "the run was canceled"}
-        ])
+        _write_status(context, request_inbox, inbox.Status.failed, errors=canceled_errors())
 
     return [inbox_result_running, inbox_result_complete, inbox_result_failed, inbox_result_canceled]

@@ -1,5 +1,6 @@
 """Notifications wired into Dagster: run-status sensors that tell people an export succeeded
-(with its signed URL) or failed (with the error), as the run's notification messages ask.
+(with a link to its file, signed as the message is sent), failed (with the error) or was
+canceled, as the run's notification messages ask.
 
 Sensors, not steps of the job: a notification that cannot be delivered never fails the export.
 A failed delivery is retried with backoff and logged on the sensor's tick.
@@ -7,7 +8,7 @@ A failed delivery is retried with backoff and logged on the sensor's tick.
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import dagster as dg
 
@@ -19,6 +20,7 @@ from export_pipeline.notifications.messages import (
     render,
     render_title,
 )
+from export_pipeline.orchestration.resources import ExportStorage
 from export_pipeline.orchestration.saved_export_jobs import run_notifications
 from export_pipeline.saved_exports.definitions import SavedExport
 from export_pipeline.settings import NotificationSettings, resource_field
@@ -26,6 +28,7 @@ from export_pipeline.orchestration.run_outcomes import (
     NAME_TAG,
     NOTIFICATION_TAG,
     WINDOW_TAG,
+    canceled_errors,
     error_text,
     export_response,
     failure_errors,
@@ -71,6 +74,17 @@ def _values(run: dg.DagsterRun, status: str, tags: Mapping[str, str]) -> dict:
         "partition": tags.get("dagster/partition"),
         "status": status,
     }
+
+
+def _file_values(
+    instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey | None, storage: ExportStorage
+) -> dict:
+    """The file's response, with its link signed as the message is sent: the one signed as the
+    file was written may have expired by then (the daemon was down longer than its lifetime)."""
+    response = export_response(instance, run_id, asset_key)
+    if response is None:
+        return {}
+    return {**response, "signedUrl": storage.signed_url(response["bucket"], response["key"])}
 
 
 # medium -> monotonic time until which it is treated as down. A run-status sensor handles every
@@ -132,16 +146,28 @@ def build_notification_sensors(
     @dg.run_status_sensor(
         run_status=dg.DagsterRunStatus.SUCCESS, name="export_success_notifications",
         minimum_interval_seconds=minimum_interval_seconds, default_status=running,
-        description="Send an export's onSuccess messages, with its signed URL.",
+        description="Send an export's onSuccess messages, with a link to its file signed as they go out.",
     )
-    def export_success_notifications(context: dg.RunStatusSensorContext, notifier: Notifier):
+    def export_success_notifications(
+        context: dg.RunStatusSensorContext, notifier: Notifier, export_storage: ExportStorage
+    ):
         run = context.dagster_run
         for tags, asset_key in run_notifications(saved_exports, run):
             if NOTIFICATION_TAG not in tags:
                 continue
             values = _values(run, "complete", tags)
-            values.update(export_response(context.instance, run.run_id, asset_key) or {})
+            values.update(_file_values(context.instance, run.run_id, asset_key, export_storage))
             notify(context.log, notifier, run, Policy.on_success, values, tags)
+
+    def send_failure(
+        context: dg.RunStatusSensorContext, notifier: Notifier, status: str, error: Callable[[], str]
+    ) -> None:
+        """``error`` is read only for a run with messages to send."""
+        run = context.dagster_run
+        for tags, _ in run_notifications(saved_exports, run):
+            if NOTIFICATION_TAG in tags:
+                values = {**_values(run, status, tags), "error": error()}
+                notify(context.log, notifier, run, Policy.on_failure, values, tags)
 
     @dg.run_failure_sensor(
         name="export_failure_notifications",
@@ -149,14 +175,16 @@ def build_notification_sensors(
         description="Send an export's onFailure messages, with the error.",
     )
     def export_failure_notifications(context: dg.RunFailureSensorContext, notifier: Notifier):
-        run = context.dagster_run
-        for tags, _ in run_notifications(saved_exports, run):
-            if NOTIFICATION_TAG not in tags:
-                continue
-            values = _values(run, "failed", tags)
-            values["error"] = error_text(
-                failure_errors(context.get_step_failure_events(), context.failure_event)
-            )
-            notify(context.log, notifier, run, Policy.on_failure, values, tags)
+        send_failure(context, notifier, "failed", lambda: error_text(
+            failure_errors(context.get_step_failure_events(), context.failure_event)
+        ))
 
-    return [export_success_notifications, export_failure_notifications]
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.CANCELED, name="export_canceled_notifications",
+        minimum_interval_seconds=minimum_interval_seconds, default_status=running,
+        description="Send an export's onFailure messages when its run is canceled.",
+    )
+    def export_canceled_notifications(context: dg.RunStatusSensorContext, notifier: Notifier):
+        send_failure(context, notifier, "canceled", lambda: error_text(canceled_errors()))
+
+    return [export_success_notifications, export_failure_notifications, export_canceled_notifications]

@@ -21,6 +21,7 @@ from export_pipeline.destinations.host_policy import HostPolicy
 from export_pipeline.destinations.sealing import Sealer
 from export_pipeline.destinations.settings import DestinationSettings
 from export_pipeline.publishing.preflight import check_writable
+from export_pipeline.publishing.s3_upload import presign_get
 from export_pipeline.store.source import MetricSource
 from export_pipeline.store.parquet import ParquetMetricSource
 from export_pipeline.formats.branding import Branding
@@ -148,7 +149,13 @@ class ExportStorage(dg.ConfigurableResource):
         credentials fail the run before anything is read, in one line. The check goes
         through the SigV4 client: the same endpoint and credentials as the upload client, but
         short timeouts and two attempts, so an endpoint that does not answer is reported in
-        seconds rather than after the upload client's five patient attempts."""
+        seconds rather than after the upload client's five patient attempts.
+
+        Only in a run: a sensor (the notifications sign links) builds its resources on every
+        tick, where the check would cost a request each time and fail ticks that upload
+        nothing; there the clients are built when first used."""
+        if context.run is None:
+            return
         self.get_client()
         check_writable(self.get_presign_client(), self.bucket, self.prefix)
 
@@ -157,6 +164,10 @@ class ExportStorage(dg.ConfigurableResource):
             self._clients["upload"] = self.s3.get_client()
         return self._clients["upload"]
 
+    def signed_url(self, bucket: str, key: str) -> str:
+        """A download link for ``key``, signed now and valid for ``url_ttl_seconds``."""
+        return presign_get(self.get_presign_client(), bucket, key, self.url_ttl_seconds)
+
     def get_presign_client(self) -> Any:
         if "presign" not in self._clients:
             self._clients["presign"] = self._sigv4_client()
@@ -164,7 +175,7 @@ class ExportStorage(dg.ConfigurableResource):
 
     def _sigv4_client(self) -> Any:
         """botocore would presign with SigV2 by default, so links are signed with SigV4. The
-        client's only call over the network is the bucket check."""
+        client's only call over the network is the bucket check (signing is local)."""
         return self.s3.get_client(Config(
             signature_version="s3v4", connect_timeout=5, read_timeout=20,
             retries={"max_attempts": 2, "mode": "standard"},

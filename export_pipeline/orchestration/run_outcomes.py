@@ -1,7 +1,7 @@
 """What an export run reports, read back from the Dagster instance: its progress while it runs,
-the response (bucket, key, signed URL, rows, bytes) of a success, the errors of a failure.
-Shared by the command line, the export service, the inbox's result sensors and the
-notification sensors."""
+the response (bucket, key, signed URL, rows, bytes) of a success, the errors of a failure or a
+cancellation. Shared by the command line, the export service, the inbox's result sensors and
+the notification sensors."""
 
 from typing import Any
 
@@ -34,6 +34,12 @@ def export_response(
             signed_url=metadata["signed_url"], rows=metadata["rows"], bytes=metadata["bytes"],
         )
     return None
+
+
+def canceled_errors() -> list[dict[str, str]]:
+    """Why a canceled run has no file: one wording for its inbox result and its onFailure
+    messages."""
+    return [{"path": "", "message": "the run was canceled"}]
 
 
 def failure_errors(

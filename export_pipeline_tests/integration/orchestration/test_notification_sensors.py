@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import urllib.request
+from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlsplit
 
 import dagster as dg
 import pytest
@@ -14,6 +17,7 @@ import yaml
 
 from export_pipeline.orchestration.definitions import build_definitions
 from export_pipeline.orchestration.inbox_sensors import RUN_KEY_TAG
+from export_pipeline.orchestration.run_outcomes import export_response
 from export_pipeline_tests.support.notification_servers import (
     SMTP_PASSWORD,
     SMTP_USER,
@@ -34,7 +38,7 @@ MESSAGES = [
      "title": "{{name}}", "text": "{{rows}} rows: {{signedUrl}}"},
     {"policy": "onFailure", "medium": "email", "target": "ops@example.com",
      "title": "Export {{name}} FAILED", "text": "{{window}}: {{error}}"},
-    {"policy": "onFailure", "medium": "slack", "title": "{{name}} failed", "text": "{{error}}"},
+    {"policy": "onFailure", "medium": "slack", "title": "{{name}} failed", "text": "{{status}}: {{error}}"},
     {"policy": "onFailure", "medium": "discord", "title": "{{name}} failed", "text": "{{error}}"},
     {"policy": "onFailure", "medium": "telegram", "target": "-1001234", "title": "{{name}} failed",
      "text": "{{error}}"},
@@ -69,26 +73,62 @@ def servers(monkeypatch, bucket, demo_store_path, tmp_path):
         yield smtp, hooks
 
 
+SENSOR_FOR = {
+    dg.DagsterRunStatus.SUCCESS: ("export_success_notifications", dg.DagsterEventType.RUN_SUCCESS),
+    dg.DagsterRunStatus.FAILURE: ("export_failure_notifications", dg.DagsterEventType.RUN_FAILURE),
+    dg.DagsterRunStatus.CANCELED: ("export_canceled_notifications", dg.DagsterEventType.RUN_CANCELED),
+}
+
+
 def run_sensor(defs, instance, result, log_handler=None):
-    """Evaluate the success or failure notification sensor for the finished run."""
+    """Evaluate the notification sensor of the finished run's outcome (``result``: the run or
+    its in-process result)."""
     run = instance.get_run_by_id(result.run_id)
-    resources = {k: defs.resources[k] for k in ("notifier", "request_inbox", "metric_source")}
-    if result.success:
-        name, event = "export_success_notifications", result.get_run_success_event()
-    else:
-        name, event = "export_failure_notifications", result.get_run_failure_event()
+    name, event_type = SENSOR_FOR[run.status]
+    [record] = instance.all_logs(run.run_id, of_type=event_type)
+    resources = {
+        k: defs.resources[k] for k in ("notifier", "export_storage", "request_inbox", "metric_source")
+    }
     with dg.build_run_status_sensor_context(
-        sensor_name=name, dagster_event=event, dagster_instance=instance, dagster_run=run,
-        resources=resources,
+        sensor_name=name, dagster_event=record.dagster_event, dagster_instance=instance,
+        dagster_run=run, resources=resources,
     ) as context:
         if log_handler is not None:
             context.log.addHandler(log_handler)
         sensor = defs.resolve_sensor_def(name)
-        sensor(context if result.success else context.for_run_failure())
+        sensor(context.for_run_failure() if run.status is dg.DagsterRunStatus.FAILURE else context)
 
 
-def test_success_messages_carry_the_signed_url(servers, instance):
+WINDOW = "2024-04-02T00:00:00+02:00/2024-04-03T00:00:00+02:00"
+
+
+def cancel(defs, instance, partition_key: str, tags: dict | None = None) -> dg.DagsterRun:
+    """A saved export's partition run, canceled (as the UI or the API's delete of an unfinished
+    export cancel one)."""
+    job = defs.resolve_job_def("saved_export_daily_entries")
+    run = instance.create_run_for_job(
+        job_def=job, tags={**job.run_tags, "dagster/partition": partition_key, **(tags or {})}
+    )
+    instance.report_run_canceled(run)
+    run = instance.get_run_by_id(run.run_id)
+    assert run.status is dg.DagsterRunStatus.CANCELED
+    return run
+
+
+def signature(url: str) -> dict[str, str]:
+    return {k: v for k, [v] in parse_qs(urlsplit(url).query).items()}
+
+
+def signed_at(url: str) -> datetime:
+    return datetime.strptime(signature(url)["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+def test_success_messages_carry_a_link_signed_as_they_are_sent(servers, instance, monkeypatch, bucket):
+    """The daemon may send the messages long after the file was written (it was down, say): the
+    link is signed as they go out, with SigV4, for the configured lifetime, so it is still
+    valid when it arrives."""
     smtp, hooks = servers
+    monkeypatch.setenv("EXPORT_URL_TTL", "900")
     defs = build_definitions()
     result = defs.resolve_job_def("saved_export_daily_entries").execute_in_process(
         partition_key="2024-04-02", instance=instance
@@ -96,25 +136,31 @@ def test_success_messages_carry_the_signed_url(servers, instance):
     assert result.success
     # the saved export's steps are its asset's graph
     export = result.output_for_node("saved_export_daily_entries_steps.materialize_export")
-    run_sensor(defs, instance, result)
+    written = export_response(instance, result.run_id)["signedUrl"]  # the materialization's
+    time.sleep(1.1)  # a signature's date counts whole seconds
+    sending = datetime.now(timezone.utc).replace(microsecond=0)
+    # the link is signed for the file's bucket, and the sensor's tick does not check the
+    # configured one (a run's start does): this one does not exist
+    monkeypatch.setenv("EXPORT_BUCKET", "moved-elsewhere")
+    run_sensor(build_definitions(), instance, result)
 
     [mail] = smtp.messages
     text = mail.get_payload(decode=True).decode()
+    url = text.rsplit(": ", 1)[1].strip()
     assert mail["Subject"] == "Export daily-entries ready"
     assert mail["From"] == "exports@example.com" and mail["To"] == "ops@example.com"
-    assert text.strip() == (
-        f"1 rows ({export.bytes} bytes) for 2024-04-02T00:00:00+02:00/2024-04-03T00:00:00+02:00: "
-        f"{export.signed_url}"
-    )
-    with urllib.request.urlopen(text.rsplit(": ", 1)[1].strip(), timeout=30) as response:
+    assert text.strip() == f"1 rows ({export.bytes} bytes) for {WINDOW}: {url}"
+    assert urlsplit(url).path == urlsplit(written).path == f"/{bucket}/{export.key}"
+    assert signature(url)["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert signature(url)["X-Amz-Expires"] == "900"
+    assert signed_at(url) >= sending > signed_at(written)
+    with urllib.request.urlopen(url, timeout=30) as response:
         assert response.read().startswith(b"Date,Entries\r\n2024-04-02,")
-    assert hooks.to("/slack/T0/B0/secret")[0].body == {
-        "text": f"*daily-entries ready*\n<{export.signed_url}|download>"
-    }
-    assert hooks.to("/discord")[0].body == {"content": f"**daily-entries 2024-04-02**\n{export.signed_url}"}
+    assert hooks.to("/slack/T0/B0/secret")[0].body == {"text": f"*daily-entries ready*\n<{url}|download>"}
+    assert hooks.to("/discord")[0].body == {"content": f"**daily-entries 2024-04-02**\n{url}"}
     [telegram] = hooks.to("/telegram")
     assert telegram.path == "/telegram/bot4242:SECRET/sendMessage"
-    assert telegram.body == {"chat_id": "-1001234", "text": f"daily-entries\n\n1 rows: {export.signed_url}"}
+    assert telegram.body == {"chat_id": "-1001234", "text": f"daily-entries\n\n1 rows: {url}"}
     assert len(hooks.requests) == 3  # no onFailure message went out
     # the secrets stayed out of the run's config and tags
     run = instance.get_run_by_id(result.run_id)
@@ -142,6 +188,71 @@ def test_failure_messages_carry_the_error(servers, instance, tmp_path, monkeypat
     for prefix in ("/slack", "/discord", "/telegram"):
         [received] = hooks.to(prefix)
         assert "missing-store" in json.dumps(received.body)
+    assert hooks.to("/slack")[0].body["text"].startswith("*daily-entries failed*\nfailed: ")
+
+
+def test_a_canceled_run_sends_its_onfailure_messages_saying_so(servers, instance):
+    smtp, hooks = servers
+    defs = build_definitions()
+    # canceled as it ran: its plan step had tagged the window
+    run = cancel(defs, instance, "2024-04-02", {"export_pipeline/window": WINDOW})
+    run_sensor(defs, instance, run)
+    [mail] = smtp.messages
+    assert mail["Subject"] == "Export daily-entries FAILED"
+    assert mail.get_payload(decode=True).decode().strip() == f"{WINDOW}: the run was canceled"
+    assert [r.path.split("/")[1] for r in hooks.requests] == ["slack", "discord", "telegram"]
+    assert hooks.to("/slack")[0].body == {"text": "*daily-entries failed*\ncanceled: the run was canceled"}
+    assert hooks.to("/discord")[0].body == {"content": "**daily-entries failed**\nthe run was canceled"}
+    assert hooks.to("/telegram")[0].body == {
+        "chat_id": "-1001234", "text": "daily-entries failed\n\nthe run was canceled"
+    }
+
+
+def test_each_finished_run_is_notified_once_by_the_sensor_of_its_outcome(
+    servers, instance, tmp_path, monkeypatch
+):
+    """The three sensors tick over the same runs: a success, a failure and a cancellation each
+    send their policy's messages once, ``{{status}}`` saying which."""
+    smtp, hooks = servers
+    definition = yaml.safe_load((tmp_path / "definitions" / "daily.yaml").read_text())
+    definition["notification"] = {"messages": [
+        {"policy": policy, "medium": "email", "target": "ops@example.com",
+         "title": "{{name}} {{partition}} {{status}}", "text": text}
+        for policy, text in (("onSuccess", "{{rows}} rows"), ("onFailure", "{{error}}"))
+    ] + [{"policy": "onFailure", "medium": "slack", "title": "{{partition}}", "text": "{{status}}"}]}
+    (tmp_path / "definitions" / "daily.yaml").write_text(yaml.safe_dump(definition))
+    defs = build_definitions()
+    resources = {k: defs.resources[k] for k in ("notifier", "export_storage")}
+
+    def tick(name, cursor):
+        with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+            return defs.resolve_sensor_def(name).evaluate_tick(context).cursor
+
+    names = [name for name, _ in SENSOR_FOR.values()]
+    cursors = [tick(name, None) for name in names]  # a first tick only starts the cursor
+    job = defs.resolve_job_def("saved_export_daily_entries")
+    assert job.execute_in_process(partition_key="2024-04-02", instance=instance).success
+    cancel(defs, instance, "2024-04-03")
+    monkeypatch.setenv("EXPORT_METRICS_PATH", str(tmp_path / "missing-store"))
+    failing = build_definitions().resolve_job_def("saved_export_daily_entries")
+    assert not failing.execute_in_process(
+        partition_key="2024-04-04", instance=instance, raise_on_error=False
+    ).success
+    cursors = [tick(name, cursor) for name, cursor in zip(names, cursors)]
+    for name, cursor in zip(names, cursors):
+        tick(name, cursor)  # nothing new: nothing sent
+
+    mails = sorted((m["Subject"], m.get_payload(decode=True).decode().strip()) for m in smtp.messages)
+    assert [subject for subject, _ in mails] == [
+        "daily-entries 2024-04-02 complete", "daily-entries 2024-04-03 canceled",
+        "daily-entries 2024-04-04 failed",
+    ]
+    assert mails[0][1] == "1 rows"
+    assert mails[1][1] == "the run was canceled"
+    assert "missing-store" in mails[2][1]
+    assert sorted(r.body["text"] for r in hooks.to("/slack")) == [
+        "*2024-04-03*\ncanceled", "*2024-04-04*\nfailed",
+    ]
 
 
 def test_a_value_that_looks_like_markup_cannot_ping_a_channel(servers, instance, tmp_path, monkeypatch):
@@ -191,7 +302,11 @@ def test_inbox_requests_can_ask_for_notifications(servers, instance, s3_client, 
     )
     run_sensor(defs, instance, result)
     export = result.output_for_node("materialize_export")
-    assert hooks.requests[0].body == {"text": f"*req-csv-001 ready*\n<{export.signed_url}|download>"}
+    [slack] = hooks.requests
+    url = slack.body["text"].removeprefix("*req-csv-001 ready*\n<").removesuffix("|download>")
+    assert slack.body == {"text": f"*req-csv-001 ready*\n<{url}|download>"}
+    assert urlsplit(url).path == urlsplit(export.signed_url).path
+    assert signature(url)["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
 
 
 def test_a_medium_that_stays_down_gets_one_try_per_message_after_that(servers, instance, monkeypatch):

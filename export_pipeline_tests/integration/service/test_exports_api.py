@@ -234,7 +234,7 @@ def test_the_tenants_recipients_get_their_mail_through_the_operators_smtp_server
         with dg.build_run_status_sensor_context(
             sensor_name="export_success_notifications", dagster_event=success.dagster_event,
             dagster_instance=dagster_instance, dagster_run=run,
-            resources={"notifier": defs.resources["notifier"]},
+            resources={k: defs.resources[k] for k in ("notifier", "export_storage")},
         ) as context:
             defs.resolve_sensor_def("export_success_notifications")(context)
     assert smtp.recipients == [[t] for t in targets]
