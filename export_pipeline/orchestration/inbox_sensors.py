@@ -17,7 +17,12 @@ from export_pipeline.destinations.host_tag import destination_host_tags
 from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.notifications.messages import parse_notification
 from export_pipeline.orchestration.jobs import export_job, request_run_config
-from export_pipeline.orchestration.resources import MetricSourceResource, S3Connection, s3_field
+from export_pipeline.orchestration.resources import (
+    ExportStorage,
+    MetricSourceResource,
+    S3Connection,
+    s3_field,
+)
 from export_pipeline.orchestration.run_outcomes import (
     NAME_TAG,
     NOTIFICATION_TAG,
@@ -325,10 +330,14 @@ def build_result_sensors(minimum_interval_seconds: int) -> list[dg.SensorDefinit
     @dg.run_status_sensor(
         run_status=dg.DagsterRunStatus.SUCCESS, name="inbox_result_complete",
         minimum_interval_seconds=minimum_interval_seconds, default_status=running,
-        description="Write an inbox request's file, signed URL, rows and bytes to its result.",
+        description="Write an inbox request's file, a URL signed as it is written, rows and bytes to its result.",
     )
-    def inbox_result_complete(context: dg.RunStatusSensorContext, request_inbox: RequestInbox):
-        response = export_response(context.instance, context.dagster_run.run_id)
+    def inbox_result_complete(
+        context: dg.RunStatusSensorContext, request_inbox: RequestInbox, export_storage: ExportStorage
+    ):
+        response = export_response(
+            context.instance, context.dagster_run.run_id, sign=export_storage.signed_url
+        )
         if response is None:
             _write_status(context, request_inbox, inbox.Status.failed, errors=[
                 {"path": "", "message": "the run succeeded without writing an export file"}

@@ -76,17 +76,6 @@ def _values(run: dg.DagsterRun, status: str, tags: Mapping[str, str]) -> dict:
     }
 
 
-def _file_values(
-    instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey | None, storage: ExportStorage
-) -> dict:
-    """The file's response, with its link signed as the message is sent: the one signed as the
-    file was written may have expired by then (the daemon was down longer than its lifetime)."""
-    response = export_response(instance, run_id, asset_key)
-    if response is None:
-        return {}
-    return {**response, "signedUrl": storage.signed_url(response["bucket"], response["key"])}
-
-
 # medium -> monotonic time until which it is treated as down. A run-status sensor handles every
 # run that finished since its last tick in one evaluation: with a medium down, retrying each
 # message with backoff could outlast the sensor's time limit, and a timed-out tick is evaluated
@@ -156,7 +145,9 @@ def build_notification_sensors(
             if NOTIFICATION_TAG not in tags:
                 continue
             values = _values(run, "complete", tags)
-            values.update(_file_values(context.instance, run.run_id, asset_key, export_storage))
+            values.update(export_response(
+                context.instance, run.run_id, asset_key, sign=export_storage.signed_url
+            ) or {})
             notify(context.log, notifier, run, Policy.on_success, values, tags)
 
     def send_failure(

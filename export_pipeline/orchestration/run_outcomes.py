@@ -3,6 +3,7 @@ the response (bucket, key, signed URL, rows, bytes) of a success, the errors of 
 cancellation. Shared by the command line, the export service, the inbox's result sensors and
 the notification sensors."""
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -16,11 +17,16 @@ NOTIFICATION_TAG = "export_pipeline/notification"
 
 
 def export_response(
-    instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey | None = None
+    instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey | None = None,
+    sign: Callable[[str, str], str] | None = None,
 ) -> dict[str, Any] | None:
     """The response of the run's export file, from its materialization metadata (the last
     materialization of an export asset: ``exports/<request id>`` or ``saved_exports/<name>``;
-    of ``asset_key`` if given, when one run materialized several)."""
+    of ``asset_key`` if given, when one run materialized several).
+
+    ``sign(bucket, key)``, when given, signs the link now: a sensor that hands the response on
+    (a message, an inbox result) may run long after the file was written, when the link signed
+    then has expired (the daemon was down longer than its lifetime)."""
     entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
     for entry in reversed(entries):
         materialization = entry.asset_materialization
@@ -31,7 +37,8 @@ def export_response(
         metadata = {k: v.value for k, v in materialization.metadata.items()}
         return build_response(
             request_id=metadata.get("request_id"), bucket=metadata["bucket"], key=metadata["key"],
-            signed_url=metadata["signed_url"], rows=metadata["rows"], bytes=metadata["bytes"],
+            signed_url=sign(metadata["bucket"], metadata["key"]) if sign else metadata["signed_url"],
+            rows=metadata["rows"], bytes=metadata["bytes"],
         )
     return None
 

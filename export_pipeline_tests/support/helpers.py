@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import parse_qs, urlsplit
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -108,3 +109,13 @@ class CountingSource(ParquetMetricSource):
             return super().fetch(query)
         finally:
             self._depth -= 1
+
+
+def signature(url: str) -> dict[str, str]:
+    """A presigned URL's query: ``X-Amz-Algorithm``, ``X-Amz-Date``, ``X-Amz-Expires``…"""
+    return {k: v for k, [v] in parse_qs(urlsplit(url).query).items()}
+
+
+def signed_at(url: str) -> datetime:
+    """When a SigV4 presigned URL was signed (whole seconds)."""
+    return datetime.strptime(signature(url)["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import urllib.request
+from datetime import datetime, timezone
 
 import dagster as dg
 import pytest
@@ -17,7 +19,9 @@ from export_pipeline.orchestration.definitions import (
     build_definitions,
 )
 from export_pipeline.orchestration.inbox_sensors import RUN_KEY_TAG
+from export_pipeline.orchestration.run_outcomes import export_response
 from export_pipeline.contract.validation import validate_document
+from export_pipeline_tests.support.helpers import signature, signed_at
 from export_pipeline_tests.support.reference import reference_csv_rows
 from export_pipeline_tests.support.requests import SEED_BODY, SEED_ENVELOPE, parse_csv
 
@@ -29,7 +33,7 @@ def env(monkeypatch, demo_store_path, bucket):
 
 
 def sensor_resources(defs: dg.Definitions) -> dict:
-    return {k: defs.resources[k] for k in ("request_inbox", "metric_source", "notifier")}
+    return {k: defs.resources[k] for k in ("request_inbox", "metric_source", "notifier", "export_storage")}
 
 
 class Inbox:
@@ -188,6 +192,33 @@ def test_a_late_started_event_never_overwrites_a_final_status(env, instance, s3_
     start = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_START)[0]
     inbox.status_sensor("inbox_result_running", start.dagster_event, run)
     assert inbox.result("q.json")["status"] == "complete"
+
+
+def test_a_result_written_late_carries_a_link_signed_as_it_is_written(
+    env, instance, s3_client, bucket, monkeypatch
+):
+    """The result sensor may write long after the file was (the daemon was down): the link in
+    the result is signed then, with SigV4, for the configured lifetime."""
+    monkeypatch.setenv("EXPORT_URL_TTL", "600")
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("late.json", SEED_BODY)
+    [request] = inbox.tick()
+    result = inbox.defs.resolve_job_def("export_job").execute_in_process(
+        run_config=request.run_config, instance=instance,
+        tags={**request.tags, RUN_KEY_TAG: request.run_key},
+    )
+    written = export_response(instance, result.run_id)["signedUrl"]
+    time.sleep(1.1)  # a signature's date counts whole seconds
+    writing = datetime.now(timezone.utc).replace(microsecond=0)
+    inbox.status_sensor("inbox_result_complete", result.get_run_success_event(),
+                        instance.get_run_by_id(result.run_id))
+    [file] = inbox.result("late.json")["body"]
+    url = file["signedUrl"]
+    assert signature(url)["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert signature(url)["X-Amz-Expires"] == "600"
+    assert signed_at(url) >= writing > signed_at(written)
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.read().startswith(b"Date,")
 
 
 def test_a_tick_is_bounded(env, instance, s3_client, bucket, monkeypatch):

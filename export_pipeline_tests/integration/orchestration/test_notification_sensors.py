@@ -9,7 +9,7 @@ import json
 import time
 import urllib.request
 from datetime import datetime, timezone
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
@@ -18,6 +18,7 @@ import yaml
 from export_pipeline.orchestration.definitions import build_definitions
 from export_pipeline.orchestration.inbox_sensors import RUN_KEY_TAG
 from export_pipeline.orchestration.run_outcomes import export_response
+from export_pipeline_tests.support.helpers import signature, signed_at
 from export_pipeline_tests.support.notification_servers import (
     SMTP_PASSWORD,
     SMTP_USER,
@@ -113,14 +114,6 @@ def cancel(defs, instance, partition_key: str, tags: dict | None = None) -> dg.D
     run = instance.get_run_by_id(run.run_id)
     assert run.status is dg.DagsterRunStatus.CANCELED
     return run
-
-
-def signature(url: str) -> dict[str, str]:
-    return {k: v for k, [v] in parse_qs(urlsplit(url).query).items()}
-
-
-def signed_at(url: str) -> datetime:
-    return datetime.strptime(signature(url)["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
 
 
 def test_success_messages_carry_a_link_signed_as_they_are_sent(servers, instance, monkeypatch, bucket):
