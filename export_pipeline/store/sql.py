@@ -366,7 +366,7 @@ class SqlMetricSource:
                 try:
                     if self.target.scheme == "postgres":
                         return self._copy_out(expr, layout, query)
-                    return pl.from_arrow(expr.to_pyarrow())
+                    return _arrow(expr)
                 except BaseException:
                     # An interrupt (or any failure) leaves no statement running in the engine.
                     self.cancel()
@@ -404,6 +404,16 @@ class SqlMetricSource:
             zone = UTC if layout.timestamp_zone else None
             frame = frame.with_columns(parsed.dt.replace_time_zone(zone) if zone else parsed)
         return frame
+
+
+def _arrow(expr: Any) -> pl.DataFrame:
+    """DuckDB's rows of ``expr`` in DuckDB's own Arrow types. Not ibis' ``to_pyarrow``, which
+    casts them to its types: it gives a decimal sum at least 2 decimals, and fails the 37- or
+    38-digit total of a decimal of scale 0 or 1 in rescaling it."""
+    import ibis
+
+    con = ibis.get_backend(expr)
+    return pl.from_arrow(con.con.sql(con.compile(expr)).to_arrow_table())
 
 
 def _first_line(error: BaseException) -> str:
@@ -517,10 +527,10 @@ def build_expression(table: Any, layout: _Layout, query: MetricQuery) -> Any:
 def _sum(column: Any, dtype: pl.DataType) -> Any:
     """The sum of a measure column by ``sum_types``: an integer total (exact in the engine)
     leaves as a 38-digit decimal, which ibis would otherwise read back as a 64-bit integer;
-    a decimal one is exact as it is (ibis types it a 38-digit decimal of the column's scale:
-    DuckDB adds in one, PostgreSQL in a ``numeric`` of the column's scale, whose text
-    ``to_frame`` checks into 38 digits); a float column is widened to its adding type before
-    the engine adds it."""
+    a decimal one is exact as it is (DuckDB adds in a 38-digit decimal of the column's scale,
+    read in its own Arrow type by ``_arrow``; PostgreSQL in a ``numeric`` of the column's
+    scale, whose text ``to_frame`` checks into 38 digits); a float column is widened to its
+    adding type before the engine adds it."""
     import ibis.expr.datatypes as dt
 
     types = sum_types(dtype)

@@ -285,6 +285,24 @@ def test_decimated_decimals_are_the_same_from_every_source(source_of, dsf, cells
     assert got == [f"{H0},{cells[0]}", f"{H0},{cells[1]}", f"{H1},{cells[2]}", f"{H1},{cells[3]}"]
 
 
+@pytest.mark.parametrize("scale", [0, 1, 2, 38])
+def test_a_decimal_sum_of_38_digits_is_exported_exactly(source_of, scale):
+    """A total at the very edge of 38 digits, positive and negative, whatever the scale: two
+    values that fit add up to the largest decimal the sum holds, written digit for digit."""
+    def unscaled(units: int) -> Decimal:
+        return Decimal(f"{units}E-{scale}")
+
+    half = 5 * 10**37
+    frame = pl.DataFrame({
+        "timestamp": HOURS[:2] * 2, "entity_id": ["a", "a", "b", "b"], "entity_type": ["t"] * 4,
+        "d": pl.Series([f"{unscaled(u):f}" for u in (half, half - 1, -half, 1 - half)])
+        .cast(pl.Decimal(38, scale)),
+    })
+    most = f"{unscaled(10**38 - 1):f}"
+    assert export_csv(document(["d"]), source_of(frame)).splitlines()[1:] == [
+        f"{H0},{most}", f"{H0},-{most}"]
+
+
 def test_a_store_decimal_sum_past_38_digits_fails_naming_its_measure(tmp_path):
     """The Parquet store names the row; a SQL engine refuses the sum itself (one line)."""
     from export_pipeline.store.source import MetricSourceError
