@@ -210,8 +210,14 @@ def decimals_hold(
 
 # A decimal's unscaled value (at most 38 digits) is high * _HALF + low, with 0 <= low < _HALF
 # and |high| <= _HALF: Int128 adds up 10**19 of either without passing 2**127.
-_HALF = 10**19
+HALF_DIGITS = 19
+_HALF = 10**HALF_DIGITS
 _WIDE = ("__count", "__high", "__low")
+
+
+def wide_names(name: str) -> tuple[str, str, str]:
+    """The columns of ``name``'s total in wide form (``wide_columns``)."""
+    return tuple(f"{name}{part}" for part in _WIDE)
 
 
 def wide_parts(expr: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
@@ -224,7 +230,7 @@ def wide_parts(expr: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
 def wide_columns(name: str, count: pl.Expr, high: pl.Expr, low: pl.Expr) -> list[pl.Expr]:
     """A decimal total in wide form, as ``wide_totals`` reads it: how many values it adds (none
     makes it empty) and the sums of their halves (``wide_parts``)."""
-    return [e.alias(f"{name}{part}") for e, part in zip((count, high, low), _WIDE)]
+    return [e.alias(column) for e, column in zip((count, high, low), wide_names(name))]
 
 
 def wide_sum(expr: pl.Expr, name: str) -> list[pl.Expr]:
@@ -251,7 +257,7 @@ def wide_totals(
     ``names`` does, the exact total and its row's ``keys``, as ``exported`` does."""
     half = pl.lit(_HALF, pl.Int128)
     for name, scale in scales.items():
-        count, highs, lows = (f"{name}{part}" for part in _WIDE)
+        count, highs, lows = wide_names(name)
         high = pl.col(highs) + pl.col(lows).floordiv(half)
         low = pl.col(lows) - pl.col(lows).floordiv(half) * half  # from 0 to _HALF - 1
         fits = ((high > -half) & (high < half)) | ((high == -half) & (low > 0))

@@ -22,9 +22,12 @@ The sums follow ``source.sum_types`` as the Parquet source's do: the engine adds
 exactly (PostgreSQL in bigint or numeric, DuckDB in HUGEINT) and the total leaves as a
 38-digit decimal, checked into Int64 by ``source.exported``; a float column is cast to double
 before it is added (PostgreSQL sums a ``real`` in ``real``); a decimal is added exactly and
-becomes a 38-digit decimal of its own scale, the Parquet source's type and digits (DuckDB
-fails a total past 38 digits; PostgreSQL's, read as text, fails as the Parquet source's
-does). Samples (``query.samples``) are summed per
+becomes a 38-digit decimal of its own scale, the Parquet source's type and digits. A decimal
+total past 38 digits fails as the Parquet source's does, naming the measure, the exact total
+and the row: PostgreSQL's is read as text and checked; DuckDB refuses such a sum itself (or a
+running total past its 128-bit integers, which may end inside 38 digits), and the query is
+then read once more with each decimal in wide form (``_wide_sum``), which cannot overflow and
+gives ``source.wide_totals`` the exact totals. Samples (``query.samples``) are summed per
 stored timestamp; the engine adds them in its own order, so a float sum matches the Parquet
 source's to the last bit only when the values add exactly (integers, binary fractions).
 """
@@ -48,6 +51,7 @@ from export_pipeline.store.source import (
     DECIMAL_DIGITS,
     ENTITY_ID,
     ENTITY_TYPE,
+    HALF_DIGITS,
     TIMESTAMP,
     MetricQuery,
     MetricSourceError,
@@ -55,6 +59,8 @@ from export_pipeline.store.source import (
     exported,
     measure_names,
     sum_types,
+    wide_names,
+    wide_totals,
 )
 from export_pipeline.timeline.clock_changes import BucketFix, bucket_fixes, offset_segments
 from export_pipeline.timeline.periods import UTC, AggregationPeriod, Granularity, as_granularity
@@ -360,21 +366,41 @@ class SqlMetricSource:
     def fetch(self, query: MetricQuery) -> pl.DataFrame:
         layout = self.layout()
 
-        def run() -> Any:
-            expr = build_expression(self._table(), layout, query)
+        def run() -> tuple[pl.DataFrame, bool]:
+            table = self._table()
+            expr = build_expression(table, layout, query)
             with self._busy:
                 try:
                     if self.target.scheme == "postgres":
-                        return self._copy_out(expr, layout, query)
-                    return pl.from_arrow(expr.to_pyarrow())
+                        return self._copy_out(expr, layout, query), False
+                    try:
+                        return _arrow(expr), False
+                    except Exception as error:
+                        if not self._overflowed(error, layout, query):
+                            raise
+                    return _arrow(build_expression(table, layout, query, wide=True)), True
                 except BaseException:
                     # An interrupt (or any failure) leaves no statement running in the engine.
                     self.cancel()
                     raise
 
-        frame = self._retrying("read", run)
+        frame, wide = self._retrying("read", run)
         self.rows_fetched += frame.height
-        return to_frame(frame, layout, query)
+        return to_frame(frame, layout, query, wide)
+
+    def _overflowed(self, error: Exception, layout: _Layout, query: MetricQuery) -> bool:
+        """Whether DuckDB failed a query with decimal measures on a number out of its range:
+        a total past 38 digits, or a running total past its 128-bit integers that may still
+        end inside them. The query is then read again in wide form (``build_expression``),
+        which cannot overflow and gives the Parquet source's totals, or its error naming the
+        row; unless the source was closed meanwhile (its query cancelled)."""
+        import duckdb
+
+        return (
+            isinstance(error, duckdb.OutOfRangeException)
+            and self._con is not None
+            and any(layout.measure_types[m].is_decimal() for m in query.measures)
+        )
 
     def _copy_out(self, expr: Any, layout: _Layout, query: MetricQuery) -> pl.DataFrame:
         """PostgreSQL has no Arrow output: its fastest is ``COPY (the compiled query) TO
@@ -404,6 +430,16 @@ class SqlMetricSource:
             zone = UTC if layout.timestamp_zone else None
             frame = frame.with_columns(parsed.dt.replace_time_zone(zone) if zone else parsed)
         return frame
+
+
+def _arrow(expr: Any) -> pl.DataFrame:
+    """DuckDB's rows of ``expr`` in DuckDB's own Arrow types. Not ibis' ``to_pyarrow``, which
+    casts them to its types: it gives a decimal sum at least 2 decimals, and fails the 37- or
+    38-digit total of a decimal of scale 0 or 1 in rescaling it."""
+    import ibis
+
+    con = ibis.get_backend(expr)
+    return pl.from_arrow(con.con.sql(con.compile(expr)).to_arrow_table())
 
 
 def _first_line(error: BaseException) -> str:
@@ -484,8 +520,9 @@ class _Layout:
 # --- the query --------------------------------------------------------------------------------
 
 
-def build_expression(table: Any, layout: _Layout, query: MetricQuery) -> Any:
-    """Filter, bucket, group and sum ``query`` on ``table`` (bound or unbound)."""
+def build_expression(table: Any, layout: _Layout, query: MetricQuery, wide: bool = False) -> Any:
+    """Filter, bucket, group and sum ``query`` on ``table`` (bound or unbound); with ``wide``
+    (DuckDB only), each decimal measure in ``_wide_sum``'s form."""
     import ibis
 
     ts = table[layout.timestamp]
@@ -508,7 +545,12 @@ def build_expression(table: Any, layout: _Layout, query: MetricQuery) -> Any:
         ENTITY_ID: filtered[layout.entity_id],
         **{d: filtered[layout.column(d)] for d in query.dimensions},
     }
-    sums = {m: _sum(filtered[m], layout.measure_types[m]) for m in query.measures}
+    sums = {}
+    for m in query.measures:
+        if wide and layout.measure_types[m].is_decimal():
+            sums.update(_wide_sum(filtered[m], m))
+        else:
+            sums[m] = _sum(filtered[m], layout.measure_types[m])
     if not sums:  # only the keys are wanted (a request whose columns fetch no value)
         return filtered.select(**keys).distinct()
     return filtered.group_by(**keys).aggregate(**sums)
@@ -517,10 +559,10 @@ def build_expression(table: Any, layout: _Layout, query: MetricQuery) -> Any:
 def _sum(column: Any, dtype: pl.DataType) -> Any:
     """The sum of a measure column by ``sum_types``: an integer total (exact in the engine)
     leaves as a 38-digit decimal, which ibis would otherwise read back as a 64-bit integer;
-    a decimal one is exact as it is (ibis types it a 38-digit decimal of the column's scale:
-    DuckDB adds in one, PostgreSQL in a ``numeric`` of the column's scale, whose text
-    ``to_frame`` checks into 38 digits); a float column is widened to its adding type before
-    the engine adds it."""
+    a decimal one is exact as it is (DuckDB adds in a 38-digit decimal of the column's scale,
+    read in its own Arrow type by ``_arrow``; PostgreSQL in a ``numeric`` of the column's
+    scale, whose text ``to_frame`` checks into 38 digits); a float column is widened to its
+    adding type before the engine adds it."""
     import ibis.expr.datatypes as dt
 
     types = sum_types(dtype)
@@ -531,6 +573,26 @@ def _sum(column: Any, dtype: pl.DataType) -> Any:
     if dtype != types[0]:
         column = column.cast(_ibis_type(types[0]))
     return column.sum()
+
+
+def _wide_sum(column: Any, name: str) -> dict[str, Any]:
+    """The sum of decimal ``column`` as ``source.wide_sum``'s three columns, which no total
+    overflows: the count of its values and the sums of the high and low 19 digits of their
+    unscaled values, each with the value's sign. The digits are read from the decimal's text,
+    which DuckDB writes with exactly the column's decimals: DuckDB casts a decimal to an
+    integer, or to fewer decimals, by rounding, and divides decimals in floating point."""
+    import ibis
+    import ibis.expr.datatypes as dt
+
+    text = column.cast("string")
+    digits = ("0" * DECIMAL_DIGITS + text.replace("-", "").replace(".", "")).right(DECIMAL_DIGITS)
+
+    def half(start: int) -> Any:
+        value = digits.substr(start, HALF_DIGITS).cast(dt.Decimal(DECIMAL_DIGITS, 0))
+        return ibis.ifelse(text.startswith("-"), -value, value).sum()
+
+    count, high, low = wide_names(name)
+    return {count: column.count(), high: half(0), low: half(HALF_DIGITS)}
 
 
 def _unsummable_decimal(dtype: Any) -> bool:
@@ -649,23 +711,34 @@ def calendar_starts(
 # --- back in polars ---------------------------------------------------------------------------
 
 
-def to_frame(frame: pl.DataFrame, layout: _Layout, query: MetricQuery) -> pl.DataFrame:
-    """The engine's rows as the Parquet source's frame: same columns, dtypes and order."""
+def to_frame(
+    frame: pl.DataFrame, layout: _Layout, query: MetricQuery, wide: bool = False
+) -> pl.DataFrame:
+    """The engine's rows as the Parquet source's frame: same columns, dtypes and order. With
+    ``wide``, the decimal measures come in ``_wide_sum``'s form, turned into their totals, or
+    the Parquet source's error for the first total past 38 digits, by ``source.wide_totals``."""
     if query.samples:
         bucket = pl.col(BUCKET).cast(pl.Datetime("us", frame.schema[BUCKET].time_zone))
         bucket = bucket.dt.replace_time_zone(UTC) if layout.timestamp_zone is None else bucket
     else:
         bucket = pl.from_epoch(pl.col(BUCKET), "s").cast(pl.Datetime("us")).dt.replace_time_zone(UTC)
     bucket = bucket.dt.convert_time_zone(query.time_zone)
-    text = [m for m in query.measures if frame.schema[m] == pl.String]  # decimals' (``_copy_out``)
+    decimals = {m: layout.measure_types[m].scale for m in query.measures
+                if wide and layout.measure_types[m].is_decimal()}
+    summed = [m for m in query.measures if m not in decimals]
+    text = [m for m in summed if frame.schema[m] == pl.String]  # decimals' (``_copy_out``)
     frame = frame.select(
         bucket.alias(BUCKET),
         pl.col(ENTITY_ID).cast(pl.String),
         *(pl.col(d).cast(pl.String) for d in query.dimensions),
-        *(pl.col(m) if m in text else pl.col(m).cast(layout.fetched_type(m)) for m in query.measures),
+        *(pl.col(m) if m in text else pl.col(m).cast(layout.fetched_type(m)) for m in summed),
+        *(pl.col(c).cast(pl.Int128) for m in decimals for c in wide_names(m)),
     ).sort(query.key_columns, nulls_last=True)
-    return exported(frame, measure_names(query), query.key_columns,
-                    {m: layout.fetched_type(m) for m in text})
+    names = measure_names(query)
+    if decimals:
+        frame = wide_totals(frame, decimals, names, query.key_columns).select(
+            *query.key_columns, *query.measures)
+    return exported(frame, names, query.key_columns, {m: layout.fetched_type(m) for m in text})
 
 
 def sql_source(settings: Any) -> SqlMetricSource:

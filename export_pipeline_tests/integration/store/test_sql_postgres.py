@@ -18,6 +18,7 @@ from export_pipeline.store.source import MetricSourceError
 from export_pipeline.store.sql import ColumnMapping, SqlMetricSource
 from export_pipeline.timeline.periods import AggregationPeriod
 from export_pipeline_tests.support.helpers import free_port, write_store
+from export_pipeline_tests.support.sql_stores import load_duckdb
 from export_pipeline_tests.unit.store import test_sql as sql_unit_tests
 from export_pipeline_tests.unit.store.test_sql import FRAME, q
 
@@ -239,7 +240,8 @@ def test_sum_types_agree_with_parquet(postgres, tmp_path):
 
 def test_decimals_agree_with_parquet(postgres, tmp_path):
     """A ``numeric(p, s)`` measure sums exactly in PostgreSQL, as the Parquet store's decimals
-    do: the same file, to the cent, and the same error for a total past 38 digits. A plain
+    do: the same file, to the cent, and the same error for a total past 38 digits, up or down,
+    as DuckDB's too (which refuses the sum itself, then reads it in wide form). A plain
     ``numeric`` (no fixed scale) is no measure: left out when the measures are found, refused
     by name when named."""
     from export_pipeline_tests.unit.store import test_sum_types as t
@@ -261,13 +263,16 @@ def test_decimals_agree_with_parquet(postgres, tmp_path):
     with SqlMetricSource(postgres.url(), "loose", named) as sql:
         with pytest.raises(MetricSourceError, match="measure 'amount' is a decimal of no fixed scale"):
             sql.schema()
-    most = t.DECIMALS.head(2).with_columns(amount=t.decimals([t.MOST, "0.01"], 38)).drop("big")
-    parquet = ParquetMetricSource(write_store(tmp_path / "most", most))
-    with SqlMetricSource(postgres.load(most, "most"), "most") as sql:
-        errors = []
-        for source in (parquet, sql):
-            with pytest.raises(t.SumOutOfRange) as caught:
-                t.export_csv(t.document(["amount"]), source)
-            errors.append(str(caught.value))
-    assert errors[0] == errors[1]
-    assert f"measure 'amount': the sum 1{'0' * 36}.00 (bucket" in errors[0]
+    for sign in ("", "-"):
+        most = t.DECIMALS.head(2).with_columns(
+            amount=t.decimals([sign + t.MOST, sign + "0.01"], 38)).drop("big")
+        parquet = ParquetMetricSource(write_store(tmp_path / f"most{sign}", most))
+        with (SqlMetricSource(postgres.load(most, "most"), "most") as sql,
+              SqlMetricSource(load_duckdb(tmp_path / f"most{sign}.db", most)) as duckdb):
+            errors = []
+            for source in (parquet, sql, duckdb):
+                with pytest.raises(t.SumOutOfRange) as caught:
+                    t.export_csv(t.document(["amount"]), source)
+                errors.append(str(caught.value))
+        assert errors[0] == errors[1] == errors[2]
+        assert f"measure 'amount': the sum {sign}1{'0' * 36}.00 (bucket" in errors[0]

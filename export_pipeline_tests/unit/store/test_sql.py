@@ -279,3 +279,63 @@ def test_decimal_measures_are_fetched_as_38_digit_decimals_of_their_scale():
                        r"measure 'huge' is a decimal of no fixed scale or over 38 digits"):
         _Layout.of(ibis.schema(odd), named, "metrics")
     assert _Layout.of(ibis.schema(odd), ColumnMapping(measures=("amount",)), "m").measures == ("amount",)
+
+
+def test_a_decimal_sum_past_38_digits_is_not_retried(tmp_path):
+    """DuckDB's overflow is no transient error: the export fails at once with the row named,
+    on the connection it started with (a retry would have dropped it)."""
+    import duckdb
+
+    from export_pipeline.store.sql import is_transient
+    from export_pipeline_tests.unit.store.test_sum_types import (
+        OVERFLOWING, SumOutOfRange, document, export_csv)
+
+    url = load_duckdb(tmp_path / "m.db", OVERFLOWING)
+    with SqlMetricSource(url, retries=3, backoff_seconds=30) as sql:
+        con = sql.connection()
+        with pytest.raises(duckdb.OutOfRangeException) as raw:
+            con.con.sql("SELECT sum(up) FROM metrics").fetchall()
+        assert not is_transient(raw.value)
+        with pytest.raises(SumOutOfRange, match="measure 'up': the sum "):
+            export_csv(document(["up"]), sql)
+        assert sql.connection() is con
+
+
+def test_closing_the_source_stops_the_wide_read_of_an_overflowing_sum(tmp_path):
+    """After DuckDB refuses a decimal sum the query is read again in wide form: closing the
+    source (a run stopped or failed) interrupts that read in the engine as well, and the
+    fetch fails cleanly. The view's sum overflows at once; its wide read would run for long."""
+    import threading
+    import time
+
+    import duckdb
+
+    most = "999999999999999999999999999999999999.99"
+    path = tmp_path / "slow.db"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE VIEW metrics AS SELECT TIMESTAMPTZ '2024-03-01 00:00:00+00' + "
+            "to_seconds(i % 1000) AS timestamp, 'e' AS entity_id, 't' AS entity_type, "
+            f"CAST('{most}' AS DECIMAL(38, 2)) AS amount FROM range(10000000000) r(i)")
+    query = MetricQuery(**{**q(P.day).__dict__, "dimensions": (), "measures": ("amount",)})
+    source = SqlMetricSource(f"duckdb://{path}")
+    source.schema()
+    outcome: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            source.fetch(query)
+        except BaseException as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    try:
+        time.sleep(1)
+        assert worker.is_alive(), outcome
+        source.close()
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+        assert isinstance(outcome[0], MetricSourceError) and "Interrupted" in str(outcome[0])
+    finally:
+        source.close()

@@ -285,18 +285,63 @@ def test_decimated_decimals_are_the_same_from_every_source(source_of, dsf, cells
     assert got == [f"{H0},{cells[0]}", f"{H0},{cells[1]}", f"{H1},{cells[2]}", f"{H1},{cells[3]}"]
 
 
-def test_a_store_decimal_sum_past_38_digits_fails_naming_its_measure(tmp_path):
-    """The Parquet store names the row; a SQL engine refuses the sum itself (one line)."""
-    from export_pipeline.store.source import MetricSourceError
+@pytest.mark.parametrize("scale", [0, 1, 2, 38])
+def test_a_decimal_sum_of_38_digits_is_exported_exactly(source_of, scale):
+    """A total at the very edge of 38 digits, positive and negative, whatever the scale: two
+    values that fit add up to the largest decimal the sum holds, written digit for digit."""
+    def unscaled(units: int) -> Decimal:
+        return Decimal(f"{units}E-{scale}")
 
-    frame = DECIMALS.head(2).select("timestamp", "entity_id", "entity_type",
-                                    amount=decimals([MOST, "0.01"], 38))
-    with pytest.raises(SumOutOfRange, match=rf"measure 'amount': the sum 1{'0' * 36}\.00 \(bucket "
-                       r"2024-01-01 00:00:00\+00:00, entity_id a\) does not fit the Decimal"):
-        export_csv(document(["amount"]), ParquetMetricSource(write_store(tmp_path / "store", frame)))
-    with SqlMetricSource(load_duckdb(tmp_path / "m.db", frame)) as sql:
-        with pytest.raises(MetricSourceError, match="Overflow in SUM of DECIMAL"):
-            export_csv(document(["amount"]), sql)
+    half = 5 * 10**37
+    frame = pl.DataFrame({
+        "timestamp": HOURS[:2] * 2, "entity_id": ["a", "a", "b", "b"], "entity_type": ["t"] * 4,
+        "d": pl.Series([f"{unscaled(u):f}" for u in (half, half - 1, -half, 1 - half)])
+        .cast(pl.Decimal(38, scale)),
+    })
+    most = f"{unscaled(10**38 - 1):f}"
+    assert export_csv(document(["d"]), source_of(frame)).splitlines()[1:] == [
+        f"{H0},{most}", f"{H0},-{most}"]
+
+
+# Hour 0 adds past 38 digits, up and down; hour 1 only runs past them, ending at MOST.
+OVERFLOWING = pl.DataFrame({
+    "timestamp": [HOURS[0], HOURS[0], HOURS[2], HOURS[3], HOURS[3]],
+    "entity_id": ["a"] * 5, "entity_type": ["t"] * 5, "region": ["r"] * 5,
+    "n": pl.Series([1, 2, 3, 4, 5], dtype=pl.Int64),
+    "up": decimals([MOST, "0.01", MOST, MOST, "-" + MOST], 38),
+    "down": decimals(["-" + MOST, "-0.01", "1.00", "2.00", "3.00"], 38),
+})
+ROW = r"\(bucket 2024-01-01 00:00:00\+00:00, entity_id a{}\) does not fit the Decimal"
+
+
+@pytest.mark.parametrize("doc, error", [
+    (document(["up"]), rf"^measure 'up': the sum 1{'0' * 36}\.00 {ROW.format('')}"),
+    (document(["down"]), rf"^measure 'down': the sum -1{'0' * 36}\.00 {ROW.format('')}"),
+    (document(["n", "down", "up"], row_filters=["entity", "region"]),
+     rf"^measure 'down': the sum -1{'0' * 36}\.00 {ROW.format(', region r')}"),
+    # A decimated sum: the store sums the rows of each stored timestamp.
+    (document(["up"], "sum"), rf"^measure 'up': the sum 1{'0' * 36}\.00 {ROW.format('')}"),
+], ids=["up", "down", "dimension", "samples"])
+def test_a_store_decimal_sum_past_38_digits_fails_naming_its_row(tmp_path, doc, error):
+    """Past 38 digits, up or down, every store fails with the same error: the measure, the
+    exact total and its row's keys. DuckDB refuses such a sum itself; its query is then read
+    again in a form that cannot overflow, which gives the Parquet store's error."""
+    parquet = ParquetMetricSource(write_store(tmp_path / "store", OVERFLOWING))
+    errors = []
+    with SqlMetricSource(load_duckdb(tmp_path / "m.db", OVERFLOWING)) as sql:
+        for source in (parquet, sql):
+            with pytest.raises(SumOutOfRange, match=error) as caught:
+                export_csv(doc, source)
+            errors.append(str(caught.value))
+    assert errors[0] == errors[1]
+
+
+def test_a_store_decimal_sum_running_past_38_digits_is_exact(source_of):
+    """MOST + MOST - MOST: DuckDB's own sum fails past its 128-bit integers, the form that
+    cannot overflow gives the total, as the Parquet store does."""
+    frame = OVERFLOWING.filter(pl.col("timestamp") >= HOURS[2])
+    assert export_csv(document(["n", "up", "down"]), source_of(frame)).splitlines()[1:] == [
+        f"{H1},12,{MOST},6.00"]
 
 
 def test_decimal_sums_past_38_digits_fail_and_those_that_fit_are_exact(source_of):
