@@ -40,8 +40,8 @@ CREATE TABLE IF NOT EXISTS exports (
     status TEXT NOT NULL,
     run_id TEXT,
     errors TEXT,
-    number_of_rows INTEGER,
-    total_bytes INTEGER,
+    number_of_rows BIGINT,
+    total_bytes BIGINT,
     deleted INTEGER NOT NULL DEFAULT 0
 )"""
 _INDEX = "CREATE INDEX IF NOT EXISTS exports_by_tenant ON exports (tenant, deleted, created DESC, id DESC)"

@@ -25,13 +25,15 @@ def record(i: int, tenant: str = "acme", **extra) -> ExportRecord:
 
 def records_survive_reopening_and_stay_with_their_tenant(open_store: OpenStore) -> None:
     store = open_store()
-    store.insert(record(1, tags=["x"], errors=[{"path": "", "message": "m"}]))
+    store.insert(record(1, tags=["x"], errors=[{"path": "", "message": "m"}],
+                        number_of_rows=3_000_000_000, total_bytes=5 << 30))
     store.insert(record(2, tenant="globex"))
     store.close()
     store = open_store()
     again = store.get("acme", "acme-e1")
     assert again.tags == ["x"] and again.errors == [{"path": "", "message": "m"}]
     assert again.created == T0 + timedelta(minutes=1)
+    assert (again.number_of_rows, again.total_bytes) == (3_000_000_000, 5 << 30)
     assert store.get("globex", "acme-e1") is None and store.get("acme", "globex-e2") is None
     assert [r.id for r in store.list("globex", ListQuery())] == ["globex-e2"]
     store.close()

@@ -136,3 +136,42 @@ def dagster_runs(replicas, monkeypatch):
         return [run.tags["export_pipeline/export_id"] for run in runs]
 
     return export_ids
+
+
+@pytest.mark.parametrize("location, mentions", [
+    ("postgresql://svc:s3cret@127.0.0.1/exports", "EXPORT_SERVICE_STATE: Value error, the URL must not carry a password"),
+    ("postgresql://127.0.0.1:s3cret/exports", "EXPORT_SERVICE_STATE: Value error, the port is not a number"),
+    ("redis://127.0.0.1/0", "EXPORT_SERVICE_STATE: Value error, a SQLite file path or postgresql://"),
+])
+def test_the_service_refuses_a_bad_state_url_at_start_up_naming_the_setting(
+        tmp_path, s3_endpoint, service_bucket, demo_store_path, location, mentions):
+    failed = _serve(tmp_path, s3_endpoint, service_bucket, demo_store_path, location)
+    assert failed.returncode != 0 and mentions in failed.stderr, failed.stderr
+    assert "s3cret" not in failed.stderr + failed.stdout
+
+
+def test_the_service_does_not_start_without_its_state_database(
+        tmp_path, postgres, s3_endpoint, service_bucket, demo_store_path):
+    location = f"postgresql://127.0.0.1:{postgres.port}/no_such_database"
+    failed = _serve(tmp_path, s3_endpoint, service_bucket, demo_store_path, location,
+                    PGUSER=postgres.user)
+    assert failed.returncode != 0
+    assert f"cannot start the service: EXPORT_SERVICE_STATE {location}: " in failed.stderr, failed.stderr
+
+
+def _serve(tmp_path, s3_endpoint, bucket, store, location, **extra):
+    import subprocess
+    import sys
+
+    from export_pipeline_tests.support.helpers import free_port
+    from export_pipeline_tests.support.requests import REPO
+
+    keys: dict[str, str] = {}
+    (tmp_path / "tenants.yaml").write_text(tenants_yaml({"acme": {}}, keys))
+    env = service_environment(tmp_path / "home", tmp_path / "tenants.yaml", bucket, store,
+                              s3_endpoint, FAKE_CREDENTIALS)
+    env.update(EXPORT_SERVICE_STATE=location, **extra)
+    return subprocess.run(
+        [sys.executable, "-m", "export_pipeline", "serve", "--port", str(free_port())],
+        env=env, cwd=str(REPO), capture_output=True, text=True, timeout=300,
+    )
