@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -59,16 +60,12 @@ class StateError(RuntimeError):
     """The state's database cannot be opened (the message names the setting, no secret)."""
 
 
-def is_postgres_url(location: str | Path) -> bool:
-    return str(location).partition("://")[0].lower() in POSTGRES_SCHEMES
-
-
 def state_target(location: str) -> SqlTarget | None:
     """The PostgreSQL database ``EXPORT_SERVICE_STATE`` names, or ``None`` for a SQLite
     file; a URL of any other kind, or one carrying a password, is refused (``ValueError``)."""
     if "://" not in location:
         return None
-    if not is_postgres_url(location):
+    if location.partition("://")[0].lower() not in POSTGRES_SCHEMES:
         raise ValueError("a SQLite file path or postgresql://host[:port]/database")
     return SqlTarget.parse(location, POSTGRES_SCHEMES)
 
@@ -79,26 +76,26 @@ def open_state(location: str | Path) -> StateStore:
     return PostgresStateStore(target) if target is not None else SqliteStateStore(location)
 
 
-class StateStore:
+class StateStore(ABC):
     """The queries, written once with ``?`` placeholders; each database runs them
     (``_execute``) and makes the quota's count and insert one step (``_tenant_transaction``)."""
 
     _TAG_IN = "EXISTS (SELECT 1 FROM json_each(exports.tags) WHERE value = ?)"
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None: ...
 
+    @abstractmethod
     def rate_limiter(self) -> Limiter:
         """Where the tenants' rate limit buckets are kept."""
-        raise NotImplementedError
 
-    def _execute(self, sql: str, args: tuple = ()) -> list[tuple]:
-        raise NotImplementedError
+    @abstractmethod
+    def _execute(self, sql: str, args: tuple = ()) -> list[tuple]: ...
 
-    def _tenant_transaction(self, tenant: str) -> Any:
-        """A context yielding an ``Execute`` whose statements commit together, while no other
-        thread or process is inside such a transaction for ``tenant``."""
-        raise NotImplementedError
+    @abstractmethod
+    def _tenant_transaction(self, tenant: str) -> AbstractContextManager[Execute]:
+        """Statements (``Execute``) that commit together, while no other thread or process
+        is inside such a transaction for ``tenant``."""
 
     def insert(self, record: ExportRecord) -> None:
         self._execute(_INSERT, _row(record))
@@ -169,17 +166,20 @@ class StateStore:
 
 
 class SqliteStateStore(StateStore):
-    """A SQLite file, for one service process: its rate limits are kept in memory.
-    ``BEGIN IMMEDIATE`` takes the file's write lock before the quota's count, so even two
-    processes on one file cannot both take the last export."""
+    """A SQLite file, for one service process (its rate limits are kept in memory).
+    ``BEGIN IMMEDIATE`` takes the file's write lock before the quota's count, so the count
+    and the insert are one step whoever else has the file open."""
 
     def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
-                                   timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_TABLE)
-        self._db.execute(_INDEX)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                                       timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_TABLE)
+            self._db.execute(_INDEX)
+        except (OSError, sqlite3.Error) as error:
+            raise StateError(f"EXPORT_SERVICE_STATE {path}: {error}") from None
         self._lock = threading.Lock()
 
     def close(self) -> None:

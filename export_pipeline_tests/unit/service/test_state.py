@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from export_pipeline.service.limits import RateLimiter
-from export_pipeline.service.state import PostgresStateStore, SqliteStateStore, open_state, state_target
+from export_pipeline.service.state import (
+    PostgresStateStore,
+    SqliteStateStore,
+    StateError,
+    open_state,
+    state_target,
+)
 from export_pipeline_tests.support.state_contract import CONTRACT
 
 
@@ -37,3 +43,9 @@ def test_a_bad_state_url_is_refused_without_its_secret(location, mentions):
     with pytest.raises(ValueError, match=mentions) as refused:
         state_target(location)
     assert "s3cret" not in str(refused.value)
+
+
+def test_a_state_file_that_cannot_be_opened_names_the_setting(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StateError, match="^EXPORT_SERVICE_STATE "):
+        open_state(tmp_path / "a-file" / "s.sqlite")
