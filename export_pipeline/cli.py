@@ -480,9 +480,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     gc.enable()
     with dg.DagsterInstance.get() as instance:
+        from export_pipeline.service.state import StateError
+
         try:
             service, close = build_export_service(settings, instance)
-        except (InvalidRequest, OSError) as error:
+        except (InvalidRequest, OSError, StateError) as error:
             raise ExportFailed(f"cannot start the service: {error}") from None
         try:
             uvicorn.run(create_app(service, settings.service.max_body_bytes), host=args.host,

@@ -293,7 +293,10 @@ class ServiceSettings(Section):
     )
     state: str | None = Field(
         None, validation_alias="EXPORT_SERVICE_STATE",
-        description="SQLite file of the export resources (name, notes, tags, owner)",
+        description="where the export resources (name, notes, tags, owner), the quotas' counts "
+        "and the rate limits are kept: a SQLite file (one service process), or "
+        "postgresql://host[:port]/database (no password in it: `PGPASSWORD`/`PGPASSFILE`), "
+        "required for more than one",
         json_schema_extra={"shown_default": "`export-service.sqlite` in `DAGSTER_HOME`"},
     )
     max_body_bytes: int = Field(
@@ -307,6 +310,16 @@ class ServiceSettings(Section):
         1000, ge=0, description="exports a tenant may create per calendar month (UTC) when its entry sets none"
     )
     page_size: int = Field(50, ge=1, le=500, description="exports per page of GET /v1/exports when no limit is given")
+
+    @field_validator("state")
+    @classmethod
+    def _state_url(cls, value: str | None) -> str | None:
+        """A URL is checked as the service will open it: refused here, at start-up."""
+        if value:
+            from export_pipeline.service.state import state_target
+
+            state_target(value)
+        return value
 
 
 class CleanupSettings(Section):
@@ -433,7 +446,9 @@ def get_settings() -> Settings:
 
 
 def env_name(section: type[BaseSettings], field: str) -> str:
-    """The variable a field is read from."""
+    """The variable a field is read from (``field`` may be its alias, the variable itself)."""
+    if field not in section.model_fields:
+        return field
     alias = section.model_fields[field].validation_alias
     return alias if isinstance(alias, str) else (section.model_config.get("env_prefix", "") + field).upper()
 

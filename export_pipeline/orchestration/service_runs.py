@@ -180,13 +180,13 @@ def build_export_service(settings: Any, instance: dg.DagsterInstance):
     from export_pipeline.saved_exports.definitions import load_saved_exports
     from export_pipeline.service.api import ExportService
     from export_pipeline.service.files import S3ExportFiles
-    from export_pipeline.service.state import StateStore
+    from export_pipeline.service.state import open_state
     from export_pipeline.service.tenants import load_tenants
     from export_pipeline.store.parquet import ParquetMetricSource
 
     service_settings = settings.service
     tenants = load_tenants(service_settings.tenants_file)
-    state = StateStore(
+    state = open_state(
         service_settings.state or Path(instance.root_directory) / "export-service.sqlite"
     )
     definitions = settings.saved_exports.definitions_path
@@ -196,6 +196,7 @@ def build_export_service(settings: Any, instance: dg.DagsterInstance):
     service = ExportService(
         tenants=tenants,
         state=state,
+        limiter=state.rate_limiter(),
         runs=runs,
         files=S3ExportFiles.from_environment(),
         bucket=settings.bucket.bucket,

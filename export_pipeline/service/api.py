@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from export_pipeline.service.exports import (
     expires_at,
     resource,
 )
-from export_pipeline.service.limits import RateLimiter, month_start, quota_retry_after
+from export_pipeline.service.limits import Limiter, RateLimiter, month_start, quota_retry_after
 from export_pipeline.service.scopes import saved_export_problems, scope_problems
 from export_pipeline.service.state import StateStore
 from export_pipeline.service.tenants import Caller, TenantDirectory
@@ -117,9 +116,9 @@ class ExportService:
     sealing_keys: str | None = None
     """The deployment's sealing keys (``EXPORT_SEALING_KEY``): inline credentials are sealed
     with them before a request becomes run config."""
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    limiter: Limiter = field(default_factory=RateLimiter)
+    """The tenants' rate limit buckets: ``state.rate_limiter()`` when the service is built."""
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
-    _creating: threading.Lock = field(default_factory=threading.Lock)
 
     # -- who is calling ------------------------------------------------------------------
 
@@ -224,13 +223,11 @@ class ExportService:
             notes=fields["notes"], tags=fields["tags"], format=extension, bucket=self.bucket,
             key=fixed_export_key(file_path, self.prefix, extension),
         )
-        with self._creating:  # the quota check and the insert as one step
-            wait = quota_retry_after(self.state.created_since(tenant.name, month_start(now)), quota, now)
-            if wait:
-                raise ApiError(429, {"reason": "quota_exceeded",
-                                     "message": f"{quota} exports per month are used up"},
-                               {"Retry-After": str(wait)})
-            self.state.insert(record)
+        wait = quota_retry_after(self.state.insert_within_quota(record, month_start(now), quota), quota, now)
+        if wait:
+            raise ApiError(429, {"reason": "quota_exceeded",
+                                 "message": f"{quota} exports per month are used up"},
+                           {"Retry-After": str(wait)})
         tags = {TENANT_TAG: tenant.name, EXPORT_ID_TAG: export_id, CREATED_BY_TAG: caller.key_name,
                 **destination_host_tags(request.deliveries())}
         try:

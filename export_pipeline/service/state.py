@@ -1,18 +1,31 @@
-"""The service's own records of exports, in SQLite: one row per export (deleted ones kept,
-marked, so a month's quota counts them). The run's status stays in Dagster; a row caches a
-finished run's outcome."""
+"""The service's own records of exports: one row per export (deleted ones kept, marked, so a
+month's quota counts them). The run's status stays in Dagster; a row caches a finished run's
+outcome.
+
+One interface (``StateStore``), two databases: a SQLite file for one service process, or
+PostgreSQL for replicas that share their records (``EXPORT_SERVICE_STATE``, ``open_state``).
+Both run the same queries; only what the engines spell differently (placeholders, a JSON array's
+elements) and how a transaction shuts out other processes differ. Every query names the tenant:
+no method reaches another tenant's rows.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from export_pipeline.service.exports import ExportRecord, ListQuery, Status, iso
+from export_pipeline.service.limits import Limiter, RateLimiter, take_token, within_quota
+from export_pipeline.store.sql_url import POSTGRES_SCHEMES, SqlTarget
 
-_SCHEMA = """
+_TABLE = """
 CREATE TABLE IF NOT EXISTS exports (
     id TEXT PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -28,49 +41,84 @@ CREATE TABLE IF NOT EXISTS exports (
     status TEXT NOT NULL,
     run_id TEXT,
     errors TEXT,
-    number_of_rows INTEGER,
-    total_bytes INTEGER,
+    number_of_rows BIGINT,
+    total_bytes BIGINT,
     deleted INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS exports_by_tenant ON exports (tenant, deleted, created DESC, id DESC);
-"""
+)"""
+_INDEX = "CREATE INDEX IF NOT EXISTS exports_by_tenant ON exports (tenant, deleted, created DESC, id DESC)"
 _COLUMNS = (
     "id", "tenant", "created", "modified", "created_by", "name", "notes", "tags", "format",
     "bucket", "key", "status", "run_id", "errors", "number_of_rows", "total_bytes", "deleted",
 )
+_INSERT = f"INSERT INTO exports ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_COUNT = "SELECT COUNT(*) FROM exports WHERE tenant = ? AND created >= ?"
+
+Execute = Callable[[str, tuple], list[tuple]]
 
 
-class StateStore:
-    """Every query names the tenant: no method reaches another tenant's rows."""
+class StateError(RuntimeError):
+    """The state's database cannot be opened (the message names the setting, no secret)."""
 
-    def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
 
-    def close(self) -> None:
-        self._db.close()
+def state_target(location: str) -> SqlTarget | None:
+    """The PostgreSQL database ``EXPORT_SERVICE_STATE`` names, or ``None`` for a SQLite
+    file; a URL of any other kind, or one carrying a password, is refused (``ValueError``)."""
+    if "://" not in location:
+        return None
+    if location.partition("://")[0].lower() not in POSTGRES_SCHEMES:
+        raise ValueError("a SQLite file path or postgresql://host[:port]/database")
+    return SqlTarget.parse(location, POSTGRES_SCHEMES)
+
+
+def open_state(location: str | Path) -> StateStore:
+    """The store ``EXPORT_SERVICE_STATE`` names: a PostgreSQL URL or a SQLite file path."""
+    target = state_target(str(location))
+    return PostgresStateStore(target) if target is not None else SqliteStateStore(location)
+
+
+class StateStore(ABC):
+    """The queries, written once with ``?`` placeholders; each database runs them
+    (``_execute``) and makes the quota's count and insert one step (``_tenant_transaction``)."""
+
+    _TAG_IN = "EXISTS (SELECT 1 FROM json_each(exports.tags) WHERE value = ?)"
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def rate_limiter(self) -> Limiter:
+        """Where the tenants' rate limit buckets are kept."""
+
+    @abstractmethod
+    def _execute(self, sql: str, args: tuple = ()) -> list[tuple]: ...
+
+    @abstractmethod
+    def _tenant_transaction(self, tenant: str) -> AbstractContextManager[Execute]:
+        """Statements (``Execute``) that commit together, while no other thread or process
+        is inside such a transaction for ``tenant``."""
 
     def insert(self, record: ExportRecord) -> None:
-        with self._lock:
-            self._db.execute(
-                f"INSERT INTO exports ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                _row(record),
-            )
+        self._execute(_INSERT, _row(record))
+
+    def insert_within_quota(self, record: ExportRecord, since: datetime, quota: int) -> int:
+        """Insert ``record`` only if its tenant has created fewer than ``quota`` exports
+        since ``since``; returns that count. Count and insert are one step for every process
+        sharing the store, so racing requests cannot both take the last export."""
+        with self._tenant_transaction(record.tenant) as execute:
+            ((used,),) = execute(_COUNT, (record.tenant, iso(since)))
+            if within_quota(used, quota):
+                execute(_INSERT, _row(record))
+        return used
 
     def save(self, record: ExportRecord) -> None:
         assignments = ", ".join(f"{c} = ?" for c in _COLUMNS[2:])
-        with self._lock:
-            self._db.execute(
-                f"UPDATE exports SET {assignments} WHERE id = ? AND tenant = ?",
-                (*_row(record)[2:], record.id, record.tenant),
-            )
+        self._execute(
+            f"UPDATE exports SET {assignments} WHERE id = ? AND tenant = ?",
+            (*_row(record)[2:], record.id, record.tenant),
+        )
 
     def remove(self, tenant: str, export_id: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM exports WHERE id = ? AND tenant = ?", (export_id, tenant))
+        self._execute("DELETE FROM exports WHERE id = ? AND tenant = ?", (export_id, tenant))
 
     def get(self, tenant: str, export_id: str) -> ExportRecord | None:
         rows = self._select("tenant = ? AND id = ? AND deleted = 0", (tenant, export_id))
@@ -84,10 +132,7 @@ class StateStore:
         )
 
     def created_since(self, tenant: str, since: datetime) -> int:
-        with self._lock:
-            (count,) = self._db.execute(
-                "SELECT COUNT(*) FROM exports WHERE tenant = ? AND created >= ?", (tenant, iso(since))
-            ).fetchone()
+        ((count,),) = self._execute(_COUNT, (tenant, iso(since)))
         return count
 
     def list(self, tenant: str, query: ListQuery) -> list[ExportRecord]:
@@ -100,7 +145,7 @@ class StateStore:
             where.append("format = ?")
             args.append(query.format)
         if query.tag is not None:
-            where.append("EXISTS (SELECT 1 FROM json_each(exports.tags) WHERE value = ?)")
+            where.append(self._TAG_IN)
             args.append(query.tag)
         if query.created_after is not None:
             where.append("created > ?")
@@ -117,9 +162,154 @@ class StateStore:
         sql = f"SELECT {', '.join(_COLUMNS)} FROM exports WHERE {where} ORDER BY created DESC, id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
+        return [_record(row) for row in self._execute(sql, args)]
+
+
+class SqliteStateStore(StateStore):
+    """A SQLite file, for one service process (its rate limits are kept in memory).
+    ``BEGIN IMMEDIATE`` takes the file's write lock before the quota's count, so the count
+    and the insert are one step whoever else has the file open."""
+
+    def __init__(self, path: str | Path):
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                                       timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_TABLE)
+            self._db.execute(_INDEX)
+        except (OSError, sqlite3.Error) as error:
+            raise StateError(f"EXPORT_SERVICE_STATE {path}: {error}") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def rate_limiter(self) -> Limiter:
+        return RateLimiter()
+
+    def _execute(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-        return [_record(row) for row in rows]
+            return self._db.execute(sql, args).fetchall()
+
+    @contextmanager
+    def _tenant_transaction(self, tenant: str) -> Iterator[Execute]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield lambda sql, args: self._db.execute(sql, args).fetchall()
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+
+# Advisory locks, two-int keys: (class, 0) while the schema is created; (class, hash of the
+# tenant) around a tenant's quota check and insert.
+_SCHEMA_LOCK, _QUOTA_LOCK = 0x45585053, 0x45585051
+_BUCKETS = """
+CREATE TABLE IF NOT EXISTS export_rate_buckets (
+    tenant TEXT PRIMARY KEY,
+    tokens DOUBLE PRECISION NOT NULL,
+    updated DOUBLE PRECISION NOT NULL
+)"""
+_NOW = "extract(epoch FROM clock_timestamp())::float8"
+
+
+class PostgresStateStore(StateStore):
+    """A PostgreSQL database shared by every service replica: the records, the quota (a
+    transaction holding the tenant's advisory lock) and the rate limit buckets (a row per
+    tenant, timed by the database's clock so the replicas' clocks do not matter).
+    Connections are pooled, at most ``pool_size`` at once; a broken one is dropped."""
+
+    _TAG_IN = "EXISTS (SELECT 1 FROM jsonb_array_elements_text(exports.tags::jsonb) AS t WHERE t = ?)"
+
+    def __init__(self, target: SqlTarget, pool_size: int = 8,
+                 application_name: str = "export_pipeline service"):
+        self.target = target
+        self._application_name = application_name
+        self._idle: list[Any] = []
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._lock = threading.Lock()
+        import psycopg
+
+        try:
+            with self._connection() as con, con.transaction():
+                # two replicas starting at once: CREATE ... IF NOT EXISTS is not safe concurrently
+                con.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_SCHEMA_LOCK,))
+                for statement in (_TABLE, _INDEX, _BUCKETS):
+                    con.execute(statement)
+        except psycopg.Error as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise StateError(f"EXPORT_SERVICE_STATE {target.describe()}: {first_line}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for con in idle:
+            con.close()
+
+    def rate_limiter(self) -> Limiter:
+        return self
+
+    def retry_after(self, tenant: str, requests: int, per_seconds: float) -> int:
+        """The tenant's bucket row, locked by the upsert that reads it, updated in the same
+        transaction: one bucket for every replica."""
+        with self._connection() as con, con.transaction():
+            tokens, then, now = con.execute(
+                "INSERT INTO export_rate_buckets AS b (tenant, tokens, updated) "
+                f"VALUES (%s, %s, {_NOW}) ON CONFLICT (tenant) DO UPDATE SET tenant = b.tenant "
+                f"RETURNING b.tokens, b.updated, {_NOW}",
+                (tenant, float(requests)),
+            ).fetchone()
+            tokens, wait = take_token(tokens, then, now, requests, per_seconds)
+            con.execute("UPDATE export_rate_buckets SET tokens = %s, updated = %s WHERE tenant = %s",
+                        (tokens, now, tenant))
+        return wait
+
+    def _execute(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._connection() as con:
+            return _rows(con.execute(_placeholders(sql), args))
+
+    @contextmanager
+    def _tenant_transaction(self, tenant: str) -> Iterator[Execute]:
+        with self._connection() as con, con.transaction():
+            con.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_QUOTA_LOCK, tenant))
+            yield lambda sql, args: _rows(con.execute(_placeholders(sql), args))
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        with self._slots:
+            with self._lock:
+                con = self._idle.pop() if self._idle else None
+            if con is None:
+                con = self._connect()
+            try:
+                yield con
+            finally:
+                if con.closed or con.broken:
+                    con.close()
+                else:
+                    with self._lock:
+                        self._idle.append(con)
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        target = self.target
+        options = {"application_name": self._application_name, "connect_timeout": 10,
+                   **target.options}
+        return psycopg.connect(host=target.host or None, port=target.port,
+                               dbname=target.database or None, user=target.user,
+                               autocommit=True, **options)
+
+
+def _placeholders(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+def _rows(cursor: Any) -> list[tuple]:
+    return cursor.fetchall() if cursor.description is not None else []
 
 
 def _row(record: ExportRecord) -> tuple:

@@ -12,7 +12,8 @@ def metric_source(settings: MetricStoreSettings) -> MetricSource:
         from export_pipeline.store.parquet import ParquetMetricSource
 
         return ParquetMetricSource(settings.parquet_path)
-    from export_pipeline.store.sql import SQL_SCHEMES, safe_url, sql_source
+    from export_pipeline.store.sql import sql_source
+    from export_pipeline.store.sql_url import SQL_SCHEMES, safe_url
 
     if settings.scheme not in SQL_SCHEMES:
         raise MetricSourceError(

@@ -38,10 +38,9 @@ import io
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
-from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -62,10 +61,9 @@ from export_pipeline.store.source import (
     wide_names,
     wide_totals,
 )
+from export_pipeline.store.sql_url import SqlTarget, SqlUrlError
 from export_pipeline.timeline.clock_changes import BucketFix, bucket_fixes, offset_segments
 from export_pipeline.timeline.periods import UTC, AggregationPeriod, Granularity, as_granularity
-
-SQL_SCHEMES = ("duckdb", "postgresql", "postgres")
 
 _UNIT_SECONDS = {
     AggregationPeriod.minute: 60,
@@ -117,64 +115,6 @@ class ColumnMapping:
         return cls(**renames, measures=names(measures), dimensions=names(dimensions))
 
 
-@dataclass(frozen=True)
-class SqlTarget:
-    """Where the table lives, parsed from a URL that never carries a password."""
-
-    scheme: str
-    path: str = ""
-    host: str = ""
-    port: int | None = None
-    database: str = ""
-    user: str | None = None
-    options: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, url: str) -> SqlTarget:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in SQL_SCHEMES:
-            raise MetricSourceError(
-                f"metric source {safe_url(url)!r}: use duckdb:///path/to/file.db or "
-                "postgresql://host[:port]/database"
-            )
-        if parts.password is not None:
-            raise MetricSourceError(
-                "metric source URL must not carry a password: set PGPASSWORD (or a ~/.pgpass "
-                "file) in the environment instead"
-            )
-        if scheme == "duckdb":
-            path = unquote(parts.netloc + parts.path)
-            if not path or path == "/":
-                raise MetricSourceError("metric source duckdb:// needs a database file path")
-            return cls(scheme="duckdb", path=path)
-        try:
-            port = parts.port
-        except ValueError:
-            raise MetricSourceError(f"metric source {safe_url(url)!r}: the port is not a number") from None
-        return cls(
-            scheme="postgres",
-            host=parts.hostname or "",
-            port=port,
-            database=unquote(parts.path.lstrip("/")),
-            user=unquote(parts.username) if parts.username else None,
-            options=dict(parse_qsl(parts.query)),
-        )
-
-    def describe(self) -> str:
-        if self.scheme == "duckdb":
-            return f"duckdb://{self.path}"
-        port = f":{self.port}" if self.port else ""
-        return f"postgresql://{self.host}{port}/{self.database}"
-
-
-def safe_url(url: str) -> str:
-    """``url`` without any user info, fit for a log line or an error."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=host, query="").geturl()
-
-
 # --- transient errors -------------------------------------------------------------------------
 
 # SQLSTATEs worth a second try: serialization failure, deadlock, too many connections, the
@@ -213,7 +153,10 @@ class SqlMetricSource:
         backoff_seconds: float = 0.5,
         application_name: str = "export_pipeline",
     ):
-        self.target = SqlTarget.parse(url)
+        try:
+            self.target = SqlTarget.parse(url)
+        except SqlUrlError as error:
+            raise MetricSourceError(f"metric source: {error}") from None
         self.table_name = table
         self.columns = columns or ColumnMapping()
         self.statement_timeout_seconds = statement_timeout_seconds

@@ -173,6 +173,10 @@ def test_an_empty_variable_is_unset(monkeypatch):
     ("EXPORT_BUCKET", "ab", "EXPORT_BUCKET: String should have at least 3 characters"),
     ("EXPORT_DESTINATION_TIMEOUT", "0", "EXPORT_DESTINATION_TIMEOUT: Input should be greater than 0"),
     ("EXPORT_BRAND_LOGO", "/no/such/logo.png", "EXPORT_BRAND_LOGO: Value error, names no file"),
+    ("EXPORT_SERVICE_STATE", "postgresql://svc:pw-in-url@db/exports",
+     "EXPORT_SERVICE_STATE: Value error, the URL must not carry a password: set PGPASSWORD"),
+    ("EXPORT_SERVICE_STATE", "mysql://db/exports",
+     "EXPORT_SERVICE_STATE: Value error, a SQLite file path or postgresql://host[:port]/database"),
 ])
 def test_a_bad_value_is_refused_naming_the_variable_and_not_the_value(monkeypatch, name, raw, message):
     monkeypatch.setenv(name, raw)
@@ -180,6 +184,7 @@ def test_a_bad_value_is_refused_naming_the_variable_and_not_the_value(monkeypatc
         get_settings()
     assert message in str(refused.value)
     assert f"'{raw}'" not in str(refused.value) and "input_value" not in str(refused.value)
+    assert "pw-in-url" not in str(refused.value)
 
 
 def test_every_wrong_variable_is_named_at_once(monkeypatch):

@@ -258,3 +258,28 @@ def test_the_docker_launcher_override_gives_the_runs_a_container_with_the_code_s
     # a run sees every variable the code server has, but the queue's and monitor's numbers
     environment = OURS["code-server"]["environment"]
     assert set(config["env_vars"]) == set(environment) - set(DEFAULTS)
+
+
+def test_the_api_keeps_its_state_in_the_instances_postgresql_with_the_password_from_the_environment():
+    from export_pipeline.service.state import state_target
+
+    compose = OURS["api"]["environment"]
+    assert {k: v for k, v in compose.items() if k not in ("EXPORT_SERVICE_STATE", "PGPASSWORD")} == (
+        OURS["code-server"]["environment"])
+    target = state_target(compose["EXPORT_SERVICE_STATE"])
+    assert (target.host, target.database, target.user) == (
+        "postgres", COMPOSE["services"]["postgres"]["environment"]["POSTGRES_DB"],
+        COMPOSE["services"]["postgres"]["environment"]["POSTGRES_USER"])
+    assert compose["PGPASSWORD"] == COMPOSE["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert all("PGPASSWORD" not in service.get("environment", {})
+               for name, service in OURS.items() if name != "api")  # the API's alone
+
+    values = _load("helm/values.yaml")
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    helm = {v["name"]: v["value"] for v in deployment["env"]}
+    target = state_target(helm["EXPORT_SERVICE_STATE"])
+    database = values["postgresql"]
+    assert (target.host, target.database, target.user) == (
+        database["postgresqlHost"], database["postgresqlDatabase"], database["postgresqlUsername"])
+    # the image's deploy extra brings the state's driver, with a libpq of its own
+    assert any(d.startswith("psycopg[binary]") for d in PYPROJECT["project"]["optional-dependencies"]["deploy"])

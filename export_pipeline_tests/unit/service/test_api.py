@@ -12,7 +12,7 @@ import pytest
 from export_pipeline.saved_exports.definitions import load_saved_exports
 from export_pipeline.service.api import ApiError, ExportService, Launch
 from export_pipeline.service.exports import RunObservation, Status
-from export_pipeline.service.state import StateStore
+from export_pipeline.service.state import SqliteStateStore
 from export_pipeline.service.tenants import key_hash, new_key, parse_tenants
 from export_pipeline_tests.support.requests import REPO, SEED_BODY
 
@@ -65,7 +65,7 @@ def setup(tmp_path):
     clock = [datetime(2026, 5, 31, 23, 0, tzinfo=timezone.utc)]
     runs, files = Runs(), Files()
     service = ExportService(
-        tenants=tenants, state=StateStore(tmp_path / "s.sqlite"), runs=runs, files=files,
+        tenants=tenants, state=SqliteStateStore(tmp_path / "s.sqlite"), runs=runs, files=files,
         bucket="b", prefix="exports", url_ttl=900, schema=lambda: None, saved_exports=dict,
         clock=lambda: clock[0],
     )

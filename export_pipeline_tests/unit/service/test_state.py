@@ -1,50 +1,51 @@
+"""The state store contract (``support.state_contract``) on SQLite; PostgreSQL runs the same
+checks in ``integration/service/test_state_postgres.py``. And ``EXPORT_SERVICE_STATE``'s kinds."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import pytest
 
-from export_pipeline.service.exports import ExportRecord, ListQuery, Status
-from export_pipeline.service.state import StateStore
-
-T0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
-
-
-def _record(i: int, tenant: str = "acme", **extra) -> ExportRecord:
-    created = T0 + timedelta(minutes=i)
-    values = dict(id=f"e{i}", tenant=tenant, created=created, modified=created, created_by="ci",
-                  name=f"n{i}", notes="", tags=[], format="csv", bucket="b", key=f"k{i}")
-    return ExportRecord(**{**values, **extra})
+from export_pipeline.service.limits import RateLimiter
+from export_pipeline.service.state import (
+    PostgresStateStore,
+    SqliteStateStore,
+    StateError,
+    open_state,
+    state_target,
+)
+from export_pipeline_tests.support.state_contract import CONTRACT
 
 
-def test_records_survive_reopening_and_stay_with_their_tenant(tmp_path):
-    path = tmp_path / "state" / "s.sqlite"
-    store = StateStore(path)
-    store.insert(_record(1, tags=["x"], errors=None))
-    store.insert(_record(2, tenant="globex"))
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda check: check.__name__)
+def test_the_sqlite_store_keeps_the_contract(check, tmp_path):
+    check(lambda: SqliteStateStore(tmp_path / "state" / "s.sqlite"))
+
+
+def test_a_path_is_sqlite_with_rate_limits_in_memory(tmp_path, monkeypatch):
+    store = open_state(tmp_path / "s.sqlite")
+    assert isinstance(store, SqliteStateStore) and isinstance(store.rate_limiter(), RateLimiter)
     store.close()
-    store = StateStore(path)
-    assert store.get("acme", "e1").tags == ["x"]
-    assert store.get("globex", "e1") is None and store.get("acme", "e2") is None
-    assert [r.id for r in store.list("globex", ListQuery())] == ["e2"]
+    monkeypatch.setattr(PostgresStateStore, "__init__", lambda self, target: setattr(self, "target", target))
+    store = open_state("postgresql://db.internal:6432/exports?sslmode=require")
+    assert isinstance(store, PostgresStateStore) and store.rate_limiter() is store
+    assert (store.target.host, store.target.port, store.target.database) == ("db.internal", 6432, "exports")
+    assert store.target.options == {"sslmode": "require"}
 
 
-def test_filters_pages_and_deleted_records(tmp_path):
-    store = StateStore(tmp_path / "s.sqlite")
-    for i in range(5):
-        store.insert(_record(i, tags=["even"] if i % 2 == 0 else ["odd"],
-                             format="pdf" if i == 3 else "csv",
-                             status=Status.complete if i < 2 else Status.queued))
-    ids = lambda **q: [r.id for r in store.list("acme", ListQuery(**q))]  # noqa: E731
-    assert ids() == ["e4", "e3", "e2", "e1", "e0"]
-    assert ids(tag="even") == ["e4", "e2", "e0"]
-    assert ids(format="pdf") == ["e3"]
-    assert ids(status=Status.complete) == ["e1", "e0"]
-    assert ids(created_after=T0 + timedelta(minutes=2)) == ["e4", "e3"]
-    assert ids(created_before=T0 + timedelta(minutes=1)) == ["e0"]
-    assert ids(limit=2) == ["e4", "e3", "e2"]  # one more than the page: there is a next one
-    assert ids(limit=2, after=("2026-05-01T00:03:00.000000Z", "e3")) == ["e2", "e1", "e0"]
-    deleted = store.get("acme", "e4")
-    deleted.deleted = True
-    store.save(deleted)
-    assert store.get("acme", "e4") is None and "e4" not in ids()
-    assert [r.id for r in store.unfinished("acme", deleted=True)] == ["e4"]
-    assert store.created_since("acme", T0) == 5  # a deleted export still counts for the quota
+@pytest.mark.parametrize("location, mentions", [
+    ("postgresql://exports:s3cret@db.internal/exports", "must not carry a password"),
+    ("postgres://db.internal/exports?password=s3cret", "must not carry a password"),
+    ("postgresql://db.internal:s3cret/exports", "the port is not a number"),
+    ("mysql://exports:s3cret@db.internal/exports", "a SQLite file path or postgresql://"),
+    ("sqlite:///srv/state.sqlite", "a SQLite file path or postgresql://"),
+])
+def test_a_bad_state_url_is_refused_without_its_secret(location, mentions):
+    with pytest.raises(ValueError, match=mentions) as refused:
+        state_target(location)
+    assert "s3cret" not in str(refused.value)
+
+
+def test_a_state_file_that_cannot_be_opened_names_the_setting(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StateError, match="^EXPORT_SERVICE_STATE "):
+        open_state(tmp_path / "a-file" / "s.sqlite")

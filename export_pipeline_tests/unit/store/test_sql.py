@@ -17,7 +17,7 @@ from export_pipeline.contract.problems import InvalidRequest
 from export_pipeline.contract.validation import validate_document
 from export_pipeline.store.parquet import ParquetMetricSource
 from export_pipeline.store.source import MetricQuery, MetricSourceError, StoreSchema
-from export_pipeline.store.sql import ColumnMapping, SqlMetricSource, SqlTarget, build_expression
+from export_pipeline.store.sql import ColumnMapping, SqlMetricSource, build_expression
 from export_pipeline.timeline.periods import AggregationPeriod, Granularity
 from export_pipeline.timeline.windows import Window
 from export_pipeline_tests.support.helpers import utc, write_store
@@ -218,12 +218,13 @@ def test_unreachable_sources_fail_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("url, mentions", [
     ("postgresql://u:secret@db.example/x", "must not carry a password"),
+    ("postgresql://db.example/x?password=secret", "must not carry a password"),
     ("mysql://db.example/x", "use duckdb:///"),
     ("duckdb://", "needs a database file path"),
 ])
 def test_bad_urls(url, mentions):
     with pytest.raises(MetricSourceError, match=mentions) as caught:
-        SqlTarget.parse(url)
+        SqlMetricSource(url)
     assert "secret" not in str(caught.value)
 
 
