@@ -182,7 +182,7 @@ def build_export_service(settings: Any, instance: dg.DagsterInstance):
     from export_pipeline.service.files import S3ExportFiles
     from export_pipeline.service.state import open_state
     from export_pipeline.service.tenants import load_tenants
-    from export_pipeline.store.parquet import ParquetMetricSource
+    from export_pipeline.store.configured import metric_source
 
     service_settings = settings.service
     tenants = load_tenants(service_settings.tenants_file)
@@ -191,7 +191,17 @@ def build_export_service(settings: Any, instance: dg.DagsterInstance):
     )
     definitions = settings.saved_exports.definitions_path
     saved = {s.name: s for s in load_saved_exports(definitions)} if definitions else {}
-    store_path = settings.metric_store.parquet_path
+
+    def schema():
+        """The schema of the deployment's metric source, Parquet or SQL, read at each call as
+        a run would read it (a column added to the table counts at once); a SQL source's
+        connection is closed again."""
+        source = metric_source(settings.metric_store)
+        try:
+            return source.schema()
+        finally:
+            getattr(source, "close", lambda: None)()
+
     runs = DagsterExportRuns(instance)
     service = ExportService(
         tenants=tenants,
@@ -202,7 +212,7 @@ def build_export_service(settings: Any, instance: dg.DagsterInstance):
         bucket=settings.bucket.bucket,
         prefix=settings.bucket.prefix,
         url_ttl=settings.bucket.url_ttl,
-        schema=lambda: ParquetMetricSource(store_path).schema(),
+        schema=schema,
         saved_exports=lambda: saved,
         rate_limit=(service_settings.rate_limit_requests, service_settings.rate_limit_seconds),
         monthly_quota=service_settings.monthly_quota,
