@@ -220,7 +220,8 @@ class PostgresStateStore(StateStore):
     """A PostgreSQL database shared by every service replica: the records, the quota (a
     transaction holding the tenant's advisory lock) and the rate limit buckets (a row per
     tenant, timed by the database's clock so the replicas' clocks do not matter).
-    Connections are pooled, at most ``pool_size`` at once; a broken one is dropped."""
+    Connections are pooled, at most ``pool_size`` at once; a broken one is dropped, and an
+    idle one is checked before it is used again."""
 
     _TAG_IN = "EXISTS (SELECT 1 FROM jsonb_array_elements_text(exports.tags::jsonb) AS t WHERE t = ?)"
 
@@ -282,6 +283,9 @@ class PostgresStateStore(StateStore):
         with self._slots:
             with self._lock:
                 con = self._idle.pop() if self._idle else None
+            if con is not None and not _alive(con):
+                con.close()
+                con = None
             if con is None:
                 con = self._connect()
             try:
@@ -302,6 +306,19 @@ class PostgresStateStore(StateStore):
         return psycopg.connect(host=target.host or None, port=target.port,
                                dbname=target.database or None, user=target.user,
                                autocommit=True, **options)
+
+
+def _alive(con: Any) -> bool:
+    """Whether an idle connection still reaches the server. One that a restart of the
+    database (or a proxy's idle timeout) cut would fail the call that takes it next, a 500 for
+    a request that a fresh connection answers."""
+    import psycopg
+
+    try:
+        con.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
 
 
 def _placeholders(sql: str) -> str:

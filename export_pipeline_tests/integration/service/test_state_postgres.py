@@ -58,3 +58,18 @@ def test_two_stores_share_one_rate_limit_bucket(database):
 def test_an_unreachable_database_names_the_setting(postgres):
     with pytest.raises(StateError, match=r"^EXPORT_SERVICE_STATE postgresql://127.0.0.1:\d+/no_such_db: "):
         open_state(postgres.url("no_such_db"))
+
+
+def test_connections_cut_while_idle_are_replaced_without_a_failed_call(database, postgres):
+    """A database restart (or a proxy's idle timeout) cuts the pooled connections; the next
+    calls get new ones instead of failing once per cut connection."""
+    store = open_state(database)
+    assert store.retry_after("acme", 100, 1) == 0
+    with postgres.connect() as admin:
+        [[cut]] = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()", (database.rsplit("/", 1)[1],),
+        ).fetchall()
+    assert cut >= 1
+    assert [store.retry_after("acme", 100, 1) for _ in range(3)] == [0, 0, 0]
+    store.close()
