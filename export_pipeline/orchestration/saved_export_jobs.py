@@ -72,7 +72,9 @@ def run_notifications(
 
     A run launched from the asset page (or a backfill of it) carries none of the job's tags and
     gets them from its plan step, so one that failed before that step (its resources could not
-    start) is recognised by its asset selection and partition. Several saved exports of the
+    start) is recognised by its asset selection and partition; a run of the saved export's job
+    that ended before that step (canceled while queued) lacks the window the step would have
+    tagged, and gets it from its partition too. Several saved exports of the
     same partitioning can be materialized in one run; the run's tags then hold one of them, so
     each one's tags come from its definition, and its file from its own asset."""
     partition = run.tags.get("dagster/partition")
@@ -80,9 +82,11 @@ def run_notifications(
         key.path[1] for key in run.asset_selection or ()
         if len(key.path) == 2 and key.path[0] == SAVED_EXPORT_PREFIX
     })
+    if not names and SAVED_EXPORT_TAG in run.tags:  # the saved export's own job (its schedule)
+        names = [run.tags[SAVED_EXPORT_TAG]]
     by_name = {saved.name: saved for saved in saved_exports}
     known = [name for name in names if name in by_name]
-    if partition is None or not known or (len(names) == 1 and SAVED_EXPORT_TAG in run.tags):
+    if partition is None or not known:
         return [(run.tags, None)]
     if len(names) == 1:
         return [({**_implied_tags(by_name[known[0]], partition), **run.tags}, None)]
