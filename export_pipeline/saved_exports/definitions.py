@@ -123,6 +123,15 @@ class SavedExport(BaseModel):
     def job_name(self) -> str:
         return "saved_export_" + self.name.replace("-", "_")
 
+    def problems_as_asked(self, problems: list[Problem]) -> list[Problem]:
+        """Problems of a window's request (``request_for_window``) as whoever asked for the
+        window reads them (the API's ``{savedExport, start, end}``): all at ``savedExport``,
+        since they did not write the request, each naming its place in the definition."""
+        return [
+            Problem("savedExport", f"{self.name!r} over this window: {p}")
+            for p in moved_problems(problems, self.body_path)
+        ]
+
     def request_for_window(self, start: datetime, end: datetime) -> dict[str, Any]:
         """The export request (an envelope whose id is the definition's name) for the window
         ``start <= t < end``."""

@@ -153,11 +153,14 @@ class ExportService:
             raise invalid([Problem("", "the body is a JSON object")])
         fields, field_problems = _resource_fields(document)
         rest = {k: v for k, v in document.items() if k not in RESOURCE_FIELDS}
+        as_asked = list
         if "savedExport" in document:
             not_granted = saved_export_problems(document["savedExport"], caller.tenant)
             if not_granted:
                 raise ApiError(403, _problems_body(not_granted, reason="out_of_scope"))
             request_document, notification, problems = self._saved_request(rest)
+            if request_document is not None:  # the operator wrote it: named in the definition
+                as_asked = self.saved_exports()[rest["savedExport"]].problems_as_asked
         else:
             request_document, notification, problems = self._request(rest)
         problems = field_problems + problems
@@ -166,12 +169,12 @@ class ExportService:
             try:
                 validated = validate_document(request_document, self.schema())
             except InvalidRequest as error:
-                problems += error.problems
+                problems += as_asked(error.problems)
         if problems or validated is None:
             raise invalid(problems)
         prefix = unwrap(request_document).prefix
-        out_of_scope = scope_problems(validated.request, caller.tenant, prefix,
-                                      rest.get("savedExport"), notification)
+        out_of_scope = as_asked(scope_problems(validated.request, caller.tenant, prefix,
+                                               rest.get("savedExport"), notification))
         if out_of_scope:
             raise ApiError(403, _problems_body(out_of_scope, reason="out_of_scope"))
         try:

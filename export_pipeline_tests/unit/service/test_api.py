@@ -344,3 +344,25 @@ def test_a_saved_export_mails_whom_the_operator_wrote_and_takes_no_notification_
     _create(service, caller, run)  # initech lists no email recipient
     (launch,) = runs.launched
     assert "ops@example.com" in [m.target for m in launch.notification.messages]
+
+
+def test_a_saved_exports_own_problems_are_named_in_its_definition(setup, tmp_path):
+    """The tenant asked for a window; the operator wrote the request. A measure the store
+    lacks is reported at ``savedExport``, naming the definition's path, not the envelope
+    the service wraps the request in."""
+    from export_pipeline.store.source import StoreSchema
+
+    service, runs, _, callers, _ = setup
+    saved = {s.name: s for s in load_saved_exports(REPO / "export_pipeline" / "examples" / "definitions")}
+    service.saved_exports = lambda: saved
+    service.schema = lambda: StoreSchema(dimensions=("segments",), measures=("visits",))
+    window = {"start": "2024-04-01T00:00:00+02:00", "end": "2024-04-03T00:00:00+02:00"}
+    with pytest.raises(ApiError) as error:
+        _create(service, callers["acme"], {"savedExport": "daily-entries", **window})
+    assert error.value.status == 422
+    [problem] = error.value.body["errors"]
+    assert problem["path"] == "savedExport"
+    assert problem["message"].startswith(
+        "'daily-entries' over this window: request.csvFormat.columns[1].fetchValue: ")
+    assert "data.body" not in problem["message"]
+    assert runs.launched == []
