@@ -1,5 +1,6 @@
 """Real servers for the integration tests: an S3-compatible HTTP server (moto in server mode,
-on loopback) that every integration test's boto3 talks to, and the delivery servers."""
+on loopback) that every integration test's boto3 talks to, the delivery servers, and a
+PostgreSQL server (the SQL metric source, the service's shared state)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import boto3
 import pytest
 
 from export_pipeline_tests.support.helpers import free_port, wait_for_http
+from export_pipeline_tests.support.sql_stores import PostgresServer, postgres_binaries
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +30,18 @@ def s3_endpoint() -> Iterator[str]:
     yield endpoint
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on loopback, one per session; each user makes its own database."""
+    if postgres_binaries() is None:
+        pytest.fail("PostgreSQL binaries not found: apt-get install postgresql")
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(autouse=True)

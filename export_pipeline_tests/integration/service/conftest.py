@@ -12,7 +12,6 @@ from export_pipeline.destinations.sealing import generate_key
 from export_pipeline_tests.conftest import FAKE_CREDENTIALS
 from export_pipeline_tests.support.requests import REPO
 from export_pipeline_tests.support.service import ServiceProcess, service_environment, tenants_yaml
-from export_pipeline_tests.support.sql_stores import PostgresServer, postgres_binaries
 
 SEED_ENTITY = "64a1b2c3d4e5f6a7b8c9d0e3"
 
@@ -31,18 +30,6 @@ TENANTS = {
     # (and no email recipient)
     "mailer": {"email_recipients": ["ops@acme.example", "@Partner.Example"]},
 }
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    """A real PostgreSQL on loopback for the service's shared state (one per session)."""
-    if postgres_binaries() is None:
-        pytest.fail("PostgreSQL binaries not found: apt-get install postgresql")
-    server = PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
