@@ -44,8 +44,8 @@ def export_response(
 
 
 def canceled_errors() -> list[dict[str, str]]:
-    """Why a canceled run has no file: one wording for its inbox result and its onFailure
-    messages."""
+    """Why a canceled run has no file: one wording for the API's export, its inbox result and
+    its onFailure messages."""
     return [{"path": "", "message": "the run was canceled"}]
 
 

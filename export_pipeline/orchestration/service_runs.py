@@ -29,6 +29,7 @@ from export_pipeline.orchestration.jobs import RETRY_ALL_STEPS, export_graph, re
 from export_pipeline.orchestration.run_outcomes import (
     NAME_TAG,
     NOTIFICATION_TAG,
+    canceled_errors,
     export_response,
     failure_errors,
     run_progress,
@@ -154,7 +155,7 @@ class DagsterExportRuns:
             return RunObservation(status, rows=response["rows"], bytes=response["bytes"])
         if status is Status.failed:
             if run.status is dg.DagsterRunStatus.CANCELED:
-                return RunObservation(status, [{"path": "", "message": "the export was cancelled"}])
+                return RunObservation(status, canceled_errors())
             return RunObservation(status, run_errors(self._instance, run.run_id))
         if status is Status.running:
             return RunObservation(status, progress=run_progress(self._instance, run.run_id))

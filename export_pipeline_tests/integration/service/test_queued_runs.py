@@ -57,6 +57,20 @@ def test_the_service_queues_and_the_daemon_launches(queued_service):
     assert len(parse_csv(download(done["url"]))) - 1 == 30
 
 
+def test_an_export_canceled_in_the_ui_is_failed_saying_so(queued_service):
+    """An operator cancels a queued run from the Dagster UI: the export is ``failed``, with
+    the wording the inbox and the notifications use."""
+    with queued_service.client("globex") as client:
+        export_id = client.post("/v1/exports", json=SEED_BODY).json()["id"]
+        with dg.DagsterInstance.from_config(queued_service.env["DAGSTER_HOME"]) as instance:
+            run = instance.get_runs(filters=dg.RunsFilter(tags={"export_pipeline/export_id": export_id}))[0]
+            assert run.status is dg.DagsterRunStatus.QUEUED
+            instance.report_run_canceled(run)  # what the UI's Terminate does to a queued run
+        done = client.get(f"/v1/exports/{export_id}").json()
+    assert done["status"] == "failed"
+    assert done["errors"] == [{"path": "", "message": "the run was canceled"}]
+
+
 def test_an_unexpected_failure_is_a_500_in_the_apis_shape_with_its_headers(
     tmp_path, s3_endpoint, service_bucket, demo_store_path
 ):
