@@ -35,20 +35,29 @@ def plaintext_request(*destinations: dict, request_id: str) -> dict:
     return document
 
 
+def file_contents(root: Path):
+    """Each file under ``root`` with its bytes. A running ``dagster dev`` creates and removes
+    SQLite's ``-shm``/``-wal`` files while we read, so a file gone since listing is skipped."""
+    for path in root.rglob("*"):
+        try:
+            if path.is_file():
+                yield path, path.read_bytes()
+        except FileNotFoundError:
+            continue
+
+
 def leaks(root: Path, secrets: list[str]) -> dict[str, list[str]]:
     """Each secret found in any file under ``root``, with the files holding it."""
     found: dict[str, list[str]] = {}
-    for path in root.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            for secret in secrets:
-                if secret.encode() in data:
-                    found.setdefault(secret, []).append(str(path.relative_to(root)))
+    for path, data in file_contents(root):
+        for secret in secrets:
+            if secret.encode() in data:
+                found.setdefault(secret, []).append(str(path.relative_to(root)))
     return found
 
 
 def anywhere(root: Path, text: str) -> bool:
-    return any(text.encode() in p.read_bytes() for p in root.rglob("*") if p.is_file())
+    return any(text.encode() in data for _, data in file_contents(root))
 
 
 @pytest.fixture
