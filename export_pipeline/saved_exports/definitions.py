@@ -347,7 +347,7 @@ def load_saved_exports(folder: str | Path) -> list[SavedExport]:
             problems.append(Problem(where, unreadable))
             continue
         try:
-            item = parse_saved_export(read_document(str(path), where), where)
+            item = parse_saved_export(read_document(str(path), "the file"), where)
         except InvalidRequest as error:
             problems += [Problem(f"{where}: {p.path}" if p.path else where, p.message) for p in error.problems]
             continue

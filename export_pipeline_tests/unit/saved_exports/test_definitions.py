@@ -103,7 +103,7 @@ def test_folder_of_yaml_and_json_with_duplicate_names(tmp_path):
     with pytest.raises(InvalidRequest) as caught:
         load_saved_exports(tmp_path)
     assert [str(p).split(":")[0:2] for p in caught.value.problems] == [
-        ["c.yml", " name"], ["d.yaml", " d.yaml is neither JSON nor YAML"],
+        ["c.yml", " name"], ["d.yaml", " the file is neither JSON nor YAML"],
     ]
 
 
@@ -232,7 +232,8 @@ def test_one_definition_per_file(tmp_path):
         load_saved_exports(tmp_path)
     [problem] = caught.value.problems
     assert problem.path == "both.yaml"
-    assert problem.message.startswith("both.yaml holds 2 YAML documents, separated by '---'")
+    assert problem.message.startswith("the file holds 2 YAML documents, separated by '---'")
+    assert str(problem).startswith("both.yaml: the file holds 2")
     assert problem.message.endswith("a file holds one request, or one saved export definition")
     (tmp_path / "both.yaml").unlink()
     assert [s.name for s in load_saved_exports(tmp_path)] == ["daily-footfall"]
