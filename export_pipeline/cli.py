@@ -509,6 +509,20 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_service_state_copy(args: argparse.Namespace) -> int:
+    """Copy the export service's state to another database; the service must be stopped, so
+    no record is written to the source after the copy read it."""
+    from export_pipeline.service.state_copy import CopyRefused, copy_state
+
+    try:
+        done = copy_state(args.source, args.target, merge=args.merge)
+    except CopyRefused as refused:
+        _say(f"service-state copy refused, nothing written: {refused}")
+        return EXIT_INVALID
+    print(done.summary())
+    return EXIT_OK
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -551,6 +565,26 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--tenant", required=True, help="the tenant the key is for")
     new.add_argument("--name", default="default", help="a label for the key (an export's created_by)")
     new.set_defaults(handler=_cmd_keys)
+    service_state = commands.add_parser(
+        "service-state", help="the export service's state (EXPORT_SERVICE_STATE)")
+    state_commands = service_state.add_subparsers(dest="service_state_command", required=True)
+    copy = state_commands.add_parser(
+        "copy", help="copy every tenant's export records (deleted and unfinished ones too, so "
+        "the month's quota counts hold) from one state to another, e.g. a SQLite file to "
+        "PostgreSQL, in one transaction; stop the service first. Rate limit buckets are not "
+        "copied (they refill)",
+    )
+    copy.add_argument("--from", dest="source", required=True, metavar="STATE",
+                      help="the state to copy: a SQLite file (must exist) or "
+                      "postgresql://host[:port]/database")
+    copy.add_argument("--to", dest="target", required=True, metavar="STATE",
+                      help="where to copy it: a SQLite file or postgresql://host[:port]/database "
+                      "(no password in the URL: PGPASSWORD or PGPASSFILE); refused if it "
+                      "already holds records, unless --merge")
+    copy.add_argument("--merge", action="store_true",
+                      help="copy into a state that holds records: skip the records it already "
+                      "has (same tenant and id); an id it holds for another tenant refuses the copy")
+    copy.set_defaults(handler=_cmd_service_state_copy, failure="service-state copy failed")
     cleanup = commands.add_parser(
         "cleanup", help="clear the export prefix: uploads killed runs left open (their parts are billed), files past retention"
     )

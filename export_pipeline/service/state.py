@@ -5,8 +5,9 @@ outcome.
 One interface (``StateStore``), two databases: a SQLite file for one service process, or
 PostgreSQL for replicas that share their records (``EXPORT_SERVICE_STATE``, ``open_state``).
 Both run the same queries; only what the engines spell differently (placeholders, a JSON array's
-elements) and how a transaction shuts out other processes differ. Every query names the tenant:
-no method reaches another tenant's rows.
+elements) and how a transaction shuts out other processes differ. Every query the service makes
+names the tenant: no request reaches another tenant's rows. Only moving the state to another
+database (``all_records``, ``copy_from``) reads and writes every tenant's.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import json
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +56,28 @@ _COLUMNS = (
 )
 _INSERT = f"INSERT INTO exports ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _COUNT = "SELECT COUNT(*) FROM exports WHERE tenant = ? AND created >= ?"
+# Rows per statement when copying: 17 placeholders each stays under SQLite's oldest limit (999).
+_COPY_BATCH = 50
 
 Execute = Callable[[str, tuple], list[tuple]]
 
 
 class StateError(RuntimeError):
     """The state's database cannot be opened (the message names the setting, no secret)."""
+
+
+class StateRefused(StateError):
+    """The state is not one the operation may use (a source that holds no state, a target that
+    already holds records); nothing was written."""
+
+
+@dataclass
+class Copied:
+    """What ``copy_from`` did, per tenant: records inserted, and records the target already held
+    (``merge``)."""
+
+    copied: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
 
 
 def state_target(location: str) -> SqlTarget | None:
@@ -70,10 +90,15 @@ def state_target(location: str) -> SqlTarget | None:
     return SqlTarget.parse(location, POSTGRES_SCHEMES)
 
 
-def open_state(location: str | Path) -> StateStore:
-    """The store ``EXPORT_SERVICE_STATE`` names: a PostgreSQL URL or a SQLite file path."""
+def open_state(location: str | Path, *, create: bool = True,
+               setting: str = "EXPORT_SERVICE_STATE") -> StateStore:
+    """The store ``EXPORT_SERVICE_STATE`` names: a PostgreSQL URL or a SQLite file path.
+    ``create=False`` opens only an existing state and writes nothing to it (a copy's source:
+    a mistyped path must not become an empty state); ``setting`` is the name errors give."""
     target = state_target(str(location))
-    return PostgresStateStore(target) if target is not None else SqliteStateStore(location)
+    if target is not None:
+        return PostgresStateStore(target, create=create, setting=setting)
+    return SqliteStateStore(location, create=create, setting=setting)
 
 
 class StateStore(ABC):
@@ -96,6 +121,59 @@ class StateStore(ABC):
     def _tenant_transaction(self, tenant: str) -> AbstractContextManager[Execute]:
         """Statements (``Execute``) that commit together, while no other thread or process
         is inside such a transaction for ``tenant``."""
+
+    @abstractmethod
+    def _exclusive_transaction(self) -> AbstractContextManager[Execute]:
+        """Statements (``Execute``) that commit together, or not at all, while no other thread
+        or process writes any record."""
+
+    def all_records(self, batch: int = 500) -> Iterator[ExportRecord]:
+        """Every tenant's records, deleted and unfinished ones too, in id order, a page at a
+        time: what moving the state to another database copies."""
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM exports WHERE id > ? ORDER BY id LIMIT {int(batch)}"
+        after = ""
+        while True:
+            rows = self._execute(sql, (after,))
+            yield from map(_record, rows)
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    def copy_from(self, source: StateStore, merge: bool = False) -> Copied:
+        """Insert every record of ``source`` in one transaction, so a failure leaves this state
+        as it was. A state already holding records is refused (``StateRefused``), unless
+        ``merge``: then a record it holds for the same tenant is skipped, and one whose id it
+        holds for another tenant refuses the whole copy (records are keyed by id alone)."""
+        done = Copied()
+        try:
+            with self._exclusive_transaction() as execute:
+                ((held,),) = execute("SELECT COUNT(*) FROM exports", ())
+                if held and not merge:
+                    raise StateRefused(f"already holds {held} export record(s)")
+                records = source.all_records()
+                while batch := list(islice(records, _COPY_BATCH)):
+                    if held:
+                        batch = self._not_held(execute, batch, done)
+                    if batch:
+                        execute(_insert_many(len(batch)), tuple(v for r in batch for v in _row(r)))
+                    done.copied.update(r.tenant for r in batch)
+        except _engine_errors() as error:
+            raise StateError(f"the copy failed, nothing was written: {_first_line(error)}") from None
+        return done
+
+    @staticmethod
+    def _not_held(execute: Execute, batch: list[ExportRecord], done: Copied) -> list[ExportRecord]:
+        marks = ", ".join("?" * len(batch))
+        owners = dict(execute(f"SELECT id, tenant FROM exports WHERE id IN ({marks})",
+                              tuple(r.id for r in batch)))
+        for record in batch:
+            owner = owners.get(record.id)
+            if owner is not None and owner != record.tenant:
+                raise StateRefused(f"holds export {record.id} for tenant {owner}, not "
+                                   f"{record.tenant}: nothing was copied")
+            if owner is not None:
+                done.skipped[record.tenant] += 1
+        return [r for r in batch if r.id not in owners]
 
     def insert(self, record: ExportRecord) -> None:
         self._execute(_INSERT, _row(record))
@@ -170,16 +248,28 @@ class SqliteStateStore(StateStore):
     ``BEGIN IMMEDIATE`` takes the file's write lock before the quota's count, so the count
     and the insert are one step whoever else has the file open."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, create: bool = True,
+                 setting: str = "EXPORT_SERVICE_STATE"):
+        if not create and not Path(path).is_file():
+            raise StateRefused(f"{setting} {path}: no such file")
         try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if create:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
                                        timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_TABLE)
-            self._db.execute(_INDEX)
+            if create:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(_TABLE)
+                self._db.execute(_INDEX)
+            else:
+                found = self._db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'exports'"
+                ).fetchall()
         except (OSError, sqlite3.Error) as error:
-            raise StateError(f"EXPORT_SERVICE_STATE {path}: {error}") from None
+            raise StateError(f"{setting} {path}: {error}") from None
+        if not create and not found:
+            self._db.close()
+            raise StateRefused(f"{setting} {path}: not an export service state (no exports table)")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -192,8 +282,11 @@ class SqliteStateStore(StateStore):
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def _tenant_transaction(self, tenant: str) -> AbstractContextManager[Execute]:
+        return self._exclusive_transaction()
+
     @contextmanager
-    def _tenant_transaction(self, tenant: str) -> Iterator[Execute]:
+    def _exclusive_transaction(self) -> Iterator[Execute]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -226,7 +319,8 @@ class PostgresStateStore(StateStore):
     _TAG_IN = "EXISTS (SELECT 1 FROM jsonb_array_elements_text(exports.tags::jsonb) AS t WHERE t = ?)"
 
     def __init__(self, target: SqlTarget, pool_size: int = 8,
-                 application_name: str = "export_pipeline service"):
+                 application_name: str = "export_pipeline service", create: bool = True,
+                 setting: str = "EXPORT_SERVICE_STATE"):
         self.target = target
         self._application_name = application_name
         self._idle: list[Any] = []
@@ -236,13 +330,19 @@ class PostgresStateStore(StateStore):
 
         try:
             with self._connection() as con, con.transaction():
-                # two replicas starting at once: CREATE ... IF NOT EXISTS is not safe concurrently
-                con.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_SCHEMA_LOCK,))
-                for statement in (_TABLE, _INDEX, _BUCKETS):
-                    con.execute(statement)
+                if create:
+                    # two replicas starting at once: CREATE ... IF NOT EXISTS is not safe concurrently
+                    con.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_SCHEMA_LOCK,))
+                    for statement in (_TABLE, _INDEX, _BUCKETS):
+                        con.execute(statement)
+                else:
+                    ((found,),) = con.execute("SELECT to_regclass('exports') IS NOT NULL").fetchall()
         except psycopg.Error as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise StateError(f"EXPORT_SERVICE_STATE {target.describe()}: {first_line}") from None
+            raise StateError(f"{setting} {target.describe()}: {_first_line(error)}") from None
+        if not create and not found:
+            self.close()
+            raise StateRefused(f"{setting} {target.describe()}: not an export service state "
+                               "(no exports table)")
 
     def close(self) -> None:
         with self._lock:
@@ -276,6 +376,12 @@ class PostgresStateStore(StateStore):
     def _tenant_transaction(self, tenant: str) -> Iterator[Execute]:
         with self._connection() as con, con.transaction():
             con.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_QUOTA_LOCK, tenant))
+            yield lambda sql, args: _rows(con.execute(_placeholders(sql), args))
+
+    @contextmanager
+    def _exclusive_transaction(self) -> Iterator[Execute]:
+        with self._connection() as con, con.transaction():
+            con.execute("LOCK TABLE exports IN EXCLUSIVE MODE")  # readers go on, writers wait
             yield lambda sql, args: _rows(con.execute(_placeholders(sql), args))
 
     @contextmanager
@@ -319,6 +425,24 @@ def _alive(con: Any) -> bool:
         return True
     except psycopg.Error:
         return False
+
+
+def _engine_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _insert_many(rows: int) -> str:
+    values = f"({', '.join('?' * len(_COLUMNS))})"
+    return f"INSERT INTO exports ({', '.join(_COLUMNS)}) VALUES {', '.join([values] * rows)}"
 
 
 def _placeholders(sql: str) -> str:
