@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from uuid import uuid4
 
 from export_pipeline.service.exports import ExportRecord, ListQuery, Status
 from export_pipeline.service.state import StateStore
@@ -120,7 +122,55 @@ def the_rate_limit_allows_a_burst_per_tenant(open_store: OpenStore) -> None:
     assert limiter.retry_after("globex", 3, 3600) == 0
 
 
+def every_record_is_read_for_a_copy(open_store: OpenStore) -> None:
+    """``all_records``: every tenant's, deleted and unfinished ones too, in id order, whatever
+    the page size."""
+    store = open_store()
+    for i in range(7):
+        store.insert(record(i, tenant=("acme", "globex")[i % 2], deleted=i == 3,
+                            status=Status.running if i == 4 else Status.complete))
+    ids = sorted(f"{('acme', 'globex')[i % 2]}-e{i}" for i in range(7))
+    assert [r.id for r in store.all_records(batch=3)] == ids
+    assert list(store.all_records(batch=3)) == list(store.all_records(batch=7)) == list(store.all_records())
+    assert [r.id for r in store.all_records() if r.deleted] == ["globex-e3"]
+    store.close()
+
+
+def fill_as_the_service_does(store: StateStore, quota: int = 100) -> list[ExportRecord]:
+    """A state in use, written as the service writes it (quota-checked inserts, then saves):
+    three tenants, and one export per tenant of each kind a copy must keep: finished with its
+    outcome, failed with its errors, queued, running, deleted while running, deleted when
+    done. Returns the records as saved."""
+    saved = []
+    for t, tenant in enumerate(("acme", "globex", "hooli")):
+        kinds = [
+            dict(status=Status.complete, run_id=f"run-{tenant}-0", number_of_rows=3_000_000_000,
+                 total_bytes=5 << 30),
+            dict(status=Status.failed, run_id=f"run-{tenant}-1",
+                 errors=[{"path": "/measures/0", "message": "no 'such' measure — «x»"}]),
+            dict(status=Status.queued, run_id=None),
+            dict(status=Status.running, run_id=f"run-{tenant}-3"),
+            dict(status=Status.running, run_id=f"run-{tenant}-4", deleted=True),
+            dict(status=Status.complete, run_id=f"run-{tenant}-5", number_of_rows=0,
+                 total_bytes=0, deleted=True),
+        ]
+        for i, kind in enumerate(kinds):
+            created = T0 + timedelta(days=i * 9, microseconds=t * 1001 + i)
+            new = ExportRecord(
+                id=f"{uuid4()}", tenant=tenant, created=created, modified=created,
+                created_by=f"key-{t}", name=f"Export {i} of {tenant}", notes='quoted "notes"\nline 2',
+                tags=["daily", f"t{i}", "ünïcode"][: i % 4], format=("csv", "xlsx", "pdf")[i % 3],
+                bucket="exports", key=f"exports/{tenant}/{i}.csv",
+            )
+            assert store.insert_within_quota(new, T0, quota) < quota
+            done = replace(new, modified=created + timedelta(minutes=5), **kind)
+            store.save(done)
+            saved.append(done)
+    return saved
+
+
 CONTRACT = [
+    every_record_is_read_for_a_copy,
     records_survive_reopening_and_stay_with_their_tenant,
     filters_pages_and_deleted_records,
     writes_name_the_tenant,

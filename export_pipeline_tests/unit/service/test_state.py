@@ -25,7 +25,7 @@ def test_a_path_is_sqlite_with_rate_limits_in_memory(tmp_path, monkeypatch):
     store = open_state(tmp_path / "s.sqlite")
     assert isinstance(store, SqliteStateStore) and isinstance(store.rate_limiter(), RateLimiter)
     store.close()
-    monkeypatch.setattr(PostgresStateStore, "__init__", lambda self, target: setattr(self, "target", target))
+    monkeypatch.setattr(PostgresStateStore, "__init__", lambda self, target, **_: setattr(self, "target", target))
     store = open_state("postgresql://db.internal:6432/exports?sslmode=require")
     assert isinstance(store, PostgresStateStore) and store.rate_limiter() is store
     assert (store.target.host, store.target.port, store.target.database) == ("db.internal", 6432, "exports")
