@@ -123,6 +123,11 @@ class StateStore(ABC):
         is inside such a transaction for ``tenant``."""
 
     @abstractmethod
+    def identity(self) -> tuple:
+        """Equal for two stores on one table of records, however their locations are spelled
+        (a symbolic link, a host's other name): a copy onto itself is refused."""
+
+    @abstractmethod
     def _exclusive_transaction(self) -> AbstractContextManager[Execute]:
         """Statements (``Execute``) that commit together, or not at all, while no other thread
         or process writes any record."""
@@ -275,6 +280,11 @@ class SqliteStateStore(StateStore):
     def close(self) -> None:
         self._db.close()
 
+    def identity(self) -> tuple:
+        ((database,),) = self._execute("SELECT file FROM pragma_database_list WHERE name = 'main'")
+        status = Path(database).stat()
+        return ("sqlite", status.st_dev, status.st_ino)
+
     def rate_limiter(self) -> Limiter:
         return RateLimiter()
 
@@ -352,6 +362,12 @@ class PostgresStateStore(StateStore):
 
     def rate_limiter(self) -> Limiter:
         return self
+
+    def identity(self) -> tuple:
+        ((started, database, table),) = self._execute(
+            "SELECT pg_postmaster_start_time()::text, (SELECT oid FROM pg_database WHERE "
+            "datname = current_database()), to_regclass('exports')::oid")
+        return ("postgres", started, database, table)
 
     def retry_after(self, tenant: str, requests: int, per_seconds: float) -> int:
         """The tenant's bucket row, locked by the upsert that reads it, updated in the same

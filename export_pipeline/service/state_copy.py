@@ -58,6 +58,8 @@ def copy_state(source: str, target: str, merge: bool = False) -> CopyDone:
     try:
         writer = open_state(target, setting=TARGET)
         try:
+            if writer.identity() == reader.identity():
+                raise CopyRefused(f"{SOURCE} and {TARGET} name the same state")
             copied = writer.copy_from(reader, merge=merge)
         finally:
             writer.close()
@@ -82,9 +84,9 @@ def _parse(argument: str, location: str) -> SqlTarget | None:
 
 def _same(source: str, source_db: SqlTarget | None, target: str,
           target_db: SqlTarget | None) -> bool:
-    """Whether both name one database: one file however its path is spelled; one host, port
-    and database name. Spellings this misses (an IP for a host name) still meet the refusal of
-    a target that holds records."""
+    """Whether both name one database, told before opening either: one file however its path
+    is spelled; one host, port and database name. Once both are open, their ``identity``
+    tells the spellings this misses (an address for a host name)."""
     if source_db is None and target_db is None:
         if os.path.exists(source) and os.path.exists(target):
             return os.path.samefile(source, target)
