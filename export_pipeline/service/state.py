@@ -336,7 +336,11 @@ class PostgresStateStore(StateStore):
         self._idle: list[Any] = []
         self._slots = threading.BoundedSemaphore(pool_size)
         self._lock = threading.Lock()
-        import psycopg
+        try:
+            import psycopg
+        except ImportError:
+            raise StateError(f"{setting} {target.describe()}: a PostgreSQL state needs psycopg: "
+                             "pip install 'export-pipeline[deploy]'") from None
 
         try:
             with self._connection() as con, con.transaction():

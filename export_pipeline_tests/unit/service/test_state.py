@@ -3,6 +3,8 @@ checks in ``integration/service/test_state_postgres.py``. And ``EXPORT_SERVICE_S
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from export_pipeline.service.limits import RateLimiter
@@ -49,3 +51,15 @@ def test_a_state_file_that_cannot_be_opened_names_the_setting(tmp_path):
     (tmp_path / "a-file").write_text("")
     with pytest.raises(StateError, match="^EXPORT_SERVICE_STATE "):
         open_state(tmp_path / "a-file" / "s.sqlite")
+
+
+def test_a_postgresql_state_without_psycopg_says_what_to_install(monkeypatch):
+    """An installation without the ``deploy`` extra: one line naming the setting and the
+    extra, not an ImportError's traceback from the service's start-up."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(StateError) as refused:
+        open_state("postgresql://db.internal/exports")
+    assert str(refused.value) == (
+        "EXPORT_SERVICE_STATE postgresql://db.internal/exports: a PostgreSQL state needs "
+        "psycopg: pip install 'export-pipeline[deploy]'"
+    )
