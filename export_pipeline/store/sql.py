@@ -180,7 +180,11 @@ class SqlMetricSource:
     # connection ---------------------------------------------------------------------------
 
     def _connect(self) -> Any:
-        import ibis
+        try:
+            import ibis
+        except ImportError:
+            raise MetricSourceError(f"metric source {self.path}: a SQL source needs ibis: "
+                                    "pip install 'export-pipeline[sql]'") from None
 
         target = self.target
         if target.scheme == "duckdb":

@@ -6,6 +6,7 @@ the queries compiling for other engines."""
 from __future__ import annotations
 
 import random
+import sys
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -214,6 +215,17 @@ def test_unreachable_sources_fail_in_one_line(tmp_path):
     with pytest.raises(MetricSourceError, match="cannot connect to") as caught:
         SqlMetricSource(f"duckdb://{tmp_path}/nowhere/x.db", retries=0).schema()
     assert "\n" not in str(caught.value)
+
+
+def test_a_sql_source_without_ibis_says_what_to_install(tmp_path, monkeypatch):
+    """An installation without the ``sql`` extra: one line naming the source and the extra."""
+    monkeypatch.setitem(sys.modules, "ibis", None)
+    with pytest.raises(MetricSourceError) as caught:
+        SqlMetricSource(f"duckdb://{tmp_path}/m.db", retries=0).schema()
+    assert str(caught.value) == (
+        f"metric source duckdb://{tmp_path}/m.db#metrics: a SQL source needs ibis: "
+        "pip install 'export-pipeline[sql]'"
+    )
 
 
 @pytest.mark.parametrize("url, mentions", [
