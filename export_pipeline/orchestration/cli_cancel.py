@@ -8,7 +8,8 @@ reached the run and before Dagster ends it: an interrupt always fails the step i
 and that step failure, stored while the command's watch holds a signal, reports the run
 canceling. It happens in Dagster's event handling on the main thread, not in a signal
 handler, so the handlers stay as small as they are. A run that a step failed before any
-signal, or that the instance already ended (past its maximum runtime), stays failed.
+signal, or that the instance already ended (past its maximum runtime), stays failed; so does
+one whose resources were still being set up, since Dagster ends it without a step failure.
 """
 
 from __future__ import annotations
