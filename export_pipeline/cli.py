@@ -82,6 +82,7 @@ def run_export(document: Any, prepared) -> dict[str, Any]:
     import dagster as dg
 
     from export_pipeline import interrupts
+    from export_pipeline.orchestration.cli_cancel import cancel_when_stopped
     from export_pipeline.orchestration.cli_logging import cli_console_logger
     from export_pipeline.orchestration.environment import export_resources
     from export_pipeline.orchestration.jobs import export_job
@@ -97,6 +98,7 @@ def run_export(document: Any, prepared) -> dict[str, Any]:
     with _instance() as instance, _long_lived_objects_frozen(), _progress_shown(
         instance, prepared.run_id
     ):
+        cancel_when_stopped(instance, prepared.run_id)
         interrupts.checkpoint()  # a signal whose handler's raise was lost during start-up
         result = job.execute_in_process(
             run_config=document, instance=instance, raise_on_error=False, run_id=prepared.run_id

@@ -66,11 +66,17 @@ class SignalWatch:
 _active: list[SignalWatch] = []
 
 
+def received() -> int | None:
+    """The first signal the command's watch has recorded, or None (also outside a watched
+    command): whoever handled it, the command is stopping."""
+    return _active[-1].received() if _active else None
+
+
 def checkpoint() -> None:
     """Raise ``Interrupted`` if the command's watch has recorded a signal: a step that cannot be
     undone (starting the run, completing an upload) must not begin after one, even if the
     handler's own raise was lost. Outside a watched command it does nothing."""
-    signum = _active[-1].received() if _active else None
+    signum = received()
     if signum is not None:
         raise Interrupted(signal_name(signum))
 

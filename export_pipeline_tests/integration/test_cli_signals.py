@@ -1,5 +1,6 @@
 """Ctrl-C and SIGTERM sent to a real ``export-pipeline run`` at each phase of an export: one
-line, the shell's status for the signal, no upload left open and nothing at the final key."""
+line, the shell's status for the signal, no upload left open and nothing at the final key; a
+run recorded in ``DAGSTER_HOME`` ends canceled."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 
@@ -162,6 +164,58 @@ def test_a_signal_during_the_upload_aborts_it(request_file, env, signum, s3_clie
     wait_until(lambda: uploading(s3_client, bucket), process, "parts uploaded")
     os.kill(process.pid, signum)
     assert_stopped_by(process, signum, "", s3_client, bucket)
+
+
+def stored_runs(home: Path) -> list[dg.DagsterRun]:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return list(instance.get_runs())
+
+
+def run_events(home: Path, run_id: str) -> list[dg.DagsterEventType]:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return [r.dagster_event.event_type for r in instance.all_logs(run_id) if r.dagster_event]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("phase", ["fetching", "uploading"])
+def test_a_stopped_run_is_recorded_canceled(
+    request_file, env, signum, phase, s3_client, bucket, tmp_path
+):
+    """The user canceled the export: the run in ``DAGSTER_HOME`` ends canceled, not failed, so
+    the canceled-run sensor sends its messages (``the run was canceled``), not the failure
+    sensor."""
+    home = tmp_path / "dagster_home"
+    env["DAGSTER_HOME"] = str(home)
+    process = start(request_file, env)
+    seen = ""
+    if phase == "fetching":
+        for line in process.stderr:
+            seen += line
+            if "1 fetches in 1 store reads" in line:
+                break
+    else:
+        wait_until(lambda: uploading(s3_client, bucket), process, "parts uploaded")
+    os.kill(process.pid, signum)
+    assert_stopped_by(process, signum, seen, s3_client, bucket)
+
+    [run] = stored_runs(home)
+    assert run.status is dg.DagsterRunStatus.CANCELED
+    events = run_events(home, run.run_id)
+    assert dg.DagsterEventType.RUN_CANCELING in events
+    assert dg.DagsterEventType.RUN_CANCELED in events
+    assert dg.DagsterEventType.RUN_FAILURE not in events
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_before_the_run_records_no_run(request_file, env, signum, s3_client, bucket,
+                                                tmp_path):
+    home = tmp_path / "dagster_home"
+    env["DAGSTER_HOME"] = str(home)
+    process = start(request_file, env)
+    wait_until(lambda: catches_sigterm(process.pid), process, "its handlers")
+    os.kill(process.pid, signum)
+    assert_stopped_by(process, signum, "", s3_client, bucket)
+    assert not (home / "dagster.yaml").exists() or stored_runs(home) == []
 
 
 def test_a_killed_run_leaves_its_upload_open_and_the_sweep_clears_it(

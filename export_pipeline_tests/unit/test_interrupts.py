@@ -102,3 +102,14 @@ def test_other_errors_python_ignores_are_still_reported(monkeypatch):
 
 def test_a_checkpoint_outside_a_watched_command_does_nothing():
     interrupts.checkpoint()
+
+
+def test_the_command_s_signal_can_be_read_from_anywhere_in_it():
+    """What a Dagster event handler asks, deep inside a run, while Dagster's handlers are in."""
+    assert interrupts.received() is None
+    with interrupts.watched():
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+        assert interrupts.received() is None
+        signal.raise_signal(signal.SIGTERM)
+        assert interrupts.received() == signal.SIGTERM
+    assert interrupts.received() is None
