@@ -188,6 +188,12 @@ def create_app(service: ExportService, max_body_bytes: int) -> FastAPI:
     if STATIC.is_dir():  # the Reports page's own files
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        """For load balancers and Kubernetes probes: the process answers. No caller, no
+        database: a replica is not restarted or taken out because PostgreSQL is slow."""
+        return {"status": "ok"}
+
     @app.get("/", include_in_schema=False)
     def index() -> Response:
         page = STATIC / "index.html"

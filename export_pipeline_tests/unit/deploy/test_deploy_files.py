@@ -283,3 +283,150 @@ def test_the_api_keeps_its_state_in_the_instances_postgresql_with_the_password_f
         database["postgresqlHost"], database["postgresqlDatabase"], database["postgresqlUsername"])
     # the image's deploy extra brings the state's driver, with a libpq of its own
     assert any(d.startswith("psycopg[binary]") for d in PYPROJECT["project"]["optional-dependencies"]["deploy"])
+
+
+# The export API as several replicas: in Compose behind nginx, on Kubernetes as a Deployment
+# of its own (deploy/kubernetes/export-api.yaml) beside the chart.
+PROXY = COMPOSE["services"]["proxy"]
+NGINX = (DEPLOY / "nginx-api.conf").read_text()
+MANIFEST = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "export-api.yaml").read_text()))
+# secret settings: SecretStr fields of the settings, and the passwords and keys of the libraries
+SECRET_SETTINGS = {env_name(section, field) for section in SECTIONS.values()
+                   for field, info in section.model_fields.items() if "SecretStr" in str(info.annotation)}
+SECRETS = SECRET_SETTINGS | {"PGPASSWORD", "DAGSTER_PG_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+# what the API's environment may set beyond the settings: Dagster's home and what the chart's
+# dagster.yaml reads ({env: ...}), libpq's password, boto3's credentials and region
+OUTSIDE = {"DAGSTER_HOME", "DAGSTER_PG_PASSWORD", "DAGSTER_K8S_INSTANCE_CONFIG_MAP",
+           "DAGSTER_K8S_PG_PASSWORD_SECRET", "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP", "PGPASSWORD",
+           "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"}
+
+
+def _served(path: str) -> bool:
+    """Whether the service answers a GET of ``path`` without a key (as a probe calls it)."""
+    from fastapi.testclient import TestClient
+
+    from export_pipeline.service.app import create_app
+
+    with TestClient(create_app(object(), 1024)) as client:
+        return client.get(path).status_code == 200
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_the_compose_api_publishes_no_host_port_and_the_proxy_forwards_to_every_replica():
+    api = OURS["api"]
+    # a fixed host port or name would let only one replica start
+    assert "ports" not in api and "container_name" not in api
+    assert _option(api["command"], "--host") == "0.0.0.0"
+    assert PROXY["image"].startswith("nginx:") and "build" not in PROXY
+    assert PROXY["ports"] == ["127.0.0.1:8000:8000"]
+    assert PROXY["volumes"] == ["./nginx-api.conf:/etc/nginx/conf.d/default.conf:ro"]
+    assert PROXY["depends_on"] == {"api": {"condition": "service_started"}}
+    assert re.search(r"^\s*listen 8000;$", NGINX, re.M)
+    # the service's name through Docker's DNS, looked up again while it runs: every replica,
+    # the ones added later too
+    assert re.search(r"^resolver 127\.0\.0\.11 valid=\d+s", NGINX, re.M)
+    (target,) = re.findall(r"set \$api (\S+);", NGINX)
+    assert target == f"http://api:{_option(api['command'], '--port')}"
+    assert re.search(r"proxy_pass \$api;", NGINX)
+    # the service answers an oversized body itself
+    assert "client_max_body_size 0;" in NGINX and "proxy_request_buffering off;" in NGINX
+    (probe,) = re.findall(r"http://127\.0\.0\.1:(\d+)(/\w*)", " ".join(api["healthcheck"]["test"]))
+    assert probe[0] == _option(api["command"], "--port") and _served(probe[1])
+
+
+def _deployment():
+    kinds = {document["kind"]: document for document in MANIFEST}
+    assert set(kinds) == {"Deployment", "Service"} and len(MANIFEST) == 2
+    return kinds["Deployment"], kinds["Service"]
+
+
+def test_the_kubernetes_api_runs_the_charts_image_as_replicas_behind_a_service():
+    deployment, service = _deployment()
+    spec = deployment["spec"]
+    assert spec["replicas"] >= 2
+    pod = spec["template"]
+    assert spec["selector"]["matchLabels"] == pod["metadata"]["labels"] == service["spec"]["selector"]
+    (container,) = pod["spec"]["containers"]
+    image = _load("helm/values.yaml")["dagster-user-deployments"]["deployments"][0]["image"]
+    assert container["image"] == f"{image['repository']}:{image['tag']}"
+    command = container["command"]
+    assert command[:2] == ["export-pipeline", "serve"] and command[0] in _console_scripts()
+    assert _option(command, "--host") == "0.0.0.0"
+    (port,) = container["ports"]
+    assert port["containerPort"] == int(_option(command, "--port"))
+    (exposed,) = service["spec"]["ports"]
+    assert exposed["targetPort"] == port["name"]
+    for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+        probe = container[kind]["httpGet"]
+        assert probe["port"] == port["name"] and _served(probe["path"]), kind
+    assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+    # the chart's service account: its Role lets a cancel delete a run's Job
+    assert pod["spec"]["serviceAccountName"] == "dagster"
+
+
+def test_the_kubernetes_api_environment_is_settings_the_code_reads_with_every_secret_from_a_secret():
+    deployment, _ = _deployment()
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "envFrom" not in container
+    env = {variable["name"]: variable for variable in container["env"]}
+    assert len(env) == len(container["env"])
+    unknown = {n for n in env if n.startswith("EXPORT_")} - SETTINGS
+    assert not unknown, unknown
+    assert set(env) - SETTINGS <= OUTSIDE, set(env) - SETTINGS - OUTSIDE
+    for name, variable in env.items():
+        if name in SECRETS:
+            assert set(variable) == {"name", "valueFrom"}, name
+            assert set(variable["valueFrom"]) == {"secretKeyRef"}, name
+        else:
+            assert set(variable) == {"name", "value"} and isinstance(variable["value"], str), name
+    assert {"PGPASSWORD", "DAGSTER_PG_PASSWORD", "EXPORT_SEALING_KEY"} <= set(env)
+    # the instance's password, from the Secret the chart's pods read it from
+    database = {"name": "dagster-postgresql-secret", "key": "postgresql-password"}
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == database
+    assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"] == database
+    # every replica seals with the deployment's key: without it each would make its own
+    assert env["EXPORT_SEALING_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "export-pipeline-env", "key": "EXPORT_SEALING_KEY"}
+    # the same settings as the chart's user deployment, whose runs the API launches
+    values = _load("helm/values.yaml")
+    (chart,) = values["dagster-user-deployments"]["deployments"]
+    for variable in chart["env"]:
+        assert env[variable["name"]] == variable, variable["name"]
+    assert {s["name"] for s in chart["envSecrets"]} == {
+        v["valueFrom"]["secretKeyRef"]["name"] for n, v in env.items()
+        if "valueFrom" in v and n not in ("PGPASSWORD", "DAGSTER_PG_PASSWORD")}
+    from export_pipeline.service.state import state_target
+
+    target = state_target(env["EXPORT_SERVICE_STATE"]["value"])
+    assert (target.host, target.database, target.user) == (
+        values["postgresql"]["postgresqlHost"], values["postgresql"]["postgresqlDatabase"],
+        values["postgresql"]["postgresqlUsername"])
+    assert "deploy/kubernetes/export-api.yaml" in (DEPLOY / "helm" / "values.yaml").read_text()
+
+
+def test_the_kubernetes_api_runs_unprivileged_on_a_read_only_root_writing_only_to_an_empty_dir():
+    deployment, _ = _deployment()
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    uid = re.search(r"useradd .*--uid (\d+)", (DEPLOY / "Dockerfile").read_text())[1]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == int(uid)
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    # the code server the service starts listens on a socket in the temporary directory
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    assert all(m.get("readOnly") for path, m in mounts.items() if path != "/tmp")
+    env = {variable["name"]: variable.get("value") for variable in container["env"]}
+    # the chart's instance file in DAGSTER_HOME, the tenants file in a mounted folder
+    instance = mounts[f"{env['DAGSTER_HOME']}/dagster.yaml"]
+    assert instance["subPath"] == "dagster.yaml"
+    assert volumes[instance["name"]]["configMap"] == {"name": "dagster-instance"}
+    tenants = env["EXPORT_TENANTS_FILE"]
+    assert any(tenants.startswith(path + "/") and "configMap" in volumes[m["name"]]
+               for path, m in mounts.items())
