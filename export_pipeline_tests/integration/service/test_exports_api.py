@@ -91,6 +91,16 @@ def test_answers_holding_urls_and_records_are_never_stored_by_a_cache(service, c
         assert "Content-Security-Policy" not in answer.headers  # the page's policy, not the API's
 
 
+def test_the_health_endpoint_answers_without_a_key_and_stays_out_of_the_document(service):
+    """What the load balancer and the Kubernetes probes call: no key, no cache, not an API path."""
+    with httpx.Client(base_url=service.url) as anonymous:
+        health = anonymous.get("/healthz")
+        document = anonymous.get("/openapi.json").json()
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert health.headers["X-Content-Type-Options"] == "nosniff"
+    assert "/healthz" not in document["paths"]
+
+
 def test_the_run_is_in_the_instance_tagged_with_tenant_and_export(completed, dagster_instance):
     _, created, _ = completed
     runs = dagster_instance.get_runs(filters=dg.RunsFilter(tags={
