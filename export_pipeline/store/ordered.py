@@ -11,8 +11,8 @@ operation. Each group still adds its values one by one from zero, left to right,
 ``0.0`` in both). When few groups are left and they are long, each of them finishes with one
 running sum (``numpy.add.accumulate``, which also adds left to right). Sums come in the
 column's adding type (``source.sum_types``): Float64 for floats, Int128 for integers, whose
-sums are exact in any order; numpy has no 128-bit integers, so integers are added in int64
-only when no total can leave it, else by polars in Int128. Decimals are exact in any order
+sums are exact in any order; numpy has no 128-bit integers, so integers are added in int64,
+and come as Int64, only when no total can leave it, else by polars in Int128. Decimals are exact in any order
 too: polars adds them in a 38-digit decimal where no total can pass it, else ``wide_sum``.
 """
 
@@ -50,8 +50,8 @@ def ordered_sums(
     labels: pl.DataFrame | None = None,
 ) -> pl.Series:
     """``ordered_sum`` of ``values`` per run, the runs being ``sizes`` rows long (each at
-    least one, in order), in the adding type of ``sum_types``: empty where a run has no
-    value. A decimal total past 38 digits raises ``SumOutOfRange``, naming the column as
+    least one, in order), in the adding type of ``sum_types`` (integers in Int64 where it
+    holds every total): empty where a run has no value. A decimal total past 38 digits raises ``SumOutOfRange``, naming the column as
     ``names`` does and its run by its row of ``labels`` (one row per run)."""
     import numpy as np  # here, not at the top: a plain export never loads numpy
 
@@ -65,8 +65,12 @@ def ordered_sums(
         summed = frame.group_by("run", maintain_order=True).agg(add(pl.col("value")))
         return summed["value"].alias(values.name)
     adding = types[0]
+    # Integers come here only where int64 holds every total: they stay Int64, their exported
+    # type. In Int128 a decimation's millions of samples took twice the memory, and as much
+    # again while ``exported`` cast them back.
+    result = pl.Int64 if adding.is_integer() else adding
     if len(values) == len(sizes):  # one row per run: zero plus its value (a null stays empty)
-        value = pl.col(values.name).cast(adding)
+        value = pl.col(values.name).cast(result)
         if adding.is_float():  # 0.0 + x is x, but 0.0 for -0.0
             value = pl.when(value == 0).then(pl.lit(0.0, adding)).otherwise(value)
         return values.to_frame().select(value.alias(values.name)).to_series()
@@ -74,10 +78,10 @@ def ordered_sums(
     if values.null_count():  # the values each run has
         present = values.is_not_null().cast(pl.Int64).to_numpy()
         lengths = np.add.reduceat(present, np.cumsum(sizes) - sizes) if len(sizes) else sizes
-    array = values.drop_nulls().cast(pl.Int64 if adding.is_integer() else adding).to_numpy()
+    array = values.drop_nulls().cast(result).to_numpy()
     with np.errstate(all="ignore"):  # inf - inf is NaN, as in polars, without a warning
         totals = _running_totals(array, lengths)
-    sums = pl.Series(values.name, totals).cast(adding)
+    sums = pl.Series(values.name, totals).cast(result)
     empty = np.flatnonzero(lengths == 0)
     return sums.scatter(empty, None) if len(empty) else sums
 
