@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import polars as pl
@@ -74,6 +75,13 @@ class PostgresServer:
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, prefix: str) -> str:
+        """A database of its own (``prefix`` and a random suffix), created now; its name."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with self.connect() as con:
+            con.execute(f'CREATE DATABASE "{name}"')
+        return name
 
     def connect(self, database: str = "postgres"):
         import psycopg

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import uuid
 
 import pytest
 
@@ -44,10 +43,7 @@ storage:
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory, postgres, s3_endpoint, service_bucket, demo_store_path):
     root = tmp_path_factory.mktemp("replicas")
-    state, dagster = f"state_{uuid.uuid4().hex[:8]}", f"dagster_{uuid.uuid4().hex[:8]}"
-    with postgres.connect() as con:
-        con.execute(f'CREATE DATABASE "{state}"')
-        con.execute(f'CREATE DATABASE "{dagster}"')
+    state, dagster = postgres.new_database("state"), postgres.new_database("dagster")
     keys: dict[str, str] = {}
     (root / "tenants.yaml").write_text(tenants_yaml(TENANTS, keys))
     storage = DAGSTER_STORAGE.format(port=postgres.port, database=dagster, user=postgres.user)

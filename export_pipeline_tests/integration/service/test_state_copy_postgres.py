@@ -7,7 +7,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,10 +20,7 @@ TENANTS = ("acme", "globex", "hooli")
 
 @pytest.fixture
 def database(postgres) -> str:
-    name = f"copy_{uuid.uuid4().hex[:12]}"
-    with postgres.connect() as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    return postgres.url(name)
+    return postgres.url(postgres.new_database("copy"))
 
 
 @pytest.fixture

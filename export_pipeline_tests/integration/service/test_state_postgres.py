@@ -4,7 +4,6 @@ database of its own; and the rate limit bucket two stores (two replicas) share."
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
 
@@ -14,10 +13,7 @@ from export_pipeline_tests.support.state_contract import CONTRACT
 
 @pytest.fixture
 def database(postgres) -> str:
-    name = f"state_{uuid.uuid4().hex[:12]}"
-    with postgres.connect() as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    return postgres.url(name)
+    return postgres.url(postgres.new_database("state"))
 
 
 @pytest.mark.parametrize("check", CONTRACT, ids=lambda check: check.__name__)
