@@ -546,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seal.add_argument("request", nargs="?", help="request file (JSON or YAML; - for standard input)")
     seal.add_argument("--new-key", action="store_true", help="print a new sealing key and exit")
-    seal.set_defaults(handler=_cmd_seal)
+    seal.set_defaults(handler=_cmd_seal, failure="seal failed")
     demo = commands.add_parser(
         "demo", help="build the demo store and run the example request end to end"
     )
@@ -560,13 +560,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the export service API (see README)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    serve.set_defaults(handler=_cmd_serve)
+    serve.set_defaults(handler=_cmd_serve, failure="serve failed")
     keys = commands.add_parser("keys", help="API keys of the export service")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     new = key_commands.add_parser("new", help="print a new API key and the line to add to the tenants file")
     new.add_argument("--tenant", required=True, help="the tenant the key is for")
     new.add_argument("--name", default="default", help="a label for the key (an export's created_by)")
-    new.set_defaults(handler=_cmd_keys)
+    new.set_defaults(handler=_cmd_keys, failure="keys new failed")
     service_state = commands.add_parser(
         "service-state", help="the export service's state (EXPORT_SERVICE_STATE)")
     state_commands = service_state.add_subparsers(dest="service_state_command", required=True)

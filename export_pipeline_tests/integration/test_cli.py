@@ -97,6 +97,18 @@ def test_missing_bucket_setting_exits_1(tmp_path, cli_env):
     assert done.returncode == 1 and "EXPORT_BUCKET is not set" in done.stderr
 
 
+def test_a_command_that_is_not_an_export_says_which_command_failed(tmp_path, cli_env):
+    """``serve`` without its tenants file and ``seal`` without a key fail naming themselves,
+    not as an "export failed"."""
+    cli_env.pop("EXPORT_TENANTS_FILE", None)
+    cli_env.pop("EXPORT_SEALING_KEY", None)
+    served = cli("serve", "--port", "0", env=cli_env)
+    assert served.returncode == 1
+    assert served.stderr.startswith("serve failed: EXPORT_TENANTS_FILE"), served.stderr
+    sealed = cli("seal", write(tmp_path, SEED_BODY), env=cli_env)
+    assert sealed.returncode == 1 and sealed.stderr.startswith("seal failed: "), sealed.stderr
+
+
 def test_validate_prints_the_plan_without_running(tmp_path, cli_env, bucket, s3_client):
     document = json.loads(json.dumps(SEED_ENVELOPE))
     document["data"]["body"]["metricRequests"][0]["start"] = "2024-01-01T00:00:00Z"
