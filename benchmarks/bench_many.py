@@ -161,7 +161,10 @@ class Deployment:
         self.home = work / "dagster_home"
         settings = yaml.safe_load(INSTANCE_CONFIG)
         for section, values in instance.items():
-            settings.setdefault(section, {}).update(values)
+            if section == "run_coordinator":
+                settings[section]["config"].update(values["config"])
+            else:
+                settings.setdefault(section, {}).update(values)
         instance_file = yaml.safe_dump(settings)
         self.keys: dict[str, str] = {}
         tenants_file = work / "tenants.json"
@@ -428,9 +431,9 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between a client's polls (default 1)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the last export")
     parser.add_argument("--max-concurrent-runs", type=int,
-                        help="run_queue.max_concurrent_runs in dagster.yaml (Dagster's default: 10)")
+                        help="the run coordinator's max_concurrent_runs in dagster.yaml (Dagster's default: 10)")
     parser.add_argument("--dequeue-workers", type=int,
-                        help="launch queued runs from this many threads (run_queue.dequeue_use_threads, "
+                        help="launch queued runs from this many threads (the run coordinator's dequeue_use_threads, "
                         "dequeue_num_workers); Dagster's default launches one at a time")
     parser.add_argument("--sensor-workers", type=int,
                         help="create the runs a sensor tick requests from this many threads (sensors.use_threads, "
@@ -451,11 +454,12 @@ def main() -> int:
               f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         started = time.monotonic()
         deployment = Deployment(work, args.launcher)
-        instance = {"run_queue": {}}
+        queue: dict = {}
         if args.max_concurrent_runs is not None:
-            instance["run_queue"]["max_concurrent_runs"] = args.max_concurrent_runs
+            queue["max_concurrent_runs"] = args.max_concurrent_runs
         if args.dequeue_workers:
-            instance["run_queue"].update(dequeue_use_threads=True, dequeue_num_workers=args.dequeue_workers)
+            queue.update(dequeue_use_threads=True, dequeue_num_workers=args.dequeue_workers)
+        instance = {"run_coordinator": {"config": queue}}
         if args.sensor_workers:
             instance["sensors"] = {"use_threads": True, "num_workers": 1,
                                    "num_submit_workers": args.sensor_workers}

@@ -2,8 +2,9 @@
 instance's run coordinator (``submit_run``), so the UI shows, queues and cancels API exports
 beside every other run, and what a run reports back (status, outcome, progress).
 
-With the QueuedRunCoordinator (``dagster dev`` and most deployments) ``submit_run`` queues the
-run and the daemon launches it; with the DefaultRunCoordinator the run is launched at once.
+With the QueuedRunCoordinator (the deployments) ``submit_run`` queues the run and the daemon
+launches it; with the local instance's PromptRunCoordinator it is launched at once while there
+is room, and with the DefaultRunCoordinator always.
 Either way the run executes in its own process, through the code location this module loads
 (``export_pipeline.orchestration.definitions``, the same name ``workspace.yaml`` gives it).
 """

@@ -118,7 +118,7 @@ def test_the_readme_s_instance_settings_are_what_dagster_reads(tmp_path):
     from dagster._core.instance.ref import InstanceRef
 
     settings = readme_instance_settings()
-    assert any({"run_queue", "sensors"} <= set(s) for s in settings)
+    assert any({"run_coordinator", "sensors"} <= set(s) for s in settings)
     for i, block in enumerate(settings):
         home = tmp_path / str(i)
         home.mkdir()
@@ -127,5 +127,11 @@ def test_the_readme_s_instance_settings_are_what_dagster_reads(tmp_path):
             if "run_queue" in block:
                 queue = instance.run_coordinator.get_run_queue_config()
                 assert queue.max_concurrent_runs == block["run_queue"]["max_concurrent_runs"]
+            if "config" in block.get("run_coordinator", {}):
+                coordinator = instance.run_coordinator
+                assert type(coordinator).__name__ == block["run_coordinator"]["class"]
+                config = block["run_coordinator"]["config"]
+                assert coordinator.get_run_queue_config().max_concurrent_runs == config["max_concurrent_runs"]
+                assert coordinator.dequeue_interval_seconds == config["dequeue_interval_seconds"]
             if "sensors" in block:
                 assert instance.get_settings("sensors") == block["sensors"]

@@ -3,10 +3,12 @@ free loopback port, with a Dagster home whose run launcher really executes runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,3 +120,18 @@ def wait_for_status(client: httpx.Client, export_id: str, statuses: set[str], ti
             return body
         assert time.monotonic() < deadline, f"export {export_id} still {body['status']}"
         time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def dagster_daemon(env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """The Dagster daemon on the code location, in ``env`` (a service's), for the block: what
+    launches queued runs."""
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "dagster._daemon", "run", "-m", "export_pipeline.orchestration.definitions"],
+        env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield daemon
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)

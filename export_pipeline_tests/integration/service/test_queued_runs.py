@@ -1,20 +1,18 @@
-"""With the QueuedRunCoordinator (as under ``dagster dev``), the service only queues a run;
+"""With the QueuedRunCoordinator (as in the deployments), the service only queues a run;
 the Dagster daemon launches it. A real daemon process on the same instance."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import dagster as dg
 import pytest
 
 from export_pipeline_tests.conftest import FAKE_CREDENTIALS
 from export_pipeline_tests.integration.service.conftest import TENANTS
-from export_pipeline_tests.support.requests import REPO, SEED_BODY, download, parse_csv
+from export_pipeline_tests.support.requests import SEED_BODY, download, parse_csv
 from export_pipeline_tests.support.service import (
     QUEUED_DAGSTER_YAML,
     ServiceProcess,
+    dagster_daemon,
     service_environment,
     tenants_yaml,
     wait_for_status,
@@ -44,15 +42,8 @@ def test_the_service_queues_and_the_daemon_launches(queued_service):
         with dg.DagsterInstance.from_config(queued_service.env["DAGSTER_HOME"]) as instance:
             run = instance.get_runs(filters=dg.RunsFilter(tags={"export_pipeline/export_id": export_id}))[0]
             assert run.status is dg.DagsterRunStatus.QUEUED  # nothing launches it but the daemon
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "dagster._daemon", "run", "-m", "export_pipeline.orchestration.definitions"],
-            env=queued_service.env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
+        with dagster_daemon(queued_service.env):
             done = wait_for_status(client, export_id, {"complete", "failed"})
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=60)
     assert done["status"] == "complete", done
     assert len(parse_csv(download(done["url"]))) - 1 == 30
 

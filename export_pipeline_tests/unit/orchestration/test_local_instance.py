@@ -10,6 +10,7 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.storage.runs import SqliteRunStorage
 
 from export_pipeline.cli import main
+from export_pipeline.orchestration.run_coordinator import PromptRunCoordinator
 
 
 def test_instance_config_without_a_template_writes_the_local_defaults(tmp_path, monkeypatch, capsys):
@@ -19,7 +20,9 @@ def test_instance_config_without_a_template_writes_the_local_defaults(tmp_path, 
     assert capsys.readouterr().out.strip() == f"wrote {home / 'dagster.yaml'}"
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         coordinator = instance.run_coordinator
-        assert isinstance(coordinator, QueuedRunCoordinator)
+        assert isinstance(coordinator, PromptRunCoordinator)
+        assert isinstance(coordinator, QueuedRunCoordinator)  # so the daemon runs the queue
+        assert coordinator.get_run_queue_config().max_concurrent_runs == 4
         assert coordinator.dequeue_interval_seconds == 1  # Dagster's default: 5
         assert coordinator.dequeue_use_threads
         # every launched run still in a process of its own, its records in this home
