@@ -18,13 +18,6 @@ from typing import Any
 
 import dagster as dg
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG, WILL_RETRY_TAG
-from dagster._cli.workspace.cli_target import (
-    get_code_location_from_workspace,
-    get_remote_repository_from_code_location,
-)
-from dagster._core.definitions.selector import JobSubsetSelector
-from dagster._core.workspace.context import WorkspaceProcessContext
-from dagster._core.workspace.load_target import ModuleTarget
 
 from export_pipeline.orchestration.jobs import RETRY_ALL_STEPS, export_graph, request_run_config
 from export_pipeline.orchestration.run_outcomes import (
@@ -86,6 +79,12 @@ class DagsterExportRuns:
     process) for as long as the service runs."""
 
     def __init__(self, instance: dg.DagsterInstance):
+        # Dagster's workspace and command-line helpers are imported in here, not at the top:
+        # every process that loads the code location (each run's) imports this module for
+        # the job, and only the service launches.
+        from dagster._core.workspace.context import WorkspaceProcessContext
+        from dagster._core.workspace.load_target import ModuleTarget
+
         self._instance = instance
         self._workspace = WorkspaceProcessContext(
             instance, ModuleTarget(DEFINITIONS_MODULE, None, None, None)
@@ -96,6 +95,12 @@ class DagsterExportRuns:
         self._workspace.__exit__(None, None, None)
 
     def launch(self, launch: Launch) -> str:
+        from dagster._cli.workspace.cli_target import (
+            get_code_location_from_workspace,
+            get_remote_repository_from_code_location,
+        )
+        from dagster._core.definitions.selector import JobSubsetSelector
+
         tags = {**launch.tags, NAME_TAG: launch.name}
         if launch.notification is not None:
             tags[NOTIFICATION_TAG] = json.dumps(launch.notification.model_dump(mode="json"))
