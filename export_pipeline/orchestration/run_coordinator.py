@@ -8,10 +8,15 @@ on a small machine is a fifth of the user's whole wait. Launching at once is wha
 of exports (a hundred inbox files) to ``max_concurrent_runs`` processes. Each run still runs in
 a process of its own, started by the instance's run launcher.
 
-The check for room and the launch are one step for every process sharing the instance's
-folder (webserver, daemon, API service, CLI) through a lock file in it, so two submitters
-cannot both take the last slot. That lock is only as wide as one machine's file system, so the
-deployments, whose processes share a database rather than a folder, keep Dagster's queue.
+The check for room and the taking of the slot (the run's STARTING event) are one step for
+every process sharing the instance's folder (webserver, daemon, API service, CLI) through a
+lock file in it, so two submitters cannot both take the last slot. That lock is only as wide as
+one machine's file system, so the deployments, whose processes share a database rather than a
+folder, keep Dagster's queue.
+
+The launch itself runs in a thread of the submitting process, as the daemon's threaded dequeue
+does: the code server answers only once the run's new process is up, and the Launchpad, a POST
+to the API or a sensor tick would otherwise wait for that too.
 """
 
 from __future__ import annotations
@@ -19,11 +24,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
+from dagster._core.launcher import LaunchRunContext
 from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster._core.workspace.context import BaseWorkspaceRequestContext
+from dagster._utils.error import serializable_error_info_from_exc_info
 
 LOCK_FILE = "run-submit.lock"
 # Another submitter holds the lock only while it launches one run (the code server starting a
@@ -35,18 +46,43 @@ class PromptRunCoordinator(QueuedRunCoordinator):
     """Launches a run at once while there is room and nothing waits in the queue; otherwise
     queues it for the daemon, exactly as ``QueuedRunCoordinator`` (whose settings it takes)."""
 
+    _launches: ThreadPoolExecutor | None = None
+
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
         run = context.dagster_run
         if run.status == DagsterRunStatus.NOT_STARTED and self._may_launch_at_once(context, run):
             with _held(os.path.join(self._instance.root_directory, LOCK_FILE)) as held:
-                if held and self._has_room():
-                    self._instance.launch_run(run.run_id, context.workspace)
-                    launched = self._instance.get_run_by_id(run.run_id)
-                    assert launched is not None
-                    return launched
-                if held:
+                if not held:
                     return super().submit_run(context)
+                if not self._has_room():
+                    return super().submit_run(context)
+                self._instance.report_dagster_event(
+                    DagsterEvent(event_type_value=DagsterEventType.PIPELINE_STARTING.value,
+                                 job_name=run.job_name),
+                    run_id=run.run_id,
+                )
+            if self._launches is None:
+                # not daemon threads: a process that exits finishes its launches first
+                self._launches = ThreadPoolExecutor(4, thread_name_prefix="prompt-launch")
+            assert context.workspace is not None
+            self._launches.submit(self._launch, run.run_id, context.workspace)
+            starting = self._instance.get_run_by_id(run.run_id)
+            assert starting is not None
+            return starting
         return super().submit_run(context)
+
+    def _launch(self, run_id: str, workspace: BaseWorkspaceRequestContext) -> None:
+        """What ``DagsterInstance.launch_run`` does after the STARTING event: a launch that
+        fails fails the run, with the reason in its event log."""
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.status != DagsterRunStatus.STARTING:
+            return  # canceled meanwhile
+        try:
+            self._instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=workspace))
+        except Exception:
+            error = serializable_error_info_from_exc_info(sys.exc_info())
+            self._instance.report_engine_event(error.message, run, EngineEventData.engine_error(error))
+            self._instance.report_run_failed(run)
 
     def _may_launch_at_once(self, context: SubmitRunContext, run: DagsterRun) -> bool:
         """Only the run count is checked here: tag limits and op-concurrency pools are the
