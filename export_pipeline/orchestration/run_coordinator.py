@@ -28,17 +28,20 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
 from dagster._core.launcher import LaunchRunContext
 from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRun, DagsterRunStatus, RunsFilter
-from dagster._core.workspace.context import BaseWorkspaceRequestContext
 from dagster._utils.error import serializable_error_info_from_exc_info
 
+if TYPE_CHECKING:  # every process opening the instance imports this module, each run's too
+    from dagster._core.workspace.context import BaseWorkspaceRequestContext
+
 LOCK_FILE = "run-submit.lock"
-# Another submitter holds the lock only while it launches one run (the code server starting a
-# process); one that waits longer than this queues its run instead of waiting on a stuck launch.
+# Another submitter holds the lock only while it counts runs and writes one event; one that
+# waits longer than this (a stuck process, a stalled disk) queues its run instead.
 LOCK_WAIT_SECONDS = 2.0
 
 
@@ -46,7 +49,10 @@ class PromptRunCoordinator(QueuedRunCoordinator):
     """Launches a run at once while there is room and nothing waits in the queue; otherwise
     queues it for the daemon, exactly as ``QueuedRunCoordinator`` (whose settings it takes)."""
 
-    _launches: ThreadPoolExecutor | None = None
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # not daemon threads: a process that exits finishes its launches first
+        self._launches = ThreadPoolExecutor(4, thread_name_prefix="prompt-launch")
 
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
         run = context.dagster_run
@@ -61,9 +67,6 @@ class PromptRunCoordinator(QueuedRunCoordinator):
                                  job_name=run.job_name),
                     run_id=run.run_id,
                 )
-            if self._launches is None:
-                # not daemon threads: a process that exits finishes its launches first
-                self._launches = ThreadPoolExecutor(4, thread_name_prefix="prompt-launch")
             assert context.workspace is not None
             self._launches.submit(self._launch, run.run_id, context.workspace)
             starting = self._instance.get_run_by_id(run.run_id)
@@ -71,7 +74,7 @@ class PromptRunCoordinator(QueuedRunCoordinator):
             return starting
         return super().submit_run(context)
 
-    def _launch(self, run_id: str, workspace: BaseWorkspaceRequestContext) -> None:
+    def _launch(self, run_id: str, workspace: "BaseWorkspaceRequestContext") -> None:
         """What ``DagsterInstance.launch_run`` does after the STARTING event: a launch that
         fails fails the run, with the reason in its event log."""
         run = self._instance.get_run_by_id(run_id)

@@ -8,6 +8,7 @@ import contextlib
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
@@ -94,10 +95,9 @@ def _instance(launcher: str, max_concurrent_runs: int = 1):
 def _submit(instance) -> dg.DagsterRun:
     run = create_run_for_test(instance, job_name="export_job", remote_job_origin=ORIGIN)
     submitted = instance.run_coordinator.submit_run(SubmitRunContext(run, WORKSPACE))
-    launches = instance.run_coordinator._launches
-    if launches is not None:
-        launches.shutdown(wait=True)  # the launch thread has done its work
-        instance.run_coordinator._launches = None
+    coordinator = instance.run_coordinator
+    coordinator._launches.shutdown(wait=True)  # the launch thread has done its work
+    coordinator._launches = ThreadPoolExecutor(1)
     return submitted
 
 
