@@ -11,8 +11,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
+from dagster_shared.record import copy
 from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.run_coordinator import SubmitRunContext
+from dagster._core.storage.dagster_run import RunOpConcurrency
 from dagster._core.test_utils import create_run_for_test, instance_for_test
 
 from export_pipeline.orchestration import run_coordinator
@@ -137,3 +139,12 @@ def test_runs_using_pools_and_tag_limits_are_left_to_the_queue():
         "run_launcher": {"module": "dagster._core.test_utils", "class": "MockedRunLauncher"},
     }) as instance:
         assert _submit(instance).status is dg.DagsterRunStatus.QUEUED
+
+
+def test_a_run_whose_ops_take_pool_slots_is_left_to_the_queue():
+    with _instance("MockedRunLauncher", max_concurrent_runs=4) as instance:
+        run = create_run_for_test(instance, job_name="export_job", remote_job_origin=ORIGIN)
+        pooled = copy(run, run_op_concurrency=RunOpConcurrency(
+            root_key_counts={"warehouse": 1}, has_unconstrained_root_nodes=False, all_pools={"warehouse"}))
+        assert instance.run_coordinator.submit_run(SubmitRunContext(pooled, WORKSPACE)).status is dg.DagsterRunStatus.QUEUED
+        assert not instance.run_launcher.did_run_launch(run.run_id)
