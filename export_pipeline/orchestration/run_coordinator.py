@@ -58,9 +58,7 @@ class PromptRunCoordinator(QueuedRunCoordinator):
         run = context.dagster_run
         if run.status == DagsterRunStatus.NOT_STARTED and self._may_launch_at_once(context, run):
             with _held(os.path.join(self._instance.root_directory, LOCK_FILE)) as held:
-                if not held:
-                    return super().submit_run(context)
-                if not self._has_room():
+                if not held or not self._has_room():
                     return super().submit_run(context)
                 self._instance.report_dagster_event(
                     DagsterEvent(event_type_value=DagsterEventType.PIPELINE_STARTING.value,
