@@ -121,6 +121,9 @@ class ColumnMapping:
 # server shutting down or not yet accepting connections, and the connection-exception class.
 _TRANSIENT_STATES = {"40001", "40P01", "53300", "57P01", "57P02", "57P03"}
 
+# How long ``close`` keeps cancelling a running statement before closing its connection anyway.
+_CLOSE_WAIT_SECONDS = 30.0
+
 
 def is_transient(error: BaseException) -> bool:
     state = getattr(error, "sqlstate", None)
@@ -166,6 +169,7 @@ class SqlMetricSource:
         self._lock = threading.Lock()
         self._busy = threading.Lock()  # held while a statement runs
         self._con: Any = None
+        self._closes = 0  # how many times ``close`` has run: a fetch begun before one stops
         self._layout: _Layout | None = None
         self.rows_fetched = 0
 
@@ -204,28 +208,41 @@ class SqlMetricSource:
             user=target.user, **kwargs,
         )
 
-    def connection(self) -> Any:
+    def connection(self, closes: int | None = None) -> Any:
+        """The open connection (opened now if need be). Given the ``closes`` count a fetch
+        began under, raise instead once the source has been closed since: the fetch is
+        cancelled, and must not open a connection that ``close`` will never see."""
         with self._lock:
+            if closes is not None and closes != self._closes:
+                raise MetricSourceError(
+                    f"metric source {self.path}: the read was cancelled (the source was closed)")
             if self._con is None:
                 self._con = self._retrying("connect to", self._connect)
             return self._con
 
     def close(self) -> None:
-        """Cancel whatever still runs and close the connection (idempotent). The connection is
-        closed once the cancelled statement has returned: closing it under a running fetch
-        would leave that fetch waiting on a dead socket."""
+        """Cancel whatever still runs and close the connection (idempotent). The cancel is
+        sent again each second until the running statement has returned (a cancel request
+        can be lost or time out on a busy server, or land just before the statement starts),
+        for up to ``_CLOSE_WAIT_SECONDS``; only then is the connection closed: closing it under
+        a running fetch would leave that fetch waiting on a dead socket."""
         with self._lock:
             con, self._con = self._con, None
-        if con is not None:
+            self._closes += 1
+        if con is None:
+            return
+        deadline = time.monotonic() + _CLOSE_WAIT_SECONDS
+        idle = False
+        while not idle and time.monotonic() < deadline:
             self._cancel(con)
-            idle = self._busy.acquire(timeout=30)
-            try:
-                con.disconnect()
-            except Exception:
-                pass
-            finally:
-                if idle:
-                    self._busy.release()
+            idle = self._busy.acquire(timeout=1)
+        try:
+            con.disconnect()
+        except Exception:
+            pass
+        finally:
+            if idle:
+                self._busy.release()
 
     def cancel(self) -> None:
         """Stop the statement running on this source's connection, from any thread."""
@@ -233,6 +250,8 @@ class SqlMetricSource:
             self._cancel(self._con)
 
     def _cancel(self, con: Any) -> None:
+        """Ask the engine to stop ``con``'s statement. Best effort, by design: the callers
+        send it again or are already failing; a cancel with nothing running is a no-op."""
         raw = getattr(con, "con", None)
         try:
             if self.target.scheme == "duckdb":
@@ -281,8 +300,8 @@ class SqlMetricSource:
 
     # schema -------------------------------------------------------------------------------
 
-    def _table(self) -> Any:
-        con = self.connection()
+    def _table(self, closes: int | None = None) -> Any:
+        con = self.connection(closes)
         database, _, name = self.table_name.rpartition(".")
         try:
             return con.table(name, database=database or None)
@@ -312,30 +331,32 @@ class SqlMetricSource:
 
     def fetch(self, query: MetricQuery) -> pl.DataFrame:
         layout = self.layout()
+        closes = self._closes
 
         def run() -> tuple[pl.DataFrame, bool]:
-            table = self._table()
+            table = self._table(closes)
             expr = build_expression(table, layout, query)
             with self._busy:
+                con = self.connection(closes)
                 try:
                     if self.target.scheme == "postgres":
-                        return self._copy_out(expr, layout, query), False
+                        return self._copy_out(con, expr, layout, query), False
                     try:
                         return _arrow(expr), False
                     except Exception as error:
-                        if not self._overflowed(error, layout, query):
+                        if not self._overflowed(error, layout, query, closes):
                             raise
                     return _arrow(build_expression(table, layout, query, wide=True)), True
                 except BaseException:
                     # An interrupt (or any failure) leaves no statement running in the engine.
-                    self.cancel()
+                    self._cancel(con)
                     raise
 
         frame, wide = self._retrying("read", run)
         self.rows_fetched += frame.height
         return to_frame(frame, layout, query, wide)
 
-    def _overflowed(self, error: Exception, layout: _Layout, query: MetricQuery) -> bool:
+    def _overflowed(self, error: Exception, layout: _Layout, query: MetricQuery, closes: int) -> bool:
         """Whether DuckDB failed a query with decimal measures on a number out of its range:
         a total past 38 digits, or a running total past its 128-bit integers that may still
         end inside them. The query is then read again in wide form (``build_expression``),
@@ -345,18 +366,18 @@ class SqlMetricSource:
 
         return (
             isinstance(error, duckdb.OutOfRangeException)
-            and self._con is not None
+            and closes == self._closes
             and any(layout.measure_types[m].is_decimal() for m in query.measures)
         )
 
-    def _copy_out(self, expr: Any, layout: _Layout, query: MetricQuery) -> pl.DataFrame:
+    def _copy_out(self, con: Any, expr: Any, layout: _Layout, query: MetricQuery) -> pl.DataFrame:
         """PostgreSQL has no Arrow output: its fastest is ``COPY (the compiled query) TO
         STDOUT`` as CSV, read by polars' CSV reader (a third of the time of fetching rows
         through the driver into Arrow). NULL is an unquoted empty field, an empty string a
         quoted one, which polars reads back as null and "" respectively."""
-        sql = self.connection().compile(expr)
+        sql = con.compile(expr)
         buffer = io.BytesIO()
-        raw = self.connection().con
+        raw = con.con
         with raw.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER)") as copy:
             for chunk in copy:
                 buffer.write(chunk)

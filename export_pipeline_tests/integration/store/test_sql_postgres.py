@@ -70,6 +70,12 @@ def _slow_view(postgres, name: str, seconds: float) -> None:
                     "m.age, m.entries, m.revenue FROM metrics m")
 
 
+def _active(postgres, app: str) -> int:
+    with postgres.connect() as con:
+        return con.execute("SELECT count(*) FROM pg_stat_activity WHERE "
+                           "application_name = %s AND state = 'active'", [app]).fetchone()[0]
+
+
 def test_statement_timeout_stops_a_long_query(sources, postgres):
     _slow_view(postgres, "slow_metrics", 0.05)
     with SqlMetricSource(postgres.url(), "slow_metrics", statement_timeout_seconds=0.5) as source:
@@ -124,33 +130,38 @@ def test_an_interrupted_query_leaves_the_engine(sources, postgres):
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
 
-    def active() -> int:
-        with postgres.connect() as con:
-            return con.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-                "AND state = 'active'", [app],
-            ).fetchone()[0]
-
     try:
         assert child.stdout.readline().strip() == "ready"
-        assert postgres.wait_until(lambda: active() == 1), "the query never started"
+        assert postgres.wait_until(lambda: _active(postgres, app) == 1), "the query never started"
         child.send_signal(signal.SIGINT)
         child.wait(timeout=60)
         assert child.returncode != 0 and "KeyboardInterrupt" in child.stderr.read()
-        assert postgres.wait_until(lambda: active() == 0, timeout=20)
+        assert postgres.wait_until(lambda: _active(postgres, app) == 0, timeout=20)
     finally:
         child.kill()
         child.wait()
 
 
-def test_closing_the_source_cancels_its_running_query(sources, postgres):
+@pytest.mark.parametrize("cancels_lost", [0, 1], ids=["cancel-arrives", "first-cancel-lost"])
+def test_closing_the_source_cancels_its_running_query(sources, postgres, monkeypatch, cancels_lost):
     """What the resource's teardown does when a run fails or is stopped while a fetch still
-    runs in another thread: the engine stops the statement and the fetch fails cleanly."""
+    runs in another thread: the engine stops the statement and the fetch fails cleanly. A
+    cancel request can time out on a busy server, or reach it just before the statement
+    starts: ``close`` keeps cancelling while the fetch still runs."""
     _slow_view(postgres, "very_slow_metrics", 1)
     app = f"export_test_{uuid.uuid4().hex[:8]}"
     source = SqlMetricSource(postgres.url(), "very_slow_metrics", application_name=app,
                              statement_timeout_seconds=0)
     source.schema()
+    sent: list[int] = []
+    really_cancel = SqlMetricSource._cancel
+
+    def cancel(self, con):
+        sent.append(len(sent))
+        if len(sent) > cancels_lost:
+            really_cancel(self, con)
+
+    monkeypatch.setattr(SqlMetricSource, "_cancel", cancel)
     outcome: list[BaseException] = []
 
     def fetch() -> None:
@@ -159,22 +170,46 @@ def test_closing_the_source_cancels_its_running_query(sources, postgres):
         except BaseException as error:
             outcome.append(error)
 
-    def active() -> int:
-        with postgres.connect() as con:
-            return con.execute("SELECT count(*) FROM pg_stat_activity WHERE "
-                               "application_name = %s AND state = 'active'", [app]).fetchone()[0]
-
     worker = threading.Thread(target=fetch)
     worker.start()
     try:
-        assert postgres.wait_until(lambda: active() == 1), "the query never started"
+        assert postgres.wait_until(lambda: _active(postgres, app) == 1), "the query never started"
         source.close()
         worker.join(timeout=60)
         assert not worker.is_alive()
+        assert len(sent) > cancels_lost
         assert isinstance(outcome[0], MetricSourceError) and "cancel" in str(outcome[0])
-        assert postgres.wait_until(lambda: active() == 0, timeout=20)
+        assert postgres.wait_until(lambda: _active(postgres, app) == 0, timeout=20)
     finally:
+        monkeypatch.undo()
         source.close()
+
+
+def test_a_fetch_closed_before_its_statement_starts_opens_no_connection(sources, postgres, monkeypatch):
+    """``close`` lands between a fetch binding the table and running its statement: the fetch
+    fails as cancelled instead of opening a new connection that ``close`` never sees, and
+    running its query there."""
+    from export_pipeline.store import sql
+
+    app = f"export_test_{uuid.uuid4().hex[:8]}"
+    source = SqlMetricSource(postgres.url(), application_name=app)
+    source.schema()
+    really_build = sql.build_expression
+
+    def closed_meanwhile(*args, **kwargs):
+        source.close()
+        return really_build(*args, **kwargs)
+
+    monkeypatch.setattr(sql, "build_expression", closed_meanwhile)
+    with pytest.raises(MetricSourceError, match="cancelled"):
+        source.fetch(q(P.day))
+    monkeypatch.undo()
+    assert source._con is None
+    with postgres.connect() as con:
+        assert con.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                           [app]).fetchone()[0] == 0
+    assert source.fetch(q(P.day)).height > 0, "a fetch begun after the close opens a connection"
+    source.close()
 
 
 def test_ctrl_c_on_the_cli_cancels_its_reads_in_the_engine(sources, postgres, bucket, tmp_path):
@@ -195,19 +230,14 @@ def test_ctrl_c_on_the_cli_cancels_its_reads_in_the_engine(sources, postgres, bu
              "EXPORT_METRICS_COLUMNS": "", "EXPORT_METRICS_MEASURES": ""},
     )
 
-    def active() -> int:
-        with postgres.connect() as con:
-            return con.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                "'export_pipeline' AND state = 'active'").fetchone()[0]
-
     try:
-        started = postgres.wait_until(lambda: active() >= 1 or child.poll() is not None, 60)
+        started = postgres.wait_until(
+            lambda: _active(postgres, "export_pipeline") >= 1 or child.poll() is not None, 60)
         assert started and child.poll() is None, child.communicate()
         child.send_signal(signal.SIGINT)
         child.wait(timeout=60)
         assert child.returncode != 0
-        assert postgres.wait_until(lambda: active() == 0, timeout=20)
+        assert postgres.wait_until(lambda: _active(postgres, "export_pipeline") == 0, timeout=20)
     finally:
         child.kill()
         child.wait()
