@@ -24,8 +24,6 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-
 from export_pipeline.contract.models import DEFAULT_PORTS, SECRET_FIELDS
 from export_pipeline.destinations.base import PermanentDeliveryError
 
@@ -34,6 +32,8 @@ _ANY_SEALED = "sealed:"
 
 
 def generate_key() -> str:
+    from cryptography.fernet import Fernet
+
     return Fernet.generate_key().decode("ascii")
 
 
@@ -68,6 +68,10 @@ class Sealer:
     key can be rotated: put the new one first and keep the old one until its runs are done."""
 
     def __init__(self, keys: str):
+        # Imported here: the CLI checks every request for credentials before its store read
+        # starts, and most requests have none to seal.
+        from cryptography.fernet import Fernet, MultiFernet
+
         try:
             self._fernet = MultiFernet(
                 [Fernet(k.strip().encode("ascii")) for k in keys.split(",") if k.strip()]
@@ -84,6 +88,8 @@ class Sealer:
         return SEALED_PREFIX + self._fernet.encrypt(payload).decode("ascii")
 
     def unseal(self, value: str, where: str, bound_to: str) -> str:
+        from cryptography.fernet import InvalidToken
+
         if not is_sealed(value):
             raise PermanentDeliveryError(f"{where}: a credential must arrive sealed")
         if not value.startswith(SEALED_PREFIX):
