@@ -244,11 +244,6 @@ class SqlMetricSource:
             if idle:
                 self._busy.release()
 
-    def cancel(self) -> None:
-        """Stop the statement running on this source's connection, from any thread."""
-        if self._con is not None:
-            self._cancel(self._con)
-
     def _cancel(self, con: Any) -> None:
         """Ask the engine to stop ``con``'s statement. Best effort, by design: the callers
         send it again or are already failing; a cancel with nothing running is a no-op."""
