@@ -479,6 +479,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if not settings.bucket.bucket:
         raise ExportFailed("EXPORT_BUCKET is not set: name the bucket exports are written to")
     from export_pipeline.contract.problems import InvalidRequest
+    from export_pipeline.publishing.preflight import StorageUnavailable
 
     gc.enable()
     with dg.DagsterInstance.get() as instance:
@@ -486,7 +487,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         try:
             service, close = build_export_service(settings, instance)
-        except (InvalidRequest, OSError, StateError) as error:
+        except (InvalidRequest, OSError, StateError, StorageUnavailable) as error:
             raise ExportFailed(f"cannot start the service: {error}") from None
         try:
             uvicorn.run(create_app(service, settings.service.max_body_bytes), host=args.host,

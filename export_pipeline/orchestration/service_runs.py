@@ -181,7 +181,7 @@ def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]
 def build_export_service(settings: Any, instance: dg.DagsterInstance):
     """The service with its parts: tenants, state, this instance's runs, the export bucket.
     ``settings`` is the whole ``Settings``. Returns the service and what to close when it
-    stops."""
+    stops. Raises ``StorageUnavailable`` when exports cannot be written to the bucket."""
     from pathlib import Path
 
     from export_pipeline.saved_exports.definitions import load_saved_exports
@@ -193,6 +193,8 @@ def build_export_service(settings: Any, instance: dg.DagsterInstance):
 
     service_settings = settings.service
     tenants = load_tenants(service_settings.tenants_file)
+    files = S3ExportFiles.from_environment()
+    files.check_writable(settings.bucket.bucket, settings.bucket.prefix)
     state = open_state(
         service_settings.state or Path(instance.root_directory) / "export-service.sqlite"
     )
@@ -215,7 +217,7 @@ def build_export_service(settings: Any, instance: dg.DagsterInstance):
         state=state,
         limiter=state.rate_limiter(),
         runs=runs,
-        files=S3ExportFiles.from_environment(),
+        files=files,
         bucket=settings.bucket.bucket,
         prefix=settings.bucket.prefix,
         url_ttl=settings.bucket.url_ttl,

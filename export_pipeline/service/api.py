@@ -86,10 +86,22 @@ class ExportRuns(Protocol):
 
 
 class ExportFiles(Protocol):
-    """The bucket the files land in."""
+    """The bucket the files land in. Both calls raise ``FilesUnavailable`` when the bucket
+    cannot be reached."""
 
     def sign(self, bucket: str, key: str, expires_in: int) -> str: ...
     def delete(self, bucket: str, key: str) -> None: ...
+
+
+class FilesUnavailable(RuntimeError):
+    """The bucket could not be reached or refused the call (credentials gone or expired, S3
+    down): the caller may try again, and nothing of the export was changed."""
+
+
+def _files_unavailable(what: str) -> ApiError:
+    return ApiError(503, {"reason": "unavailable",
+                          "message": f"the export bucket cannot be reached to {what}; try again"},
+                    {"Retry-After": "30"})
 
 
 TENANT_TAG = "export_pipeline/tenant"
@@ -333,7 +345,11 @@ class ExportService:
             ttl = self.url_ttl if expiry is None else min(
                 self.url_ttl, math.ceil((expiry - now).total_seconds())
             )
-            url = self.files.sign(record.bucket, record.key, ttl)
+            try:
+                url = self.files.sign(record.bucket, record.key, ttl)
+            except FilesUnavailable as error:
+                _log.warning("could not sign the URL of export %s: %s", record.id, error)
+                raise _files_unavailable("sign its download URL") from None
         return resource(record, url, progress, expiry, expired)
 
     # -- DELETE --------------------------------------------------------------------------
@@ -344,7 +360,11 @@ class ExportService:
         self._refresh(caller.tenant.name, [record])
         if not record.status.finished and record.run_id:
             self.runs.cancel(record.run_id)
-        self.files.delete(record.bucket, record.key)
+        try:
+            self.files.delete(record.bucket, record.key)
+        except FilesUnavailable as error:
+            _log.warning("could not delete the file of export %s: %s", record.id, error)
+            raise _files_unavailable("delete its file") from None
         record.deleted = True
         record.modified = self.clock()
         self.state.save(record)
@@ -358,7 +378,11 @@ class ExportService:
             observation = seen.get(record.run_id or "")
             if observation is None or not observation.status.finished:
                 continue
-            self.files.delete(record.bucket, record.key)
+            try:
+                self.files.delete(record.bucket, record.key)
+            except FilesUnavailable as error:  # settled at a later call
+                _log.warning("could not delete the file of deleted export %s: %s", record.id, error)
+                continue
             record.status = observation.status
             self.state.save(record)
 

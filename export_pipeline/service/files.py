@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from export_pipeline.publishing.preflight import check_writable
 from export_pipeline.publishing.s3_upload import presign_get
+from export_pipeline.service.api import FilesUnavailable
 
 
 class S3ExportFiles:
@@ -20,8 +24,20 @@ class S3ExportFiles:
 
         return cls(boto3.client("s3"), boto3.client("s3", config=Config(signature_version="s3v4")))
 
+    def check_writable(self, bucket: str, prefix: str) -> None:
+        """Raise ``preflight.StorageUnavailable`` unless exports can be written and so deleted
+        here: a service that starts without its bucket would take exports it can neither show
+        nor delete."""
+        check_writable(self._client, bucket, prefix)
+
     def sign(self, bucket: str, key: str, expires_in: int) -> str:
-        return presign_get(self._presign, bucket, key, expires_in)
+        try:
+            return presign_get(self._presign, bucket, key, expires_in)
+        except BotoCoreError as error:  # no credentials to sign with
+            raise FilesUnavailable(str(error)) from None
 
     def delete(self, bucket: str, key: str) -> None:
-        self._client.delete_object(Bucket=bucket, Key=key)
+        try:
+            self._client.delete_object(Bucket=bucket, Key=key)
+        except (BotoCoreError, ClientError) as error:
+            raise FilesUnavailable(str(error)) from None

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from export_pipeline.saved_exports.definitions import load_saved_exports
-from export_pipeline.service.api import ApiError, ExportService, Launch
+from export_pipeline.service.api import ApiError, ExportService, FilesUnavailable, Launch
 from export_pipeline.service.exports import RunObservation, Status
 from export_pipeline.service.state import SqliteStateStore
 from export_pipeline.service.tenants import key_hash, new_key, parse_tenants
@@ -40,12 +40,17 @@ class Files:
     def __init__(self):
         self.deleted: list[tuple[str, str]] = []
         self.signed = 0
+        self.down = False
 
     def sign(self, bucket, key, expires_in):
+        if self.down:
+            raise FilesUnavailable("Unable to locate credentials")
         self.signed += 1
         return f"https://s3/{bucket}/{key}?ttl={expires_in}&n={self.signed}"
 
     def delete(self, bucket, key):
+        if self.down:
+            raise FilesUnavailable("Could not connect to the endpoint URL")
         self.deleted.append((bucket, key))
 
 
@@ -126,6 +131,35 @@ def test_deleting_an_unfinished_export_cancels_it_and_deletes_a_file_written_as_
     assert files.deleted == [key, key]
     service.list(callers["acme"], {})
     assert files.deleted == [key, key]  # settled once
+
+
+def test_a_bucket_out_of_reach_is_a_503_to_retry_and_the_export_stays_as_it_was(setup):
+    service, runs, files, callers, _ = setup
+    created = _create(service, callers["acme"])
+    runs.status["run-1"] = RunObservation(Status.complete, rows=30, bytes=506)
+    files.down = True
+    for call in (service.delete, service.view):
+        with pytest.raises(ApiError) as error:
+            call(callers["acme"], created["id"])
+        assert error.value.status == 503 and error.value.headers == {"Retry-After": "30"}
+        assert error.value.body["reason"] == "unavailable"
+    files.down = False
+    assert service.view(callers["acme"], created["id"])["status"] == "complete"
+    service.delete(callers["acme"], created["id"])
+    assert files.deleted == [("b", f"exports/tenants/acme/{created['id']}.csv")]
+
+
+def test_a_file_written_as_its_run_stopped_is_deleted_once_the_bucket_is_back(setup):
+    service, runs, files, callers, _ = setup
+    created = _create(service, callers["acme"])
+    service.delete(callers["acme"], created["id"])
+    runs.status["run-1"] = RunObservation(Status.complete, rows=1, bytes=1)
+    files.down = True
+    assert service.list(callers["acme"], {})["exports"] == []  # the list still answers
+    files.down = False
+    service.list(callers["acme"], {})
+    key = ("b", f"exports/tenants/acme/{created['id']}.csv")
+    assert files.deleted == [key, key]
 
 
 def test_the_quota_counts_this_months_exports_deleted_ones_too(setup):
