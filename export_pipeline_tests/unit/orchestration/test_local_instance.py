@@ -11,6 +11,7 @@ from dagster._core.storage.runs import SqliteRunStorage
 
 from export_pipeline.cli import main
 from export_pipeline.orchestration.run_coordinator import PromptRunCoordinator
+from export_pipeline.orchestration.run_launcher import WarmRunLauncher
 
 
 def test_instance_config_without_a_template_writes_the_local_defaults(tmp_path, monkeypatch, capsys):
@@ -25,7 +26,9 @@ def test_instance_config_without_a_template_writes_the_local_defaults(tmp_path, 
         assert coordinator.get_run_queue_config().max_concurrent_runs == 4
         assert coordinator.dequeue_interval_seconds == 1  # Dagster's default: 5
         assert coordinator.dequeue_use_threads
-        # every launched run still in a process of its own, its records in this home
+        # every launched run still in a process of its own, its records in this home; runs of
+        # code elsewhere through their code server
+        assert isinstance(instance.run_launcher, WarmRunLauncher)
         assert isinstance(instance.run_launcher, DefaultRunLauncher)
         assert isinstance(instance.run_storage, SqliteRunStorage)
         assert instance.root_directory == str(home)

@@ -1,0 +1,124 @@
+"""The local instance's warm run launcher with a real export service launching: each run is a
+process of its own, forked from the launcher's fork server, makes the right file, and is
+terminated by a DELETE while it runs. The run's store is a PostgreSQL table, so a test can hold
+a run at its store read (a table lock) with nothing timed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+import boto3
+import dagster as dg
+import polars as pl
+import pytest
+
+from export_pipeline.cli import INSTANCE_CONFIG
+from export_pipeline.orchestration.run_launcher import WORKER_TAG, live_worker
+from export_pipeline_tests.conftest import FAKE_CREDENTIALS
+from export_pipeline_tests.support.requests import REPO, SEED_BODY, download, parse_csv
+from export_pipeline_tests.support.service import (
+    ServiceProcess,
+    service_environment,
+    tenants_yaml,
+    wait_for_status,
+)
+
+EXPORT_TAG = "export_pipeline/export_id"
+
+
+@pytest.fixture
+def s3(s3_endpoint):
+    return boto3.client(
+        "s3", endpoint_url=s3_endpoint,
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+        region_name=FAKE_CREDENTIALS["AWS_DEFAULT_REGION"],
+    )
+
+
+@pytest.fixture
+def service(tmp_path, s3, s3_endpoint, demo_store_path, postgres):
+    bucket = f"warm-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    database = postgres.new_database("warm")
+    source = postgres.load(pl.read_parquet(demo_store_path / "**/*.parquet"), database=database)
+    keys: dict[str, str] = {}
+    (tmp_path / "tenants.yaml").write_text(tenants_yaml({"acme": {}}, keys))
+    env = service_environment(tmp_path / "dagster_home", tmp_path / "tenants.yaml", bucket,
+                              demo_store_path, s3_endpoint, FAKE_CREDENTIALS, INSTANCE_CONFIG)
+    env.update(EXPORT_INBOX_SENSOR="stopped", EXPORT_METRICS_SOURCE=source, PGUSER=postgres.user)
+    server = ServiceProcess(env=env, keys=keys)
+    server.bucket, server.database = bucket, database
+    server.start()
+    yield server
+    server.stop()
+
+
+def _run(service, export_id: str) -> dg.DagsterRun | None:
+    with dg.DagsterInstance.from_config(service.env["DAGSTER_HOME"]) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={EXPORT_TAG: export_id}))
+        return runs[0] if runs else None
+
+
+def _messages(service, run_id: str) -> list[str]:
+    with dg.DagsterInstance.from_config(service.env["DAGSTER_HOME"]) as instance:
+        return [entry.message for entry in instance.all_logs(run_id)]
+
+
+def _ancestors(pid: int) -> list[int]:
+    found = []
+    while pid > 1:
+        with open(f"/proc/{pid}/stat") as stat:
+            pid = int(stat.read().rpartition(")")[2].split()[1])
+        found.append(pid)
+    return found
+
+
+def test_a_launched_export_runs_in_a_process_forked_by_the_launcher_and_is_right(service):
+    with service.client("acme") as client:
+        created = client.post("/v1/exports", json=SEED_BODY)
+        assert created.status_code == 202, created.text
+        done = wait_for_status(client, created.json()["id"], {"complete", "failed"})
+    assert done["status"] == "complete", done
+    data = download(done["url"])
+    assert len(parse_csv(data)) - 1 == 30
+    # the same as the CLI's export of the request from the Parquet files the table was loaded from
+    env = {k: v for k, v in service.env.items() if k not in ("EXPORT_METRICS_SOURCE", "DAGSTER_HOME")}
+    cli = subprocess.run([sys.executable, "-m", "export_pipeline", "run", "-"], input=json.dumps(SEED_BODY),
+                         env=env, cwd=str(REPO), capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    assert download(json.loads(cli.stdout.strip().splitlines()[-1])["signedUrl"]) == data
+    run = _run(service, done["id"])
+    host, pid, _ = run.tags[WORKER_TAG].rsplit(":", 2)
+    messages = _messages(service, run.run_id)
+    assert f"Started process for run (pid: {pid})." in messages
+    assert f"Process for run exited (pid: {pid})." in messages
+    assert run.status is dg.DagsterRunStatus.SUCCESS
+
+
+def test_a_delete_terminates_the_running_process_and_leaves_no_file(service, postgres, s3):
+    with postgres.connect(service.database) as lock, service.client("acme") as client:
+        with lock.transaction():
+            lock.execute("LOCK TABLE metrics IN ACCESS EXCLUSIVE MODE")  # the store read waits
+            export_id = client.post("/v1/exports", json=SEED_BODY).json()["id"]
+            deadline = time.monotonic() + 120
+            while (run := _run(service, export_id)) is None or run.status is not dg.DagsterRunStatus.STARTED \
+                    or WORKER_TAG not in run.tags:
+                assert time.monotonic() < deadline, run
+                time.sleep(0.2)
+            pid = live_worker(run.tags[WORKER_TAG])
+            assert pid is not None
+            assert service.process.pid in _ancestors(pid)  # forked by the service's fork server
+            assert client.delete(f"/v1/exports/{export_id}").status_code == 204
+            while not (run := _run(service, export_id)).is_finished:
+                assert time.monotonic() < deadline, run.status
+                time.sleep(0.2)
+        assert run.status is dg.DagsterRunStatus.CANCELED
+        assert postgres.wait_until(lambda: live_worker(run.tags[WORKER_TAG]) is None)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=service.bucket).get("Contents", [])]
+    assert not any(export_id in key for key in keys), keys

@@ -1,0 +1,57 @@
+"""Which runs the warm run launcher starts itself, and how it names a run's process so that
+only that process is ever signalled. The launches and terminations themselves, with a real
+export service and Dagster instance, are in the integration tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from export_pipeline.orchestration.run_launcher import live_worker, runs_here, worker_identity
+
+
+def _run(executable=sys.executable, image=None, host="localhost", with_origin=True):
+    repository = SimpleNamespace(container_image=image, executable_path=executable)
+    location = SimpleNamespace(host=host) if host is not None else SimpleNamespace()
+    return SimpleNamespace(
+        job_code_origin=SimpleNamespace(repository_origin=repository) if with_origin else None,
+        remote_job_origin=SimpleNamespace(
+            repository_origin=SimpleNamespace(code_location_origin=location)),
+    )
+
+
+@pytest.mark.parametrize("run, here", [
+    (_run(), True),                                  # `dg dev`'s own code server
+    (_run(host="127.0.0.1"), True),
+    (_run(host=None), True),                         # a location this process manages itself
+    (_run(host="code-server"), False),               # a code server in another container or host
+    (_run(executable="/opt/other/bin/python"), False),  # another Python: its own packages
+    (_run(image="exports:1.2"), False),              # code that runs in an image
+    (_run(with_origin=False), False),
+])
+def test_only_runs_of_this_machines_python_start_here(run, here):
+    assert runs_here(run) is here
+
+
+def test_a_live_process_is_found_by_its_identity_and_only_on_this_host():
+    identity = worker_identity(os.getpid())
+    assert identity.startswith(f"{socket.gethostname()}:{os.getpid()}:")
+    assert live_worker(identity) == os.getpid()
+    other_host = "elsewhere.example" + identity[len(socket.gethostname()):]
+    assert live_worker(other_host) is None
+
+
+def test_an_ended_process_or_a_reused_pid_is_not_signalled():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    identity = worker_identity(child.pid)
+    child.wait()
+    assert live_worker(identity) is None
+    host, pid, start = worker_identity(os.getpid()).rsplit(":", 2)
+    assert live_worker(f"{host}:{pid}:{int(start) + 1}") is None  # same pid, another process
+    for garbage in ("", "x", "host:pid:start", f"{host}:-1:0"):
+        assert live_worker(garbage) is None
