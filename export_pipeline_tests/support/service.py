@@ -78,6 +78,19 @@ def tenants_yaml(tenants: dict[str, dict], keys: dict[str, str]) -> str:
     return json.dumps({"tenants": entries}, indent=2)
 
 
+def tenant_service(folder: Path, tenants: dict[str, dict], bucket: str, store: Path, s3_endpoint: str,
+                   credentials: dict[str, str], dagster_yaml: str = DAGSTER_YAML,
+                   **env: str) -> ServiceProcess:
+    """The service (not started) for ``tenants``, its tenants file and Dagster home in
+    ``folder``, the inbox sensor stopped; ``env`` adds or replaces variables."""
+    keys: dict[str, str] = {}
+    (folder / "tenants.yaml").write_text(tenants_yaml(tenants, keys))
+    environment = service_environment(folder / "dagster_home", folder / "tenants.yaml", bucket, store,
+                                      s3_endpoint, credentials, dagster_yaml)
+    environment.update(EXPORT_INBOX_SENSOR="stopped", **env)
+    return ServiceProcess(env=environment, keys=keys)
+
+
 def unlimited_tenant(folder: Path, name: str) -> tuple[Path, str]:
     """A tenants file in ``folder`` with one tenant whose quota and rate limit no benchmark
     reaches: the file and the tenant's key."""

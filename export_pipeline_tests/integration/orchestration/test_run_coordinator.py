@@ -15,13 +15,7 @@ import yaml
 from export_pipeline.cli import INSTANCE_CONFIG
 from export_pipeline_tests.conftest import FAKE_CREDENTIALS
 from export_pipeline_tests.support.requests import SEED_BODY, download, parse_csv
-from export_pipeline_tests.support.service import (
-    ServiceProcess,
-    dagster_daemon,
-    service_environment,
-    tenants_yaml,
-    wait_for_status,
-)
+from export_pipeline_tests.support.service import dagster_daemon, tenant_service, wait_for_status
 
 EXPORT_TAG = "export_pipeline/export_id"
 
@@ -42,12 +36,8 @@ def service(tmp_path, s3_endpoint, demo_store_path):
         aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
         region_name=FAKE_CREDENTIALS["AWS_DEFAULT_REGION"],
     ).create_bucket(Bucket=bucket)
-    keys: dict[str, str] = {}
-    (tmp_path / "tenants.yaml").write_text(tenants_yaml({"acme": {}}, keys))
-    env = service_environment(tmp_path / "dagster_home", tmp_path / "tenants.yaml", bucket,
-                              demo_store_path, s3_endpoint, FAKE_CREDENTIALS, _one_run_at_a_time())
-    env["EXPORT_INBOX_SENSOR"] = "stopped"
-    server = ServiceProcess(env=env, keys=keys)
+    server = tenant_service(tmp_path, {"acme": {}}, bucket, demo_store_path, s3_endpoint,
+                            FAKE_CREDENTIALS, _one_run_at_a_time())
     server.start()
     yield server
     server.stop()

@@ -20,12 +20,7 @@ from export_pipeline.cli import INSTANCE_CONFIG
 from export_pipeline.orchestration.run_launcher import WORKER_TAG, live_worker
 from export_pipeline_tests.conftest import FAKE_CREDENTIALS
 from export_pipeline_tests.support.requests import REPO, SEED_BODY, download, parse_csv
-from export_pipeline_tests.support.service import (
-    ServiceProcess,
-    service_environment,
-    tenants_yaml,
-    wait_for_status,
-)
+from export_pipeline_tests.support.service import tenant_service, wait_for_status
 
 EXPORT_TAG = "export_pipeline/export_id"
 
@@ -47,12 +42,8 @@ def service(tmp_path, s3, s3_endpoint, demo_store_path, postgres):
     s3.create_bucket(Bucket=bucket)
     database = postgres.new_database("warm")
     source = postgres.load(pl.read_parquet(demo_store_path / "**/*.parquet"), database=database)
-    keys: dict[str, str] = {}
-    (tmp_path / "tenants.yaml").write_text(tenants_yaml({"acme": {}}, keys))
-    env = service_environment(tmp_path / "dagster_home", tmp_path / "tenants.yaml", bucket,
-                              demo_store_path, s3_endpoint, FAKE_CREDENTIALS, INSTANCE_CONFIG)
-    env.update(EXPORT_INBOX_SENSOR="stopped", EXPORT_METRICS_SOURCE=source, PGUSER=postgres.user)
-    server = ServiceProcess(env=env, keys=keys)
+    server = tenant_service(tmp_path, {"acme": {}}, bucket, demo_store_path, s3_endpoint, FAKE_CREDENTIALS,
+                            INSTANCE_CONFIG, EXPORT_METRICS_SOURCE=source, PGUSER=postgres.user)
     server.bucket, server.database = bucket, database
     server.start()
     yield server

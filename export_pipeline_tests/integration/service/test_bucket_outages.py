@@ -14,12 +14,7 @@ import boto3
 from export_pipeline_tests.conftest import FAKE_CREDENTIALS
 from export_pipeline_tests.support.helpers import free_port, wait_for_http
 from export_pipeline_tests.support.requests import REPO, SEED_BODY
-from export_pipeline_tests.support.service import (
-    ServiceProcess,
-    service_environment,
-    tenants_yaml,
-    wait_for_status,
-)
+from export_pipeline_tests.support.service import tenant_service, wait_for_status
 
 
 def _serve_until_exit(env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -28,9 +23,7 @@ def _serve_until_exit(env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def _environment(tmp_path, bucket, store, s3_endpoint, credentials=FAKE_CREDENTIALS) -> dict[str, str]:
-    (tmp_path / "tenants.yaml").write_text(tenants_yaml({"acme": {}}, {}))
-    return service_environment(tmp_path / "dagster_home", tmp_path / "tenants.yaml", bucket, store,
-                               s3_endpoint, credentials)
+    return tenant_service(tmp_path, {"acme": {}}, bucket, store, s3_endpoint, credentials).env
 
 
 def test_the_service_does_not_start_without_its_bucket(tmp_path, s3_endpoint, demo_store_path):
@@ -71,12 +64,7 @@ def test_a_delete_while_the_bucket_is_out_of_reach_is_a_503_and_changes_nothing(
     moto = _moto(port)
     bucket = "outage"
     _create_bucket(endpoint, bucket)
-    keys: dict[str, str] = {}
-    (tmp_path / "tenants.yaml").write_text(tenants_yaml({"acme": {}}, keys))
-    env = service_environment(tmp_path / "dagster_home", tmp_path / "tenants.yaml", bucket,
-                              demo_store_path, endpoint, FAKE_CREDENTIALS)
-    env["EXPORT_INBOX_SENSOR"] = "stopped"
-    server = ServiceProcess(env=env, keys=keys)
+    server = tenant_service(tmp_path, {"acme": {}}, bucket, demo_store_path, endpoint, FAKE_CREDENTIALS)
     server.start()
     try:
         with server.client("acme") as client:

@@ -11,23 +11,16 @@ from export_pipeline_tests.integration.service.conftest import TENANTS
 from export_pipeline_tests.support.requests import SEED_BODY, download, parse_csv
 from export_pipeline_tests.support.service import (
     QUEUED_DAGSTER_YAML,
-    ServiceProcess,
     dagster_daemon,
-    service_environment,
-    tenants_yaml,
+    tenant_service,
     wait_for_status,
 )
 
 
 @pytest.fixture(scope="module")
 def queued_service(tmp_path_factory, s3_endpoint, service_bucket, demo_store_path):
-    root = tmp_path_factory.mktemp("queued")
-    keys: dict[str, str] = {}
-    (root / "tenants.yaml").write_text(tenants_yaml(TENANTS, keys))
-    env = service_environment(root / "dagster_home", root / "tenants.yaml", service_bucket,
-                              demo_store_path, s3_endpoint, FAKE_CREDENTIALS, QUEUED_DAGSTER_YAML)
-    env["EXPORT_INBOX_SENSOR"] = "stopped"
-    server = ServiceProcess(env=env, keys=keys)
+    server = tenant_service(tmp_path_factory.mktemp("queued"), TENANTS, service_bucket, demo_store_path,
+                            s3_endpoint, FAKE_CREDENTIALS, QUEUED_DAGSTER_YAML)
     server.start()
     yield server
     server.stop()
@@ -67,13 +60,9 @@ def test_an_unexpected_failure_is_a_500_in_the_apis_shape_with_its_headers(
 ):
     """The run storage gone while an export is queued: viewing it cannot be answered. The
     answer is still JSON, uncached and unsniffed, and the error is in the service's log."""
-    keys: dict[str, str] = {}
-    (tmp_path / "tenants.yaml").write_text(tenants_yaml(TENANTS, keys))
     home = tmp_path / "dagster_home"
-    env = service_environment(home, tmp_path / "tenants.yaml", service_bucket, demo_store_path,
-                              s3_endpoint, FAKE_CREDENTIALS, QUEUED_DAGSTER_YAML)
-    env["EXPORT_INBOX_SENSOR"] = "stopped"
-    server = ServiceProcess(env=env, keys=keys)
+    server = tenant_service(tmp_path, TENANTS, service_bucket, demo_store_path, s3_endpoint,
+                            FAKE_CREDENTIALS, QUEUED_DAGSTER_YAML)
     server.start()
     try:
         with server.client("globex") as client:

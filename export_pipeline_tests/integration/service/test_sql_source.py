@@ -7,12 +7,7 @@ import polars as pl
 
 from export_pipeline_tests.conftest import FAKE_CREDENTIALS
 from export_pipeline_tests.support.requests import SEED_BODY, download, parse_csv
-from export_pipeline_tests.support.service import (
-    ServiceProcess,
-    service_environment,
-    tenants_yaml,
-    wait_for_status,
-)
+from export_pipeline_tests.support.service import tenant_service, wait_for_status
 from export_pipeline_tests.support.sql_stores import load_duckdb
 
 
@@ -25,12 +20,9 @@ def test_requests_are_checked_against_the_sql_table(
     frame = pl.read_parquet(demo_store_path / "**/*.parquet").with_columns(
         returns=pl.col("entries") * 2
     )
-    keys: dict[str, str] = {}
-    (tmp_path / "tenants.yaml").write_text(tenants_yaml({"acme": {}}, keys))
-    env = service_environment(tmp_path / "dagster_home", tmp_path / "tenants.yaml", service_bucket,
-                              tmp_path / "no-parquet-here", s3_endpoint, FAKE_CREDENTIALS)
-    env["EXPORT_METRICS_SOURCE"] = load_duckdb(tmp_path / "metrics.db", frame)
-    env["EXPORT_INBOX_SENSOR"] = "stopped"
+    server = tenant_service(tmp_path, {"acme": {}}, service_bucket, tmp_path / "no-parquet-here",
+                            s3_endpoint, FAKE_CREDENTIALS,
+                            EXPORT_METRICS_SOURCE=load_duckdb(tmp_path / "metrics.db", frame))
     body = {**SEED_BODY, "csvFormat": {**SEED_BODY["csvFormat"], "columns": [
         {"heading": "Date"},
         {"heading": "Entries", "metricId": "entries-by-day", "fetchValue": "entries"},
@@ -40,7 +32,6 @@ def test_requests_are_checked_against_the_sql_table(
         *body["csvFormat"]["columns"],
         {"heading": "Refunds", "metricId": "entries-by-day", "fetchValue": "refunds"},
     ]}}
-    server = ServiceProcess(env=env, keys=keys)
     server.start()
     try:
         with server.client("acme") as client:
