@@ -116,11 +116,24 @@ def runs_here(run: DagsterRun) -> bool:
     if origin is None or remote is None or not os.path.isdir(_PROC):  # no process table to check
         return False
     repository = origin.repository_origin
-    if repository.container_image or repository.executable_path != sys.executable:
+    if repository.container_image or not same_python(repository.executable_path, sys.executable):
         return False
     location = remote.repository_origin.code_location_origin
     host = getattr(location, "host", None)
     return host is None or host in LOOPBACK_HOSTS
+
+
+def same_python(path: str | None, ours: str) -> bool:
+    """Whether ``path`` is this environment's Python: ``python`` and ``python3`` of one virtual
+    environment are the same (console scripts start one, ``python -m`` the other), while the
+    system's Python is another environment although the venv's links resolve to it."""
+    if not path:
+        return False
+    path, ours = os.path.abspath(path), os.path.abspath(ours)
+    try:
+        return os.path.dirname(path) == os.path.dirname(ours) and os.path.samefile(path, ours)
+    except OSError:
+        return False
 
 
 def worker_identity(pid: int) -> str:

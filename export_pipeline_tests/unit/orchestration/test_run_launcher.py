@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from export_pipeline.orchestration.run_launcher import live_worker, runs_here, worker_identity
+from export_pipeline.orchestration.run_launcher import live_worker, runs_here, same_python, worker_identity
 
 
 def _run(executable=sys.executable, image=None, host="localhost", with_origin=True):
@@ -30,12 +30,27 @@ def _run(executable=sys.executable, image=None, host="localhost", with_origin=Tr
     (_run(host="127.0.0.1"), True),
     (_run(host=None), True),                         # a location this process manages itself
     (_run(host="code-server"), False),               # a code server in another container or host
+    (_run(executable=os.path.join(os.path.dirname(sys.executable), "python3")), True),
     (_run(executable="/opt/other/bin/python"), False),  # another Python: its own packages
     (_run(image="exports:1.2"), False),              # code that runs in an image
     (_run(with_origin=False), False),
 ])
 def test_only_runs_of_this_machines_python_start_here(run, here):
     assert runs_here(run) is here
+
+
+def test_pythons_are_the_same_in_one_bin_folder_only(tmp_path):
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    for name in ("python", "python3"):
+        (tmp_path / "venv" / "bin" / name).symlink_to(sys.executable)
+    (tmp_path / "other" / "python").symlink_to(sys.executable)
+    venv = tmp_path / "venv" / "bin"
+    assert same_python(str(venv / "python3"), str(venv / "python"))
+    assert same_python(str(venv / ".." / "bin" / "python"), str(venv / "python"))
+    assert not same_python(str(tmp_path / "other" / "python"), str(venv / "python"))  # the same binary
+    assert not same_python(str(venv / "python3.99"), str(venv / "python"))
+    assert not same_python(None, str(venv / "python"))
 
 
 def test_a_live_process_is_found_by_its_identity_and_only_on_this_host():
