@@ -60,8 +60,8 @@ class WarmRunLauncher(DefaultRunLauncher):
         with self._lock:
             self._reap()
             process.start()
-            # A run outlives the process that launched it (a webserver restarted mid-run), as
-            # through the code server: multiprocessing would join it when this process exits.
+            # Not multiprocessing's child to wait for: a webserver or service that stops would
+            # otherwise wait at its exit until every run it launched has ended.
             multiprocessing.process._children.discard(process)
             self._workers.append(process)
         self._instance.add_run_tags(run.run_id, {WORKER_TAG: worker_identity(process.pid)})
@@ -143,8 +143,10 @@ def worker_identity(pid: int) -> str:
 
 
 def live_worker(identity: str) -> int | None:
-    """The pid of the process ``identity`` names, if it still runs on this machine (Linux's
-    process table tells a process's start)."""
+    """The pid of the run process ``identity`` names, if it still runs on this machine (Linux's
+    process table tells a process's start). Only a process a fork server forked qualifies: a
+    run's tags can be set by whoever launches it, and a Terminate must never signal anything
+    else (the webserver, say) that a made-up tag names."""
     try:
         host, pid_text, start = identity.rsplit(":", 2)
         pid = int(pid_text)
@@ -152,15 +154,33 @@ def live_worker(identity: str) -> int | None:
         return None
     if pid <= 0 or not start or host != socket.gethostname() or _start_time(pid) != start:
         return None
+    parent = _stat(pid)[1:2]
+    if not (_forkserver_process(pid) and parent and _forkserver_process(int(parent[0]))):
+        return None
     return pid
 
 
-def _start_time(pid: int) -> str:
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name: state, parent, …"""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rpartition(")")[2].split()[19]
-    except (OSError, IndexError):
-        return ""
+            return stat.read().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
+def _start_time(pid: int) -> str:
+    fields = _stat(pid)
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _forkserver_process(pid: int) -> bool:
+    """Whether ``pid`` is a fork server or one of its children, which share its command line."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return b"from multiprocessing.forkserver import main" in cmdline.read()
+    except OSError:
+        return False
 
 
 def execute_run(run_id: str, instance_ref: Any) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -53,20 +52,41 @@ def test_pythons_are_the_same_in_one_bin_folder_only(tmp_path):
     assert not same_python(None, str(venv / "python"))
 
 
-def test_a_live_process_is_found_by_its_identity_and_only_on_this_host():
-    identity = worker_identity(os.getpid())
-    assert identity.startswith(f"{socket.gethostname()}:{os.getpid()}:")
-    assert live_worker(identity) == os.getpid()
+@pytest.fixture
+def forked_run():
+    """A process forked by a fork server, as a warm run is."""
+    import multiprocessing
+    import time
+
+    process = multiprocessing.get_context("forkserver").Process(target=time.sleep, args=(60,))
+    process.start()
+    yield process
+    process.kill()
+    process.join()
+
+
+def test_a_forked_run_is_found_by_its_identity_and_only_on_this_host(forked_run):
+    identity = worker_identity(forked_run.pid)
+    assert identity.startswith(f"{socket.gethostname()}:{forked_run.pid}:")
+    assert live_worker(identity) == forked_run.pid
     other_host = "elsewhere.example" + identity[len(socket.gethostname()):]
     assert live_worker(other_host) is None
 
 
-def test_an_ended_process_or_a_reused_pid_is_not_signalled():
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    identity = worker_identity(child.pid)
-    child.wait()
+def test_an_ended_process_a_reused_pid_or_another_process_is_not_signalled(forked_run):
+    identity = worker_identity(forked_run.pid)
+    forked_run.kill()
+    forked_run.join()
     assert live_worker(identity) is None
     host, pid, start = worker_identity(os.getpid()).rsplit(":", 2)
-    assert live_worker(f"{host}:{pid}:{int(start) + 1}") is None  # same pid, another process
-    for garbage in ("", "x", "host:pid:start", f"{host}:-1:0"):
+    # a live process, but not a run: a made-up tag naming the launching process itself
+    assert live_worker(f"{host}:{pid}:{start}") is None
+    parent = worker_identity(os.getppid())
+    assert live_worker(parent) is None
+    for garbage in ("", "x", "host:pid:start", f"{host}:-1:0", f"{host}:{pid}:"):
         assert live_worker(garbage) is None
+
+
+def test_a_pid_with_another_start_time_is_another_process(forked_run):
+    host, pid, start = worker_identity(forked_run.pid).rsplit(":", 2)
+    assert live_worker(f"{host}:{pid}:{int(start) + 1}") is None
