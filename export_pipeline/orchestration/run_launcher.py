@@ -52,6 +52,8 @@ class WarmRunLauncher(DefaultRunLauncher):
         run = context.dagster_run
         if not runs_here(run):
             super().launch_run(context)
+            if run.tags.get(WORKER_TAG):  # one given at launch names no process of this run
+                self._instance.add_run_tags(run.run_id, {WORKER_TAG: ""})
             return
         process = self._forkserver().Process(
             target=execute_run, args=(run.run_id, self._instance.get_ref()),
@@ -69,7 +71,7 @@ class WarmRunLauncher(DefaultRunLauncher):
 
     def terminate(self, run_id: str) -> bool:
         run = self._worker_run(run_id) if self.has_instance else None
-        if run is None or run.is_finished or WORKER_TAG not in run.tags:
+        if run is None or run.is_finished or not run.tags.get(WORKER_TAG):
             return super().terminate(run_id)
         self._instance.report_run_canceling(run)
         pid = live_worker(run.tags[WORKER_TAG])
