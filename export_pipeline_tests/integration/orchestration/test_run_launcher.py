@@ -92,24 +92,54 @@ def test_a_launched_export_runs_in_a_process_forked_by_the_launcher_and_is_right
     assert run.status is dg.DagsterRunStatus.SUCCESS
 
 
+def _held_run(service, client, deadline: float) -> tuple[str, dg.DagsterRun, int]:
+    """POST the seed export and wait until its run has started, held at its store read: the
+    export's id, the run and the pid of its process, forked by the service's fork server."""
+    export_id = client.post("/v1/exports", json=SEED_BODY).json()["id"]
+    while (run := _run(service, export_id)) is None or run.status is not dg.DagsterRunStatus.STARTED \
+            or WORKER_TAG not in run.tags:
+        assert time.monotonic() < deadline, run
+        time.sleep(0.2)
+    pid = live_worker(run.tags[WORKER_TAG])
+    assert pid is not None
+    assert service.process.pid in _ancestors(pid)
+    return export_id, run, pid
+
+
+def _finished(service, export_id: str, deadline: float) -> dg.DagsterRun:
+    while not (run := _run(service, export_id)).is_finished:
+        assert time.monotonic() < deadline, run.status
+        time.sleep(0.2)
+    return run
+
+
 def test_a_delete_terminates_the_running_process_and_leaves_no_file(service, postgres, s3):
+    deadline = time.monotonic() + 120
     with postgres.connect(service.database) as lock, service.client("acme") as client:
         with lock.transaction():
             lock.execute("LOCK TABLE metrics IN ACCESS EXCLUSIVE MODE")  # the store read waits
-            export_id = client.post("/v1/exports", json=SEED_BODY).json()["id"]
-            deadline = time.monotonic() + 120
-            while (run := _run(service, export_id)) is None or run.status is not dg.DagsterRunStatus.STARTED \
-                    or WORKER_TAG not in run.tags:
-                assert time.monotonic() < deadline, run
-                time.sleep(0.2)
-            pid = live_worker(run.tags[WORKER_TAG])
-            assert pid is not None
-            assert service.process.pid in _ancestors(pid)  # forked by the service's fork server
+            export_id, run, _ = _held_run(service, client, deadline)
             assert client.delete(f"/v1/exports/{export_id}").status_code == 204
-            while not (run := _run(service, export_id)).is_finished:
-                assert time.monotonic() < deadline, run.status
-                time.sleep(0.2)
+            run = _finished(service, export_id, deadline)
         assert run.status is dg.DagsterRunStatus.CANCELED
         assert postgres.wait_until(lambda: live_worker(run.tags[WORKER_TAG]) is None)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=service.bucket).get("Contents", [])]
     assert not any(export_id in key for key in keys), keys
+
+
+def test_a_run_outlives_the_process_that_launched_it(service, postgres, s3):
+    """The service killed while its run is held: the fork server goes with it, the run goes on
+    and writes its file, as a run the code server spawned does."""
+    deadline = time.monotonic() + 120
+    with postgres.connect(service.database) as lock, service.client("acme") as client:
+        with lock.transaction():
+            lock.execute("LOCK TABLE metrics IN ACCESS EXCLUSIVE MODE")
+            export_id, run, pid = _held_run(service, client, deadline)
+            service.process.kill()
+            service.process.wait()
+            service.process = None
+        run = _finished(service, export_id, deadline)
+    assert run.status is dg.DagsterRunStatus.SUCCESS
+    assert postgres.wait_until(lambda: live_worker(run.tags[WORKER_TAG]) is None)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=service.bucket).get("Contents", [])]
+    assert [key for key in keys if export_id in key] == [f"exports/tenants/acme/{export_id}.csv"], keys
