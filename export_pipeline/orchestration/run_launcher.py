@@ -33,9 +33,10 @@ from dagster._core.launcher import DefaultRunLauncher, LaunchRunContext
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from dagster._core.storage.tags import GRPC_INFO_TAG
 
+from export_pipeline.worker_processes import PROCESS_TABLE, live_worker, same_python, worker_identity
+
 WORKER_TAG = "export_pipeline/run_worker"
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
-_PROC = "/proc/self"
 TAG_WAIT_SECONDS = 5.0
 
 
@@ -115,74 +116,14 @@ def runs_here(run: DagsterRun) -> bool:
     """Whether the run's code is this machine's and this Python's, so a process forked here
     runs exactly what the code server would have run."""
     origin, remote = run.job_code_origin, run.remote_job_origin
-    if origin is None or remote is None or not os.path.isdir(_PROC):  # no process table to check
-        return False
+    if origin is None or remote is None or not os.path.isdir(PROCESS_TABLE):
+        return False  # without a process table no run's process could be told apart
     repository = origin.repository_origin
     if repository.container_image or not same_python(repository.executable_path, sys.executable):
         return False
     location = remote.repository_origin.code_location_origin
     host = getattr(location, "host", None)
     return host is None or host in LOOPBACK_HOSTS
-
-
-def same_python(path: str | None, ours: str) -> bool:
-    """Whether ``path`` is this environment's Python: ``python`` and ``python3`` of one virtual
-    environment are the same (console scripts start one, ``python -m`` the other), while the
-    system's Python is another environment although the venv's links resolve to it."""
-    if not path:
-        return False
-    path, ours = os.path.abspath(path), os.path.abspath(ours)
-    try:
-        return os.path.dirname(path) == os.path.dirname(ours) and os.path.samefile(path, ours)
-    except OSError:
-        return False
-
-
-def worker_identity(pid: int) -> str:
-    """``host:pid:start``: a pid names the run's process only on its host and only while that
-    process lives (the kernel reuses pids), so its start time goes with it."""
-    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
-
-
-def live_worker(identity: str) -> int | None:
-    """The pid of the run process ``identity`` names, if it still runs on this machine (Linux's
-    process table tells a process's start). Only a process a fork server forked qualifies: a
-    run's tags can be set by whoever launches it, and a Terminate must never signal anything
-    else (the webserver, say) that a made-up tag names."""
-    try:
-        host, pid_text, start = identity.rsplit(":", 2)
-        pid = int(pid_text)
-    except ValueError:
-        return None
-    if pid <= 0 or not start or host != socket.gethostname() or _start_time(pid) != start:
-        return None
-    parent = _stat(pid)[1:2]
-    if not (_forkserver_process(pid) and parent and _forkserver_process(int(parent[0]))):
-        return None
-    return pid
-
-
-def _stat(pid: int) -> list[str]:
-    """The fields of ``/proc/<pid>/stat`` after the command name: state, parent, …"""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rpartition(")")[2].split()
-    except OSError:
-        return []
-
-
-def _start_time(pid: int) -> str:
-    fields = _stat(pid)
-    return fields[19] if len(fields) > 19 else ""
-
-
-def _forkserver_process(pid: int) -> bool:
-    """Whether ``pid`` is a fork server or one of its children, which share its command line."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return b"from multiprocessing.forkserver import main" in cmdline.read()
-    except OSError:
-        return False
 
 
 def execute_run(run_id: str, instance_ref: Any) -> None:

@@ -17,7 +17,8 @@ import polars as pl
 import pytest
 
 from export_pipeline.cli import INSTANCE_CONFIG
-from export_pipeline.orchestration.run_launcher import WORKER_TAG, live_worker
+from export_pipeline.orchestration.run_launcher import WORKER_TAG
+from export_pipeline.worker_processes import live_worker
 from export_pipeline_tests.conftest import FAKE_CREDENTIALS
 from export_pipeline_tests.support.requests import REPO, SEED_BODY, download, parse_csv
 from export_pipeline_tests.support.service import tenant_service, wait_for_status
