@@ -13,7 +13,8 @@ on it. Each round, in turn:
   is SUCCESS in the instance;
 - ``cli``: ``export-pipeline run`` of the same request, the whole process;
 - ``inbox``: the request file put into the inbox until its run is SUCCESS, from the put and
-  from the sensor's pick-up (the run's creation);
+  from the sensor's pick-up (the run's creation); and until its result object reads
+  ``complete``, which is what an inbox client waits for;
 - ``api``: ``POST /v1/exports`` until the export reads ``complete``.
 
 Rounds alternate the order of the paths, so load on the machine falls on all of them alike.
@@ -53,6 +54,21 @@ MILESTONES = (  # event log entries of a run, in order; the worker's is its firs
     ("RUN_START", "started"), ("RESOURCE_INIT_SUCCESS", "resources"), ("STEP_START", "first step"),
     ("RUN_SUCCESS", "success"),
 )
+
+
+def _wait_result(s3_client, key: str, run_id: str, timeout: float = 300) -> float:
+    """The wall-clock time the inbox result ``key`` was first seen ``complete`` for the run
+    (polled every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = json.loads(s3_client.get_object(Bucket="bench", Key=key)["Body"].read())
+        except s3_client.exceptions.NoSuchKey:
+            result = {}
+        if result.get("runId") == run_id and result.get("status") == "complete":
+            return time.time()
+        time.sleep(0.05)
+    raise RuntimeError(f"{key} not complete after {timeout} s")
 
 
 def _wait_success(instance, run_id: str, timeout: float = 300) -> float:
@@ -159,7 +175,11 @@ def main() -> int:
             http = httpx.Client(base_url=api or "http://unused", timeout=60,
                                 headers={"Authorization": f"Bearer {key}"})
             results: dict[str, list[float]] = {p: [] for p in paths}
+            if "inbox" in paths:
+                results["inbox result"] = []
+            picked_result: list[float] = []
             picked: list[float] = []
+            result_seen: list[float] = []  # from the put until the result reads complete
             breakdowns: dict[str, list[dict[str, float]]] = {p: [] for p in paths if p != "cli"}
 
             def launchpad() -> tuple[float, str | None]:
@@ -181,7 +201,9 @@ def main() -> int:
                 started = time.time()
                 s3_client.put_object(Bucket="bench", Key=f"requests/round-{round_}.json", Body=body)
                 run_id = _new_run(instance, known)
-                return _wait_success(instance, run_id) - started, run_id
+                took = _wait_success(instance, run_id) - started
+                result_seen.append(_wait_result(s3_client, f"results/round-{round_}.json", run_id) - started)
+                return took, run_id
 
             def api_post() -> tuple[float, str | None]:
                 started = time.time()
@@ -212,17 +234,21 @@ def main() -> int:
                         breakdowns[path].append(marks)
                         if path == "inbox":
                             picked.append(took - marks["created"])
+                            results["inbox result"].append(result_seen[-1])
+                            picked_result.append(result_seen[-1] - marks["created"])
                 print(f"round {round_}{' (warm-up)' if not round_ else ''}: " + ", ".join(line), flush=True)
 
             cli_median = statistics.median(results["cli"])
             print(f"\nmedians of {args.rounds} rounds (seconds; ratio to the CLI's whole process):")
-            for path in paths:
+            for path in results:
                 median = statistics.median(results[path])
                 print(f"  {path:10s} {median:6.2f}  (min {min(results[path]):.2f}, max {max(results[path]):.2f})"
                       f"  {median / cli_median:.2f}x")
             if picked:
                 median = statistics.median(picked)
                 print(f"  {'inbox from pick-up':10s} {median:6.2f}  {median / cli_median:.2f}x")
+                median = statistics.median(picked_result)
+                print(f"  {'inbox result from pick-up':10s} {median:6.2f}  {median / cli_median:.2f}x")
             print("\nwhere the time goes (median seconds from the launch to each event of the run):")
             names = ["created"] + [name for _, name in MILESTONES]
             print("  " + " " * 10 + "".join(f"{n:>11s}" for n in names))
@@ -234,6 +260,7 @@ def main() -> int:
                 print(f"  {path:10s}" + "".join(cells))
             if args.json:
                 args.json.write_text(json.dumps({"results": results, "picked": picked,
+                                                 "picked_result": picked_result,
                                                  "breakdowns": breakdowns}, indent=1))
         finally:
             for process in reversed(processes):

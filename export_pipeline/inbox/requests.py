@@ -250,6 +250,19 @@ def result_document(
     return document
 
 
+def result_is_settled(current: dict | None, etag: str, run_id: str) -> bool:
+    """Whether a run must leave the result ``current`` as it is: its file changed since (the
+    newer file's run owns the result), or this run's final status is written already. The run
+    itself and its status sensors all write the result, in any order, so none may step back
+    from a final status."""
+    if current is None:
+        return False
+    source = current.get("request") or {}
+    if source.get("etag") not in (None, etag):
+        return True
+    return current.get("runId") == run_id and current.get("status") in Status.terminal
+
+
 def put_result(client: Any, bucket: str, key: str, document: dict) -> None:
     client.put_object(
         Bucket=bucket, Key=key, Body=json.dumps(document, indent=2).encode(),

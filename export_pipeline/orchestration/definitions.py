@@ -20,7 +20,12 @@ import dagster as dg
 gc.freeze()
 
 from export_pipeline.orchestration.environment import export_resources, from_settings
-from export_pipeline.orchestration.inbox_sensors import RequestInbox, build_inbox_sensor, build_result_sensors
+from export_pipeline.orchestration.inbox_sensors import (
+    RequestInbox,
+    build_inbox_sensor,
+    build_result_sensors,
+    inbox_result_hook,
+)
 from export_pipeline.orchestration.jobs import export_job
 from export_pipeline.orchestration.notification_sensors import Notifier, build_notification_sensors
 from export_pipeline.orchestration.resources import S3Connection
@@ -103,7 +108,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     assets, saved_jobs, schedules, sensors, inbox_resources = inbox_and_saved_exports(settings)
     return dg.Definitions(
         assets=assets,
-        jobs=[export_job, api_export_job, stale_upload_sweep_job, export_retention_sweep_job, *saved_jobs],
+        jobs=[export_job.with_hooks({inbox_result_hook}), api_export_job, stale_upload_sweep_job, export_retention_sweep_job, *saved_jobs],
         # the asset page's Materialize runs Dagster's own asset job: in process, like ours, so
         # the fetched frames stay in memory between steps
         executor=dg.in_process_executor,

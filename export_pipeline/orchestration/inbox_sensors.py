@@ -1,6 +1,7 @@
 """The request inbox, wired into Dagster: a sensor that launches ``export_job`` for each new or
-changed request file, and run-status sensors that keep each request's result object current
-(``queued`` -> ``running`` -> ``complete`` | ``failed``). The logic lives in ``export_pipeline.inbox.requests``.
+changed request file, run-status sensors that keep each request's result object current
+(``queued`` -> ``running`` -> ``complete`` | ``failed``), and the hook with which a run writes
+its own ``complete`` result. The logic lives in ``export_pipeline.inbox.requests``.
 """
 
 import json
@@ -17,6 +18,7 @@ from export_pipeline.destinations.host_tag import destination_host_tags
 from export_pipeline.destinations.sealing import seal_for_run_config
 from export_pipeline.notifications.messages import parse_notification
 from export_pipeline.orchestration.jobs import export_job, request_run_config
+from export_pipeline.orchestration.ops import record_export
 from export_pipeline.orchestration.resources import (
     ExportStorage,
     MetricSourceResource,
@@ -44,6 +46,8 @@ RUN_KEY_TAG = "dagster/run_key"
 # resumed) stays NOT_STARTED: its file is requested again, under the same run key, and the
 # daemon then submits that run instead of creating another.
 SUBMITTED = [s for s in dg.DagsterRunStatus if s is not dg.DagsterRunStatus.NOT_STARTED]
+# the export job's last step: once it succeeds, the file is written and delivered
+FINAL_STEP = record_export.name
 
 
 class RequestInbox(dg.ConfigurableResource):
@@ -284,10 +288,12 @@ def _run_request(
     return run_request
 
 
-def _write_status(
-    context, request_inbox: RequestInbox, status: str, *, response=None, errors=None
+def _write_result(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, request_inbox: RequestInbox, status: str,
+    log, *, response=None, errors=None,
 ) -> None:
-    run = context.dagster_run
+    """Write the result of the inbox request a run serves (none for other runs), unless it is
+    settled (``inbox.result_is_settled``)."""
     request_id = run.tags.get(REQUEST_ID_TAG)
     if request_id is None or INBOX_KEY_TAG not in run.tags:
         return
@@ -295,25 +301,45 @@ def _write_status(
     if key is None:
         return
     if status == inbox.Status.running:
-        latest = context.instance.get_run_by_id(run.run_id)
+        latest = instance.get_run_by_id(run.run_id)
         if latest is not None and latest.is_finished:
-            # Its final status is its own sensor's to write: a late 'running' read before that
-            # write and put after it (sensors ticking in parallel threads) would undo it.
+            # Its final status is written by the run or its own sensor: a late 'running' read
+            # before that write and put after it would undo it.
             return
     client = request_inbox.get_client()
     current = inbox.get_result(client, request_inbox.bucket, key)
-    if current is not None:
-        source = current.get("request") or {}
-        if source.get("etag") not in (None, run.tags[INBOX_ETAG_TAG]):
-            return  # the file changed since: its newer run owns the result
-        if current.get("runId") == run.run_id and current.get("status") in inbox.Status.terminal:
-            return  # run-status sensors are independent: never step back from a final status
+    if inbox.result_is_settled(current, run.tags[INBOX_ETAG_TAG], run.run_id):
+        return
     item = inbox.InboxFile(key=run.tags[INBOX_KEY_TAG], etag=run.tags[INBOX_ETAG_TAG], last_modified=0, size=0)
     inbox.put_result(client, request_inbox.bucket, key, inbox.result_document(
         request_id, status, source=item, bucket=request_inbox.bucket, run_id=run.run_id,
         response=response, errors=errors,
     ))
-    context.log.info(f"{key}: {status} (run {run.run_id})")
+    log.info(f"{key}: {status} (run {run.run_id})")
+
+
+def _write_status(context, request_inbox: RequestInbox, status: str, **result) -> None:
+    _write_result(context.instance, context.dagster_run, request_inbox, status, context.log, **result)
+
+
+@dg.success_hook(required_resource_keys={"request_inbox"})
+def inbox_result_hook(context: dg.HookContext):
+    """The run writes its request's ``complete`` result itself, as its last step succeeds, so
+    a client sees it at once rather than at the result sensor's next tick, which also handles
+    only so many runs a tick (a burst's results would trickle out). The sensor still writes it
+    if this write fails, and every other status stays the sensors'. A job-level hook: it fires
+    after each step, and only the last one's counts."""
+    if context.op.name != FINAL_STEP:
+        return
+    run = context.instance.get_run_by_id(context.run_id)
+    if run is None or INBOX_KEY_TAG not in run.tags:
+        return
+    response = export_response(context.instance, context.run_id)
+    if response is not None:
+        _write_result(
+            context.instance, run, context.resources.request_inbox, inbox.Status.complete,
+            context.log, response=response,
+        )
 
 
 def build_result_sensors(minimum_interval_seconds: int) -> list[dg.SensorDefinition]:

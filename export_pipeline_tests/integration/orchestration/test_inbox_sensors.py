@@ -19,9 +19,10 @@ from export_pipeline.orchestration.definitions import (
     build_definitions,
 )
 from export_pipeline.orchestration.inbox_sensors import RUN_KEY_TAG
+from export_pipeline.orchestration.resources import S3Connection
 from export_pipeline.orchestration.run_outcomes import export_response
 from export_pipeline.contract.validation import validate_document
-from export_pipeline_tests.support.helpers import signature, signed_at
+from export_pipeline_tests.support.helpers import free_port, signature, signed_at
 from export_pipeline_tests.support.reference import reference_csv_rows
 from export_pipeline_tests.support.requests import SEED_BODY, SEED_ENVELOPE, parse_csv
 
@@ -99,6 +100,22 @@ class Inbox:
             self.status_sensor("inbox_result_complete", result.get_run_success_event(), run)
         else:
             self.status_sensor("inbox_result_failed", result.get_run_failure_event(), run)
+        return result
+
+    def run_without_its_own_write(self, run_request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        """The run, with its own result write failing (the inbox's S3 refuses the connection),
+        so that only the result sensors can write its final status."""
+        unreachable = type(self.resources["request_inbox"])(
+            s3=S3Connection(endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1),
+            bucket=self.bucket, prefix=self.prefix, results_prefix=self.results_prefix,
+        )
+        result = self.defs.resolve_job_def("export_job").execute_in_process(
+            run_config=run_request.run_config, instance=self.instance, raise_on_error=False,
+            tags={**run_request.tags, RUN_KEY_TAG: run_request.run_key},
+            resources={"request_inbox": unreachable},
+        )
+        [error] = [e for e in result.all_events if e.event_type_value == "HOOK_ERRORED"]
+        assert "Could not connect" in str(error.event_specific_data.error)
         return result
 
     def status_sensor(self, name, event, run) -> None:
@@ -183,6 +200,70 @@ def test_a_failed_run_writes_its_errors(env, instance, s3_client, bucket, tmp_pa
     assert failed["body"] is None and failed["rows"] is None
 
 
+def test_the_run_writes_its_complete_result_itself(env, instance, s3_client, bucket):
+    """No result sensor ticks here: the run's own last step wrote ``complete``, with the file's
+    link, before the run ended. The complete sensor, ticking after it, leaves it as it is."""
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("own.json", SEED_BODY)
+    [request] = inbox.tick()
+    result = inbox.defs.resolve_job_def("export_job").execute_in_process(
+        run_config=request.run_config, instance=instance,
+        tags={**request.tags, RUN_KEY_TAG: request.run_key},
+    )
+    done = inbox.result("own.json")
+    assert (done["status"], done["runId"], done["errors"]) == ("complete", result.run_id, None)
+    assert done["request"] == {"bucket": bucket, "key": "requests/own.json", "etag": request.tags["export_pipeline/inbox_etag"]}
+    [file] = done["body"]
+    assert file == {k: v for k, v in export_response(instance, result.run_id).items() if k in file}
+    with urllib.request.urlopen(file["signedUrl"], timeout=30) as response:
+        rows = parse_csv(response.read())
+    assert rows[1:] == reference_csv_rows(env, validate_document(SEED_BODY).request)
+    assert done["rows"] == 30
+    inbox.status_sensor("inbox_result_complete", result.get_run_success_event(),
+                        instance.get_run_by_id(result.run_id))
+    assert inbox.result("own.json") == done
+
+
+def test_a_run_whose_own_result_write_fails_still_succeeds_and_its_sensor_writes_it(
+    env, instance, s3_client, bucket
+):
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("fallback.json", SEED_BODY)
+    [request] = inbox.tick()
+    result = inbox.run_without_its_own_write(request)
+    assert result.success
+    assert inbox.result("fallback.json")["status"] == "queued"
+    inbox.status_sensor("inbox_result_complete", result.get_run_success_event(),
+                        instance.get_run_by_id(result.run_id))
+    done = inbox.result("fallback.json")
+    assert (done["status"], done["runId"], done["rows"]) == ("complete", result.run_id, 30)
+
+
+def test_a_run_never_writes_the_result_of_a_file_changed_since(env, instance, s3_client, bucket):
+    """The file was replaced while its run ran: the newer file's run owns the result."""
+    inbox = Inbox(instance, s3_client, bucket)
+    inbox.put("moving.json", SEED_BODY)
+    [first] = inbox.tick()
+    changed = copy.deepcopy(SEED_BODY)
+    changed["metricRequests"][0]["end"] = "2024-04-10T23:59:59Z"
+    inbox.put("moving.json", changed)
+    [second] = inbox.tick()
+    inbox.defs.resolve_job_def("export_job").execute_in_process(
+        run_config=first.run_config, instance=instance,
+        tags={**first.tags, RUN_KEY_TAG: first.run_key},
+    )
+    assert inbox.result("moving.json")["status"] == "queued"
+    assert inbox.result("moving.json")["request"]["etag"] == second.tags["export_pipeline/inbox_etag"]
+
+
+def test_a_run_not_from_the_inbox_writes_no_result(env, instance, s3_client, bucket):
+    inbox = Inbox(instance, s3_client, bucket)
+    result = inbox.defs.resolve_job_def("export_job").execute_in_process(
+        run_config=SEED_BODY, instance=instance,
+    )
+    assert result.success and inbox.results() == {}
+
+
 def test_a_late_started_event_never_overwrites_a_final_status(env, instance, s3_client, bucket):
     inbox = Inbox(instance, s3_client, bucket)
     inbox.put("q.json", SEED_BODY)
@@ -203,10 +284,7 @@ def test_a_result_written_late_carries_a_link_signed_as_it_is_written(
     inbox = Inbox(instance, s3_client, bucket)
     inbox.put("late.json", SEED_BODY)
     [request] = inbox.tick()
-    result = inbox.defs.resolve_job_def("export_job").execute_in_process(
-        run_config=request.run_config, instance=instance,
-        tags={**request.tags, RUN_KEY_TAG: request.run_key},
-    )
+    result = inbox.run_without_its_own_write(request)
     written = export_response(instance, result.run_id)["signedUrl"]
     time.sleep(1.1)  # a signature's date counts whole seconds
     writing = datetime.now(timezone.utc).replace(microsecond=0)
@@ -531,11 +609,7 @@ def test_a_finished_run_is_never_marked_running(env, instance, s3_client, bucket
     inbox = Inbox(instance, s3_client, bucket)
     inbox.put("q.json", SEED_BODY)
     [request] = inbox.tick()
-    job = inbox.defs.resolve_job_def("export_job")
-    result = job.execute_in_process(
-        run_config=request.run_config, instance=instance, raise_on_error=False,
-        tags={**request.tags, RUN_KEY_TAG: request.run_key},
-    )
+    result = inbox.run_without_its_own_write(request)
     assert result.success
     run = instance.get_run_by_id(result.run_id)
     start = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_START)[0]

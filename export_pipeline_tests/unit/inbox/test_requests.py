@@ -83,3 +83,19 @@ def test_only_an_unreachable_or_busy_store_is_retried():
     assert inbox.is_transient(client_error("RequestTimeout", 400))
     for code, status in [("AccessDenied", 403), ("InvalidObjectState", 403), ("KeyTooLongError", 400)]:
         assert not inbox.is_transient(client_error(code, status))
+
+
+def test_a_settled_result_is_left_alone():
+    """The run and its status sensors all write a result, in any order: none steps back from
+    this run's final status, and none writes over the result of a file changed since."""
+    def result(status, run_id="r1", etag="e1"):
+        return {"status": status, "runId": run_id, "request": {"etag": etag}}
+
+    assert not inbox.result_is_settled(None, "e1", "r1")
+    assert not inbox.result_is_settled(result("queued", run_id=None), "e1", "r1")
+    assert not inbox.result_is_settled(result("running"), "e1", "r1")
+    assert inbox.result_is_settled(result("complete"), "e1", "r1")
+    assert inbox.result_is_settled(result("failed"), "e1", "r1")
+    assert not inbox.result_is_settled(result("complete", run_id="r0"), "e1", "r1")  # an older run's
+    assert inbox.result_is_settled(result("queued", etag="e2"), "e1", "r1")  # the file changed
+    assert not inbox.result_is_settled({"status": "queued", "request": None}, "e1", "r1")
