@@ -43,7 +43,10 @@ def webhooks():
 
 
 @pytest.fixture
-def dagster_dev(tmp_path, demo_store_path, bucket, webhooks):
+def dagster_dev(request, tmp_path, demo_store_path, bucket, webhooks):
+    """``dg dev`` on the repository's ``workspace.yaml``, or on the workspace file that
+    ``request.param(tmp_path)`` writes when a test parametrizes this fixture indirectly."""
+    workspace = request.param(tmp_path) if hasattr(request, "param") else "workspace.yaml"
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(INSTANCE_CONFIG)  # as the CLI's first run leaves it
@@ -58,7 +61,7 @@ def dagster_dev(tmp_path, demo_store_path, bucket, webhooks):
     }
     log = open(tmp_path / "dagster_dev.log", "w")
     process = subprocess.Popen(
-        ["dg", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        ["dg", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:

@@ -6,20 +6,28 @@ a run at its store read (a table lock) with nothing timed."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import boto3
 import dagster as dg
 import polars as pl
 import pytest
+import yaml
+from dagster_graphql import DagsterGraphQLClient
 
 from export_pipeline.cli import INSTANCE_CONFIG
+from export_pipeline.orchestration.export_assets import request_asset_key
 from export_pipeline.orchestration.run_launcher import WORKER_TAG
 from export_pipeline.worker_processes import live_worker
 from export_pipeline_tests.conftest import FAKE_CREDENTIALS
+from export_pipeline_tests.support.dagster_dev import LOCATION, dagster_dev, webhooks  # noqa: F401 (fixtures)
+from export_pipeline_tests.support.helpers import wait_for_run
 from export_pipeline_tests.support.requests import REPO, SEED_BODY, download, parse_csv
 from export_pipeline_tests.support.service import tenant_service, wait_for_status
 
@@ -144,3 +152,39 @@ def test_a_run_outlives_the_process_that_launched_it(service, postgres, s3):
     assert postgres.wait_until(lambda: live_worker(run.tags[WORKER_TAG]) is None)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=service.bucket).get("Contents", [])]
     assert [key for key in keys if export_id in key] == [f"exports/tenants/acme/{export_id}.csv"], keys
+
+
+def _another_python(tmp_path: Path) -> Path:
+    """A workspace whose code location runs on this environment's Python under another path:
+    the same packages, but for the launcher another environment, whose runs it leaves to the
+    code server (Dagster's own launch), as it would a code location on another machine."""
+    env = tmp_path / "another-env"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").symlink_to(os.path.realpath(sys.executable))
+    if (Path(sys.prefix) / "pyvenv.cfg").exists():  # a venv: its packages come with its prefix
+        shutil.copy(Path(sys.prefix) / "pyvenv.cfg", env / "pyvenv.cfg")
+        (env / "lib").symlink_to(Path(sys.prefix) / "lib")
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": {
+        "module_name": LOCATION, "working_directory": str(REPO),
+        "executable_path": str(env / "bin" / "python"),
+    }}]}))
+    return workspace
+
+
+@pytest.mark.parametrize("dagster_dev", [_another_python], indirect=True)
+def test_a_run_of_code_in_another_python_is_launched_by_its_code_server(dagster_dev, monkeypatch):
+    port, home = dagster_dev
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    run_id = client.submit_job_execution("export_job", run_config=SEED_BODY)
+    assert wait_for_run(client, run_id) == dg.DagsterRunStatus.SUCCESS
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+        messages = [entry.message for entry in instance.all_logs(run_id)]
+        event = instance.get_latest_materialization_event(request_asset_key(run_id))
+    assert run.job_code_origin.repository_origin.executable_path == str(
+        Path(home).parent / "another-env" / "bin" / "python")
+    assert WORKER_TAG not in run.tags  # not forked here
+    assert any(m.startswith("Started process for run (pid: ") for m in messages)
+    assert len(parse_csv(download(event.asset_materialization.metadata["signed_url"].value))) - 1 == 30
