@@ -19,6 +19,7 @@ cancellation), from any process of the machine sharing the instance.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.process
 import os
 import signal
@@ -96,6 +97,15 @@ class WarmRunLauncher(DefaultRunLauncher):
                     or time.monotonic() > deadline):
                 return run
             time.sleep(0.1)
+
+    def prestart(self) -> None:
+        """Start the fork server now, not at the first launch, whose run would otherwise wait
+        for the server's imports: for a process that starts in order to launch (the export
+        service). Others start it when they first launch, so a process that only opens the
+        instance never pays for one."""
+        if os.path.isdir(PROCESS_TABLE):  # where runs_here can say yes
+            self._forkserver()
+            multiprocessing.forkserver.ensure_running()
 
     def _forkserver(self) -> Any:
         with self._lock:

@@ -85,11 +85,15 @@ class DagsterExportRuns:
         from dagster._core.workspace.context import WorkspaceProcessContext
         from dagster._core.workspace.load_target import ModuleTarget
 
+        from export_pipeline.orchestration.run_launcher import WarmRunLauncher
+
         self._instance = instance
         self._workspace = WorkspaceProcessContext(
             instance, ModuleTarget(DEFINITIONS_MODULE, None, None, None)
         )
         self._lock = threading.Lock()
+        if isinstance(instance.run_launcher, WarmRunLauncher):
+            instance.run_launcher.prestart()  # the service's first export starts warm too
 
     def close(self) -> None:
         self._workspace.__exit__(None, None, None)

@@ -154,6 +154,55 @@ def test_a_run_outlives_the_process_that_launched_it(service, postgres, s3):
     assert [key for key in keys if export_id in key] == [f"exports/tenants/acme/{export_id}.csv"], keys
 
 
+def _fork_server_of(pid: int) -> int | None:
+    """The fork server the process ``pid`` started, once it has imported what runs need."""
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = _cmdline(entry)
+            maps = Path(f"/proc/{entry}/maps").read_text()
+            parent = _ancestors(int(entry))[0]
+        except (OSError, IndexError):
+            continue
+        if b"from multiprocessing.forkserver import main" in cmdline and parent == pid and "polars" in maps:
+            return int(entry)
+    return None
+
+
+def test_the_service_starts_its_fork_server_before_its_first_export(service, postgres):
+    """Started with the service, not at its first export, whose run would otherwise wait for
+    the server's imports."""
+    deadline = time.monotonic() + 120
+    while (server := _fork_server_of(service.process.pid)) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    with postgres.connect(service.database) as lock, service.client("acme") as client:
+        with lock.transaction():
+            lock.execute("LOCK TABLE metrics IN ACCESS EXCLUSIVE MODE")
+            export_id, run, pid = _held_run(service, client, deadline)
+            assert _ancestors(pid)[0] == server
+        assert _finished(service, export_id, deadline).status is dg.DagsterRunStatus.SUCCESS
+
+
+def test_the_daemon_starts_its_fork_server_when_it_starts(dagster_dev):
+    """The daemon launches the sensors' and the queue's runs: its first one starts warm too."""
+    port, home = dagster_dev
+    [daemon] = [
+        int(entry) for entry in filter(str.isdigit, os.listdir("/proc"))
+        if b"dagster._daemon\0run" in _cmdline(entry) and str(home).encode() in _cmdline(entry)
+    ]
+    deadline = time.monotonic() + 120
+    while _fork_server_of(daemon) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _another_python(tmp_path: Path) -> Path:
     """A workspace whose code location runs on this environment's Python under another path:
     the same packages, but for the launcher another environment, whose runs it leaves to the
