@@ -36,8 +36,6 @@ from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._utils.error import serializable_error_info_from_exc_info
 
-from export_pipeline.orchestration.run_launcher import WarmRunLauncher
-
 if TYPE_CHECKING:  # every process opening the instance imports this module, each run's too
     from dagster._core.workspace.context import BaseWorkspaceRequestContext
 
@@ -55,14 +53,6 @@ class PromptRunCoordinator(QueuedRunCoordinator):
         super().__init__(*args, **kwargs)
         # not daemon threads: a process that exits finishes its launches first
         self._launches = ThreadPoolExecutor(4, thread_name_prefix="prompt-launch")
-
-    def register_instance(self, instance: Any) -> None:
-        """Also starts a warm launcher's fork server, so the first run this process launches
-        does not wait for it: the processes that load a run coordinator are those that submit
-        or dequeue runs (the daemon at its start, the webserver, the export service)."""
-        super().register_instance(instance)
-        if isinstance(instance.run_launcher, WarmRunLauncher):
-            instance.run_launcher.prestart()
 
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
         run = context.dagster_run

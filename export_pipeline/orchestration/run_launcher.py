@@ -101,8 +101,9 @@ class WarmRunLauncher(DefaultRunLauncher):
     def prestart(self) -> None:
         """Start the fork server now, not at the first launch, whose run would otherwise wait
         for the server's imports: for a process that starts in order to launch (the export
-        service). Others start it when they first launch, so a process that only opens the
-        instance never pays for one."""
+        service). Nothing that every process opening the instance does may call this: each
+        run's own process loads the run coordinator (for its concurrency settings), and a
+        fork server started there would cost every run a Python's imports."""
         if os.path.isdir(PROCESS_TABLE):  # where runs_here can say yes
             self._forkserver()
             multiprocessing.forkserver.ensure_running()

@@ -158,12 +158,12 @@ def _fork_server_of(pid: int) -> int | None:
     """The fork server the process ``pid`` started, once it has imported what runs need."""
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmdline = _cmdline(entry)
-            maps = Path(f"/proc/{entry}/maps").read_text()
             parent = _ancestors(int(entry))[0]
+            maps = Path(f"/proc/{entry}/maps").read_text()
         except (OSError, IndexError):
             continue
-        if b"from multiprocessing.forkserver import main" in cmdline and parent == pid and "polars" in maps:
+        if parent == pid and b"from multiprocessing.forkserver import main" in _cmdline(entry) \
+                and "polars" in maps:
             return int(entry)
     return None
 
@@ -181,19 +181,6 @@ def test_the_service_starts_its_fork_server_before_its_first_export(service, pos
             export_id, run, pid = _held_run(service, client, deadline)
             assert _ancestors(pid)[0] == server
         assert _finished(service, export_id, deadline).status is dg.DagsterRunStatus.SUCCESS
-
-
-def test_the_daemon_starts_its_fork_server_when_it_starts(dagster_dev):
-    """The daemon launches the sensors' and the queue's runs: its first one starts warm too."""
-    port, home = dagster_dev
-    [daemon] = [
-        int(entry) for entry in filter(str.isdigit, os.listdir("/proc"))
-        if b"dagster._daemon\0run" in _cmdline(entry) and str(home).encode() in _cmdline(entry)
-    ]
-    deadline = time.monotonic() + 120
-    while _fork_server_of(daemon) is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
 
 
 def _cmdline(pid: str) -> bytes:
